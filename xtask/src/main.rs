@@ -1,6 +1,8 @@
 //! `cargo xtask`: builds, runs, verifies and tears down the AXion Hub stack.
 
 mod engine;
+mod env_file;
+mod images;
 mod flags;
 mod signals;
 mod util;
@@ -15,8 +17,11 @@ fn main() -> Result<()> {
     sh.change_dir(util::project_root());
     match command {
         flags::Command::Help => print!("{}", flags::HELP),
-        flags::Command::Provision(_) => {
+        flags::Command::Provision(o) => {
             engine::provision(&sh)?;
+            if o.standin {
+                images::ensure_standins(&sh)?;
+            }
         }
         _ => todo!(),
     }

@@ -1,0 +1,119 @@
+//! `.env` files: the subset of compose's syntax the xtask needs to read ports and overrides.
+
+use std::{fs, path::Path};
+
+use anyhow::{Context, Result, bail};
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct EnvFile {
+    pub vars: Vec<(String, String)>,
+}
+
+impl EnvFile {
+    pub fn load(path: &Path) -> Result<EnvFile> {
+        let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let env = EnvFile::parse(&text);
+        env.check().with_context(|| format!("in {}", path.display()))?;
+        Ok(env)
+    }
+
+    /// `KEY=value`, `export KEY=value`, quotes, `#` comments; `${VAR}` is left for compose.
+    pub fn parse(text: &str) -> EnvFile {
+        let mut vars = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            let Some((k, v)) = line.split_once('=') else {
+                vars.push((line.to_string(), String::new()));
+                continue;
+            };
+            let v = v.trim();
+            let v = if let Some(q) = v.strip_prefix('"').and_then(|v| v.split_once('"')) {
+                q.0.to_string()
+            } else if let Some(q) = v.strip_prefix('\'').and_then(|v| v.split_once('\'')) {
+                q.0.to_string()
+            } else {
+                v.split(" #").next().unwrap_or("").trim().to_string()
+            };
+            vars.push((k.trim().to_string(), v));
+        }
+        EnvFile { vars }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.vars.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+    }
+
+    /// A port variable: the process environment wins over the file, as in compose.
+    pub fn port(&self, key: &str, default: u16) -> Result<u16> {
+        let from_env = std::env::var(key).ok().filter(|v| !v.is_empty());
+        let Some(v) = from_env.as_deref().or(self.get(key)) else { return Ok(default) };
+        match v.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(p),
+            _ => bail!("{key}={v} is not a port number (1-65535): fix it in .env or the environment"),
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        for (k, _) in &self.vars {
+            if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                bail!("`{k}` is not a valid variable name (letters, digits and _ only)");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Creates `.env` from `.env.example` when it is missing; never touches an existing one.
+pub fn ensure_dotenv(root: &Path) -> Result<bool> {
+    let env = root.join(".env");
+    if env.exists() {
+        return Ok(false);
+    }
+    fs::copy(root.join(".env.example"), &env).context("creating .env from .env.example")?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_compose_style_files() {
+        let e = EnvFile::parse(
+            "# comment\nAPP_PORT=3001\nexport DB_PORT = 5433\nPOSTGRES_PASSWORD=\"s3cret # not a comment\"\n\
+             REDIS_URL=redis://redis:6379 # trailing comment\n# POSTGRES_IMAGE=postgres:17\nEMPTY=\n",
+        );
+        assert_eq!(e.get("APP_PORT"), Some("3001"));
+        assert_eq!(e.get("DB_PORT"), Some("5433"));
+        assert_eq!(e.get("POSTGRES_PASSWORD"), Some("s3cret # not a comment"));
+        assert_eq!(e.get("REDIS_URL"), Some("redis://redis:6379"));
+        assert_eq!(e.get("POSTGRES_IMAGE"), None);
+        assert_eq!(e.get("EMPTY"), None);
+        assert_eq!(e.port("APP_PORT", 3000).unwrap(), 3001);
+        assert_eq!(e.port("XTASK_TEST_UNSET_PORT", 6379).unwrap(), 6379);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = EnvFile::parse("XTASK_TEST_BAD_PORT=30o0\n");
+        let err = e.port("XTASK_TEST_BAD_PORT", 1).unwrap_err().to_string();
+        assert!(err.contains("XTASK_TEST_BAD_PORT=30o0") && err.contains("not a port"), "{err}");
+        assert!(EnvFile::parse("BAD-NAME=1\n").check().is_err());
+    }
+
+    #[test]
+    fn dotenv_is_created_once_and_never_overwritten() {
+        let dir = std::env::temp_dir().join(format!("xtask-envtest-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(".env.example"), "APP_PORT=3000\n").unwrap();
+        assert!(ensure_dotenv(&dir).unwrap());
+        fs::write(dir.join(".env"), "APP_PORT=4000\n").unwrap();
+        assert!(!ensure_dotenv(&dir).unwrap());
+        assert_eq!(fs::read_to_string(dir.join(".env")).unwrap(), "APP_PORT=4000\n");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

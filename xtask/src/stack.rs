@@ -1,0 +1,339 @@
+//! A running stack: where readiness gets decided, how progress is shown, how a failure is
+//! diagnosed, and the guard that tears a throw-away stack down whatever happens.
+
+use std::{
+    io::{IsTerminal, Write},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, bail};
+use serde_json::Value;
+use xshell::{Shell, cmd};
+
+use crate::{
+    compose::{Container, Stack, parse_inspect},
+    util::{http_get, secs, timestamp},
+};
+
+/// How often readiness is sampled: one `docker ps` + `docker inspect` costs about 40 ms here,
+/// so a service is noticed at most ~150 ms after its health check passes.
+pub const POLL_EVERY: Duration = Duration::from_millis(100);
+/// One HTTP probe: the dev server compiles a route on its first request (about 5 s on 2 cores).
+const HTTP_PROBE: Duration = Duration::from_secs(30);
+
+/// The containers of a project, running or not.
+pub fn containers(sh: &Shell, project: &str) -> Result<Vec<Container>> {
+    let filter = format!("label=com.docker.compose.project={project}");
+    let ids = cmd!(sh, "docker ps -aq --filter {filter}").quiet().read()?;
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let json = cmd!(sh, "docker inspect {ids...}").quiet().read()?;
+    let mut cs = parse_inspect(&json)?;
+    cs.sort_by(|a, b| a.service.cmp(&b.service));
+    Ok(cs)
+}
+
+/// Live state: one line rewritten in place on a terminal, timestamped lines otherwise (CI).
+pub struct Progress {
+    tty: bool,
+    last: String,
+    quiet: bool,
+}
+
+impl Progress {
+    pub fn new(quiet: bool) -> Progress {
+        Progress { tty: std::io::stderr().is_terminal(), last: String::new(), quiet }
+    }
+    pub fn show(&mut self, line: &str) {
+        if self.quiet || line == self.last {
+            return;
+        }
+        self.last = line.to_string();
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            let _ = write!(err, "\r\x1b[2K{line}");
+        } else {
+            let _ = writeln!(err, "[{}] {line}", timestamp());
+        }
+        let _ = err.flush();
+    }
+    pub fn done(&mut self) {
+        if self.tty && !self.quiet && !self.last.is_empty() {
+            eprintln!();
+        }
+        self.last.clear();
+    }
+}
+
+/// What readiness means for a stack, and how long each part may take.
+pub struct ReadySpec {
+    pub services: Vec<String>,
+    pub app_port: u16,
+    pub timeout_healthy: Duration,
+    pub timeout_http: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceReady {
+    pub service: String,
+    pub state: String,
+    /// Time from `started` to ready, as the xtask first saw it.
+    pub ready_after: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub services: Vec<ServiceReady>,
+    pub healthy_after: Duration,
+    pub first_200_after: Duration,
+    pub health_body: Value,
+}
+
+/// Why waiting stopped short, with the service to blame when there is one.
+#[derive(Debug)]
+pub struct NotReady {
+    pub service: Option<String>,
+    pub message: String,
+}
+
+/// Waits until every service is ready (healthy, or running when it has no health check), then
+/// until `GET /` and `GET /api/health` answer 200 with db and redis ok. `up` is the detached
+/// `compose up` still running, whose failure (a port conflict, a pull error) ends the wait.
+pub fn wait_ready(
+    sh: &Shell,
+    stack: &Stack,
+    spec: &ReadySpec,
+    started: Instant,
+    progress: &mut Progress,
+    mut up_done: impl FnMut() -> Result<bool>,
+) -> std::result::Result<Ready, NotReady> {
+    let fail = |service: Option<&str>, message: String| NotReady { service: service.map(String::from), message };
+    let mut seen: Vec<ServiceReady> =
+        spec.services.iter().map(|s| ServiceReady { service: s.clone(), state: "waiting".into(), ready_after: None }).collect();
+    let deadline = started + spec.timeout_healthy;
+    let healthy_after = loop {
+        if let Err(e) = crate::signals::check() {
+            return Err(fail(None, e.to_string()));
+        }
+        let up_finished = up_done().map_err(|e| fail(None, format!("{e:#}")))?;
+        let cs = containers(sh, &stack.project).map_err(|e| fail(None, format!("{e:#}")))?;
+        for s in seen.iter_mut() {
+            let c = cs.iter().find(|c| c.service == s.service);
+            s.state = c.map_or("not created".into(), Container::state_word);
+            if s.ready_after.is_none() && c.is_some_and(Container::ready) {
+                s.ready_after = Some(started.elapsed());
+            }
+        }
+        progress.show(&status_line(&seen, started.elapsed()));
+        if let Some(c) = cs.iter().find(|c| c.failed()) {
+            progress.done();
+            return Err(fail(Some(&c.service), format!("service `{}` is {}", c.service, c.state_word())));
+        }
+        if up_finished && seen.iter().all(|s| s.ready_after.is_some()) {
+            break started.elapsed();
+        }
+        if Instant::now() > deadline {
+            progress.done();
+            let blame = seen.iter().find(|s| s.ready_after.is_none()).map(|s| s.service.clone());
+            return Err(NotReady {
+                message: format!(
+                    "not ready within {:.0}s: {} (raise with --timeout-healthy)",
+                    spec.timeout_healthy.as_secs_f64(),
+                    seen.iter().map(|s| format!("{} {}", s.service, s.state)).collect::<Vec<_>>().join(", ")
+                ),
+                service: blame,
+            });
+        }
+        std::thread::sleep(POLL_EVERY);
+    };
+
+    // The app: `/` first (the dev server compiles on first request), then the health route.
+    let http_deadline = Instant::now() + spec.timeout_http;
+    let mut last = String::from("no answer yet");
+    let mut first_200_after = None;
+    loop {
+        if let Err(e) = crate::signals::check() {
+            return Err(fail(None, e.to_string()));
+        }
+        let path = if first_200_after.is_none() { "/" } else { "/api/health" };
+        progress.show(&format!("{}  GET {path}: {last}", status_line(&seen, started.elapsed())));
+        match http_get(spec.app_port, path, HTTP_PROBE) {
+            Ok(r) if r.status == 200 && path == "/" => {
+                first_200_after = Some(started.elapsed());
+                last = "waiting".into();
+                continue;
+            }
+            Ok(r) if path == "/api/health" => match serde_json::from_str::<Value>(&r.body) {
+                Ok(body) if r.status == 200 && health_ok(&body) => {
+                    progress.done();
+                    return Ok(Ready { services: seen, healthy_after, first_200_after: first_200_after.unwrap(), health_body: body });
+                }
+                Ok(body) => last = format!("{} {}", r.status, body),
+                Err(_) => last = format!("{} (not JSON) {}", r.status, r.body.chars().take(200).collect::<String>()),
+            },
+            Ok(r) => last = format!("{}", r.status),
+            Err(e) => last = e.to_string(),
+        }
+        if let Ok(cs) = containers(sh, &stack.project)
+            && let Some(c) = cs.iter().find(|c| c.failed())
+        {
+            progress.done();
+            return Err(fail(Some(&c.service), format!("service `{}` is {}", c.service, c.state_word())));
+        }
+        if Instant::now() > http_deadline {
+            progress.done();
+            let blame = if last.contains("\"db\"") || last.contains("\"redis\"") { failed_check(&last) } else { Some("app".into()) };
+            return Err(NotReady {
+                service: blame,
+                message: format!(
+                    "GET http://127.0.0.1:{}{path} did not succeed within {:.0}s; last answer: {last} (raise with --timeout-http)",
+                    spec.app_port,
+                    spec.timeout_http.as_secs_f64()
+                ),
+            });
+        }
+        std::thread::sleep(POLL_EVERY);
+    }
+}
+
+/// 200 alone is not enough: the body must say both checks passed.
+pub fn health_ok(body: &Value) -> bool {
+    body["status"] == "ok" && body["checks"]["db"]["ok"] == true && body["checks"]["redis"]["ok"] == true
+}
+
+fn failed_check(body: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(body.split_once(' ').map_or(body, |(_, b)| b)).ok()?;
+    v["failed"].as_array()?.first()?.as_str().map(String::from)
+}
+
+pub fn status_line(seen: &[ServiceReady], elapsed: Duration) -> String {
+    let parts: Vec<String> = seen
+        .iter()
+        .map(|s| match s.ready_after {
+            Some(t) => format!("{} {} ({})", s.service, s.state, secs(t)),
+            None => format!("{} {}", s.service, s.state),
+        })
+        .collect();
+    format!("{:>6}  {}", secs(elapsed), parts.join(" | "))
+}
+
+/// Everything a person needs to see about a service that failed: state, exit code, OOM, the
+/// health check's own log, and the last 50 lines of its output.
+pub fn diagnose(sh: &Shell, stack: &Stack, service: Option<&str>) -> String {
+    let Ok(cs) = containers(sh, &stack.project) else { return "could not inspect the containers".into() };
+    let mut out = String::new();
+    let chosen: Vec<&Container> = match service {
+        Some(s) if cs.iter().any(|c| c.service == s) => cs.iter().filter(|c| c.service == s).collect(),
+        _ => cs.iter().filter(|c| !c.ready()).collect(),
+    };
+    for c in chosen {
+        out.push_str(&format!(
+            "\n--- service `{}` ({}): {}, exit code {}{}\n",
+            c.service,
+            c.name,
+            c.state_word(),
+            c.exit_code,
+            if c.oom_killed { ", killed for running out of memory" } else { "" }
+        ));
+        if !c.health_log.is_empty() {
+            out.push_str("health check log (.State.Health.Log), oldest first:\n");
+            for p in &c.health_log {
+                out.push_str(&format!("  exit {}: {}\n", p.exit_code, p.output.replace('\n', "\n    ")));
+            }
+        }
+        let id = &c.id;
+        let logs = cmd!(sh, "docker logs --tail 50 {id}").quiet().ignore_status().output();
+        if let Ok(o) = logs {
+            out.push_str("last 50 lines of its log:\n");
+            out.push_str(&String::from_utf8_lossy(&o.stdout));
+            out.push_str(&String::from_utf8_lossy(&o.stderr));
+        }
+    }
+    out
+}
+
+/// Removes a throw-away stack on every way out: success, error, timeout, Ctrl-C, SIGTERM (via
+/// the signal flag turning into an error) and panic (Drop runs while unwinding).
+pub struct Teardown<'a> {
+    pub sh: &'a Shell,
+    pub stack: &'a Stack,
+    pub keep: bool,
+    pub quiet: bool,
+}
+
+impl Teardown<'_> {
+    /// Down, then proof: nothing labelled with the project may remain.
+    pub fn run(&self) -> Result<()> {
+        let args = crate::compose::teardown_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.stack.cmd(self.sh, &args).quiet().ignore_status().output()?;
+        let left = leftovers(self.sh, &self.stack.project)?;
+        if !left.is_empty() {
+            bail!(
+                "teardown of {} left {}\n{}",
+                self.stack.project,
+                left.join(", "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Teardown<'_> {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!(
+                "--keep: the stack `{}` stays up. Remove it with:\n  {}",
+                self.stack.project,
+                self.stack.display(&["down", "--volumes", "--remove-orphans"])
+            );
+            return;
+        }
+        let t = Instant::now();
+        match self.run() {
+            Ok(()) if !self.quiet => eprintln!("teardown: {} removed in {}", self.stack.project, secs(t.elapsed())),
+            Ok(()) => {}
+            Err(e) => eprintln!("teardown failed: {e:#}"),
+        }
+    }
+}
+
+/// Containers, volumes and networks still labelled with the project.
+pub fn leftovers(sh: &Shell, project: &str) -> Result<Vec<String>> {
+    let filter = format!("label=com.docker.compose.project={project}");
+    let mut left = Vec::new();
+    for (kind, list) in [
+        ("container", cmd!(sh, "docker ps -aq --filter {filter}").quiet().read()?),
+        ("volume", cmd!(sh, "docker volume ls -q --filter {filter}").quiet().read()?),
+        ("network", cmd!(sh, "docker network ls -q --filter {filter}").quiet().read()?),
+    ] {
+        left.extend(list.split_whitespace().map(|id| format!("{kind} {id}")));
+    }
+    Ok(left)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_needs_both_checks() {
+        let ok = serde_json::json!({"status":"ok","checks":{"db":{"ok":true},"redis":{"ok":true}}});
+        let bad = serde_json::json!({"status":"degraded","checks":{"db":{"ok":true},"redis":{"ok":false}},"failed":["redis"]});
+        assert!(health_ok(&ok));
+        assert!(!health_ok(&bad));
+        assert_eq!(failed_check(&format!("503 {bad}")).as_deref(), Some("redis"));
+    }
+
+    #[test]
+    fn status_line_shows_each_service() {
+        let seen = vec![
+            ServiceReady { service: "db".into(), state: "healthy".into(), ready_after: Some(Duration::from_millis(1500)) },
+            ServiceReady { service: "app".into(), state: "starting".into(), ready_after: None },
+        ];
+        assert_eq!(status_line(&seen, Duration::from_secs(2)), "  2.0s  db healthy (1.5s) | app starting");
+    }
+}
