@@ -117,6 +117,20 @@ pub fn describe(v: &Versions) -> String {
     )
 }
 
+/// Preflight, provisioning first when nothing usable is installed and this machine is one
+/// `provision` knows how to set up (Debian/Ubuntu as root): the README's commands start bare.
+pub fn ensure(sh: &Shell) -> Result<Versions> {
+    match preflight(sh) {
+        Ok(v) => Ok(v),
+        Err(e) if is_root() && OsRelease::read()?.is_debian_like() => {
+            eprintln!("{e:#}
+provisioning a Docker engine (Debian packages) ...");
+            provision(sh)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// `cargo xtask provision`: an engine with buildx and Compose v2, installed from Debian packages
 /// and started without systemd. Idempotent: a healthy setup is left alone.
 pub fn provision(sh: &Shell) -> Result<Versions> {

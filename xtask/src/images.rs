@@ -123,6 +123,12 @@ pub fn image_exists(sh: &Shell, image: &str) -> bool {
     cmd!(sh, "docker image inspect --format x {image}").quiet().ignore_stdout().ignore_stderr().run().is_ok()
 }
 
+/// Size in bytes as the engine reports it.
+pub fn image_size(sh: &Shell, image: &str) -> Option<u64> {
+    let format = "{{.Size}}";
+    cmd!(sh, "docker image inspect --format {format} {image}").quiet().ignore_stderr().read().ok()?.trim().parse().ok()
+}
+
 fn image_label(sh: &Shell, image: &str) -> Option<String> {
     let format = format!("{{{{index .Config.Labels \"{RECIPE_LABEL}\"}}}}");
     cmd!(sh, "docker image inspect --format {format} {image}").quiet().ignore_stderr().read().ok()

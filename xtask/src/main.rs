@@ -1,11 +1,23 @@
 //! `cargo xtask`: builds, runs, verifies and tears down the AXion Hub stack.
 
+mod build_prod;
+mod ci;
+mod compose;
+mod dev;
+mod diagnose;
+mod doctor;
+mod down;
 mod engine;
 mod env_file;
-mod images;
 mod flags;
+mod images;
+mod integrity;
+mod ports;
+mod proc;
 mod signals;
+mod stack;
 mod util;
+mod verify;
 
 use anyhow::Result;
 use xshell::Shell;
@@ -17,13 +29,18 @@ fn main() -> Result<()> {
     sh.change_dir(util::project_root());
     match command {
         flags::Command::Help => print!("{}", flags::HELP),
+        flags::Command::Dev(o) => o.run(&sh)?,
+        flags::Command::BuildProd(o) => o.run(&sh)?,
+        flags::Command::Verify(o) => o.run(&sh)?,
+        flags::Command::Down(o) => o.run(&sh)?,
+        flags::Command::Doctor => doctor::run(&sh)?,
         flags::Command::Provision(o) => {
             engine::provision(&sh)?;
             if o.standin {
                 images::ensure_standins(&sh)?;
             }
         }
-        _ => todo!(),
+        flags::Command::Ci => ci::run(&sh)?,
     }
     Ok(())
 }

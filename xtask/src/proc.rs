@@ -15,6 +15,8 @@ pub struct Finished {
     pub status: ExitStatus,
     /// Everything the child printed (stdout and stderr merged).
     pub output: String,
+    /// Each line with the time it arrived (from the start): per-target times in one build graph.
+    pub lines: Vec<(Duration, String)>,
     pub elapsed: Duration,
 }
 
@@ -41,6 +43,7 @@ pub fn run_logged(expr: duct::Expression, what: &str, log: &Path, echo: bool, ti
         }
     });
     let mut output = String::new();
+    let mut lines = Vec::new();
     let deadline = started + timeout;
     loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
@@ -50,6 +53,7 @@ pub fn run_logged(expr: duct::Expression, what: &str, log: &Path, echo: bool, ti
                 }
                 let _ = file.write_all(line.as_bytes());
                 output.push_str(&line);
+                lines.push((started.elapsed(), line));
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -74,7 +78,7 @@ pub fn run_logged(expr: duct::Expression, what: &str, log: &Path, echo: bool, ti
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    Ok(Finished { status, output, elapsed: started.elapsed() })
+    Ok(Finished { status, output, lines, elapsed: started.elapsed() })
 }
 
 /// The last `n` lines of a text, for error messages.

@@ -39,18 +39,25 @@ pub fn containers(sh: &Shell, project: &str) -> Result<Vec<Container>> {
 pub struct Progress {
     tty: bool,
     last: String,
+    /// Without a terminal a line is printed only when this changes (not on every tick).
+    last_key: String,
     quiet: bool,
 }
 
 impl Progress {
     pub fn new(quiet: bool) -> Progress {
-        Progress { tty: std::io::stderr().is_terminal(), last: String::new(), quiet }
+        Progress { tty: std::io::stderr().is_terminal(), last: String::new(), last_key: String::new(), quiet }
     }
     pub fn show(&mut self, line: &str) {
-        if self.quiet || line == self.last {
+        self.show_keyed(line, line);
+    }
+    /// `key` is the line without its clock, so plain output changes only with the states.
+    pub fn show_keyed(&mut self, key: &str, line: &str) {
+        if self.quiet || line == self.last || (!self.tty && key == self.last_key) {
             return;
         }
         self.last = line.to_string();
+        self.last_key = key.to_string();
         let mut err = std::io::stderr().lock();
         if self.tty {
             let _ = write!(err, "\r\x1b[2K{line}");
@@ -64,6 +71,7 @@ impl Progress {
             eprintln!();
         }
         self.last.clear();
+        self.last_key.clear();
     }
 }
 
@@ -126,7 +134,7 @@ pub fn wait_ready(
                 s.ready_after = Some(started.elapsed());
             }
         }
-        progress.show(&status_line(&seen, started.elapsed()));
+        progress.show_keyed(&status_line(&seen, Duration::ZERO), &status_line(&seen, started.elapsed()));
         if let Some(c) = cs.iter().find(|c| c.failed()) {
             progress.done();
             return Err(fail(Some(&c.service), format!("service `{}` is {}", c.service, c.state_word())));
@@ -158,7 +166,8 @@ pub fn wait_ready(
             return Err(fail(None, e.to_string()));
         }
         let path = if first_200_after.is_none() { "/" } else { "/api/health" };
-        progress.show(&format!("{}  GET {path}: {last}", status_line(&seen, started.elapsed())));
+        let key = format!("GET {path}: {last}");
+        progress.show_keyed(&key, &format!("{}  {key}", status_line(&seen, started.elapsed())));
         match http_get(spec.app_port, path, HTTP_PROBE) {
             Ok(r) if r.status == 200 && path == "/" => {
                 first_200_after = Some(started.elapsed());

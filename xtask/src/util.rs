@@ -47,12 +47,6 @@ pub fn version_at_least(have: &str, want: &str) -> bool {
     true
 }
 
-/// A free loopback port chosen by the kernel. The port is released before compose binds it; a
-/// race with another process is possible but shows up as a clear "port is already allocated".
-pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// Is something listening on 127.0.0.1:port (or on all interfaces)?
 pub fn port_taken(port: u16) -> bool {
     TcpListener::bind(("0.0.0.0", port)).is_err() || TcpListener::bind(("127.0.0.1", port)).is_err()

@@ -1,0 +1,217 @@
+//! `cargo xtask build-prod`: every stage of docker/Dockerfile (or those named), tagged
+//! `axion-hub:<stage>` and `axion-hub:<stage>-<git rev>`, with time, cache use and size.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use xshell::{Shell, cmd};
+
+use crate::{
+    dev::stack_env,
+    engine,
+    env_file::EnvFile,
+    flags::{self, STAGES},
+    images::{self, ImageSet},
+    integrity::{self, Kind, Policy},
+    proc::{Finished, run_logged},
+    util::secs,
+    verify::TIMEOUT_BUILD,
+};
+
+/// The build arguments every stage gets, as `--build-arg` pairs.
+pub fn build_args(images: &ImageSet, install_flags: &str, extra_ca: &str) -> Vec<(String, String)> {
+    let mut a = vec![
+        ("BUN_IMAGE".to_string(), images.bun.clone()),
+        ("BUN_SLIM_IMAGE".to_string(), images.bun_slim.clone()),
+        ("BUN_INSTALL_FLAGS".to_string(), install_flags.to_string()),
+    ];
+    if !extra_ca.is_empty() {
+        a.push(("EXTRA_CA_CERTS".to_string(), extra_ca.to_string()));
+    }
+    a
+}
+
+/// `docker build --target <stage>` for one stage; the context is app/.
+pub fn stage_argv(stage: &str, rev: &str, args: &[(String, String)]) -> Vec<String> {
+    let mut v: Vec<String> = vec!["build".into(), "-f".into(), "docker/Dockerfile".into(), "--target".into(), stage.into()];
+    v.extend(["-t".into(), format!("axion-hub:{stage}"), "-t".into(), format!("axion-hub:{stage}-{rev}")]);
+    for (k, val) in args {
+        v.extend(["--build-arg".into(), format!("{k}={val}")]);
+    }
+    v.push("app".into());
+    v
+}
+
+/// A `docker buildx bake` file (JSON) building the stages as one BuildKit graph.
+pub fn bake_file(stages: &[&str], rev: &str, args: &[(String, String)]) -> serde_json::Value {
+    let args: serde_json::Map<String, serde_json::Value> = args.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+    let targets: serde_json::Map<String, serde_json::Value> = stages
+        .iter()
+        .map(|s| {
+            (
+                s.to_string(),
+                serde_json::json!({
+                    "context": "app",
+                    "dockerfile": "../docker/Dockerfile",
+                    "target": s,
+                    "tags": [format!("axion-hub:{s}"), format!("axion-hub:{s}-{rev}")],
+                    "args": args,
+                }),
+            )
+        })
+        .collect();
+    serde_json::json!({ "group": { "default": { "targets": stages } }, "target": targets })
+}
+
+/// Whether a stage came from cache: its Dockerfile steps (`#N [stage k/n] ...`, FROM aside)
+/// all print `#N CACHED`. Returns (cached steps, steps).
+pub fn cache_use(log: &str, stage: &str) -> (usize, usize) {
+    let mut steps: Vec<&str> = Vec::new();
+    for line in log.lines() {
+        let Some((id, rest)) = line.split_once(' ') else { continue };
+        if !id.starts_with('#') || steps.contains(&id) {
+            continue;
+        }
+        // bake prefixes the target: `[runner builder 3/4]`; plain builds: `[builder 3/4]`.
+        let Some(head) = rest.strip_prefix('[').and_then(|r| r.split_once(']')) else { continue };
+        let words: Vec<&str> = head.0.split_whitespace().collect();
+        let belongs = match words.as_slice() {
+            [target, _stage, _step] => *target == stage,
+            [_stage, _step] => true,
+            _ => false, // [internal], [auth]
+        };
+        if belongs && !head.1.trim_start().starts_with("FROM") {
+            steps.push(id);
+        }
+    }
+    let cached = steps.iter().filter(|id| log.lines().any(|l| l == format!("{id} CACHED"))).count();
+    (cached, steps.len())
+}
+
+pub fn git_rev(sh: &Shell) -> String {
+    let rev = cmd!(sh, "git rev-parse --short=12 HEAD").quiet().ignore_stderr().read().unwrap_or_else(|_| "norev".into());
+    let dirty = cmd!(sh, "git status --porcelain --untracked-files=no").quiet().ignore_stderr().read().is_ok_and(|s| !s.trim().is_empty());
+    if dirty { format!("{rev}-dirty") } else { rev }
+}
+
+struct StageResult {
+    stage: String,
+    time: Option<Duration>,
+    cached: (usize, usize),
+    size: u64,
+}
+
+impl flags::BuildProd {
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        let t0 = Instant::now();
+        let v = engine::preflight(sh)?;
+        eprintln!("docker: {}", engine::describe(&v));
+        let root = sh.current_dir();
+        let env = if root.join(".env").exists() { EnvFile::load(&root.join(".env"))? } else { EnvFile::default() };
+        let images = images::choose(sh, self.images, &env)?;
+        let stages: Vec<&str> =
+            if self.stages.is_empty() { STAGES.to_vec() } else { STAGES.iter().copied().filter(|s| self.stages.iter().any(|x| x == s)).collect() };
+        let rev = git_rev(sh);
+        let policy = Policy::new(self.cold || crate::verify::ci(), self.no_verify.clone());
+        let extra_ca = stack_env(&images).into_iter().find(|(k, _)| k == "EXTRA_CA_CERTS").map(|(_, v)| v).unwrap_or_default();
+        let log_dir = root.join("target/xtask/logs");
+        let strategy = if self.sequential { "sequential `docker build --target` per stage" } else { "one `docker buildx bake` graph" };
+        eprintln!("building {} ({strategy}), tags axion-hub:<stage> and axion-hub:<stage>-{rev}", stages.join(", "));
+
+        let mut results: Vec<StageResult> = Vec::new();
+        let built = integrity::build_with_policy(sh, Kind::Prod, &policy, |flags| {
+            results.clear();
+            let args = build_args(&images, flags, &extra_ca);
+            if self.sequential {
+                let mut all = String::new();
+                let mut last: Option<Finished> = None;
+                for stage in &stages {
+                    let log = log_dir.join(format!("build-prod-{stage}.log"));
+                    let argv = stage_argv(stage, &rev, &args);
+                    let f = run_logged(duct::cmd("docker", argv).env("BUILDKIT_PROGRESS", "plain"), &format!("building stage `{stage}`"), &log, false, TIMEOUT_BUILD)?;
+                    all.push_str(&f.output);
+                    let ok = f.status.success();
+                    results.push(StageResult { stage: stage.to_string(), time: Some(f.elapsed), cached: cache_use(&f.output, stage), size: 0 });
+                    if !ok {
+                        return Ok(Finished { output: all, ..f });
+                    }
+                    last = Some(f);
+                }
+                let f = last.context("no stage to build")?;
+                Ok(Finished { output: all, elapsed: t0.elapsed(), ..f })
+            } else {
+                let file = log_dir.join("bake.json");
+                std::fs::create_dir_all(&log_dir)?;
+                std::fs::write(&file, serde_json::to_string_pretty(&bake_file(&stages, &rev, &args))?)?;
+                let log = log_dir.join("build-prod-bake.log");
+                let mut argv: Vec<String> = vec!["buildx".into(), "bake".into(), "--progress=plain".into(), "-f".into(), file.display().to_string()];
+                argv.extend(stages.iter().map(|s| s.to_string()));
+                let f = run_logged(duct::cmd("docker", argv), "docker buildx bake", &log, false, TIMEOUT_BUILD)?;
+                for stage in &stages {
+                    // A target is done when its image is named; that moment is its time in the graph.
+                    let named = format!("naming to docker.io/library/axion-hub:{stage}-{rev}");
+                    let time = f.lines.iter().find(|(_, l)| l.contains(&named)).map(|(t, _)| *t);
+                    results.push(StageResult { stage: stage.to_string(), time, cached: cache_use(&f.output, stage), size: 0 });
+                }
+                Ok(f)
+            }
+        })?;
+
+        for r in results.iter_mut() {
+            let image = format!("axion-hub:{}", r.stage);
+            r.size = images::image_size(sh, &image).unwrap_or(0);
+        }
+        eprintln!("\n{:<8} {:>8}  {:<18} {:>8}", "stage", "time", "cache", "size");
+        for r in &results {
+            let cache = match r.cached {
+                (_, 0) => "no steps".to_string(),
+                (c, n) if c == n => "from cache".to_string(),
+                (0, _) => "built".to_string(),
+                (c, n) => format!("{c}/{n} steps cached"),
+            };
+            let time = r.time.map(secs).unwrap_or_else(|| "-".into());
+            eprintln!("{:<8} {:>8}  {:<18} {:>6.0}MB", r.stage, time, cache, r.size as f64 / 1e6);
+        }
+        eprintln!("lockfile: {}", built.policy);
+        eprintln!("total {} (build {})", secs(t0.elapsed()), secs(built.finished.elapsed));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_argv_targets_and_tags() {
+        let args = build_args(&ImageSet::standin(), "--frozen-lockfile", "");
+        let v = stage_argv("runner", "abc123", &args);
+        let s = v.join(" ");
+        assert!(s.starts_with("build -f docker/Dockerfile --target runner -t axion-hub:runner -t axion-hub:runner-abc123"), "{s}");
+        assert!(s.contains("--build-arg BUN_SLIM_IMAGE=axion-hub-standin/bun:1.4.5-slim"), "{s}");
+        assert!(s.contains("--build-arg BUN_INSTALL_FLAGS=--frozen-lockfile"), "{s}");
+        assert!(!s.contains("EXTRA_CA_CERTS"), "no CA argument when the host has none: {s}");
+        assert_eq!(v.last().unwrap(), "app");
+    }
+
+    #[test]
+    fn bake_file_has_every_stage() {
+        let f = bake_file(&STAGES, "r1", &build_args(&ImageSet::upstream(), "--frozen-lockfile", ""));
+        assert_eq!(f["group"]["default"]["targets"].as_array().unwrap().len(), 5);
+        assert_eq!(f["target"]["deps"]["target"], "deps");
+        assert_eq!(f["target"]["runner"]["tags"][1], "axion-hub:runner-r1");
+        assert_eq!(f["target"]["dev"]["args"]["BUN_IMAGE"], "oven/bun:1.4.5");
+    }
+
+    #[test]
+    fn cache_use_from_plain_logs() {
+        let log = "#1 [internal] load build definition from Dockerfile\n#1 DONE 0.0s\n\
+                   #5 [base 1/2] FROM docker.io/library/x\n#5 DONE 0.0s\n\
+                   #6 [deps 1/2] COPY package.json bun.lock ./\n#6 CACHED\n\
+                   #7 [deps 2/2] RUN bun install\n#7 CACHED\n\
+                   #8 [builder 3/3] RUN bun run build\n#8 DONE 11.2s\n";
+        assert_eq!(cache_use(log, "deps"), (2, 3));
+        let bake = "#6 [deps deps 1/2] COPY package.json bun.lock ./\n#6 CACHED\n#9 [runner builder 3/3] RUN bun run build\n#9 DONE 9.0s\n";
+        assert_eq!(cache_use(bake, "runner"), (0, 1));
+    }
+}
