@@ -44,6 +44,11 @@ impl Stack {
         e
     }
 
+    /// The project's containers, as compose sees them.
+    pub fn ps(&self, sh: &xshell::Shell) -> Result<Vec<PsEntry>> {
+        parse_ps(&self.cmd(sh, &["ps", "--all", "--format", "json"]).quiet().read()?)
+    }
+
     /// Shown with --dry-run and in error messages: the environment that differs, then argv.
     pub fn display(&self, sub: &[&str]) -> String {
         let env: Vec<String> = self

@@ -20,12 +20,15 @@ use crate::{
     integrity::{self, Kind, Policy},
     ports,
     proc::{run_logged, tail},
-    stack::{Progress, ReadySpec, containers, diagnose, wait_ready},
+    stack::{Progress, ReadySpec, diagnose, wait_ready},
     util::secs,
     verify::{TIMEOUT_BUILD, TIMEOUT_HEALTHY, TIMEOUT_HTTP},
 };
 
-pub const DEV_PROJECT: &str = "axion-hub";
+/// The dev stack's compose project; AXION_DEV_PROJECT renames it (the tests run their own).
+pub fn dev_project() -> String {
+    std::env::var("AXION_DEV_PROJECT").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "axion-hub".into())
+}
 const DEV_FILE: &str = "docker-compose.yml";
 /// How often package.json and bun.lock are checked for changes while following logs.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
@@ -57,7 +60,7 @@ pub fn dev_stack(sh: &Shell, images: &ImageSet) -> Stack {
     let env_file = sh.current_dir().join(".env");
     Stack {
         file: DEV_FILE.into(),
-        project: DEV_PROJECT.into(),
+        project: dev_project(),
         env_file: env_file.exists().then(|| ".env".into()),
         env: stack_env(images),
     }
@@ -77,7 +80,7 @@ impl flags::Dev {
         let db_port = env.port("DB_PORT", 5432)?;
         let redis_port = env.port("REDIS_PORT", 6379)?;
         // Our own running dev stack holds these ports legitimately: `up` reuses it.
-        let running = containers(sh, DEV_PROJECT)?.iter().any(|c| c.status == "running");
+        let running = dev_stack(sh, &ImageSet::upstream()).ps(sh)?.iter().any(|c| c.state == "running");
         if !running {
             ports::check_free(&[("APP_PORT", app_port), ("DB_PORT", db_port), ("REDIS_PORT", redis_port)])?;
         }

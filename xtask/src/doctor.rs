@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use xshell::{Shell, cmd};
 
 use crate::{
-    dev::DEV_PROJECT,
+    dev::dev_project,
     engine::{self, ENGINE_FOR_START_INTERVAL},
     env_file::EnvFile,
     images::{self, BUN_VERSION},
@@ -88,7 +88,7 @@ pub fn run(sh: &Shell) -> Result<()> {
         rows.push(Row { what: ".env", found: "missing".into(), verdict: Verdict::Warn("`cargo xtask dev` creates it from .env.example".into()) });
         EnvFile::parse(&fs::read_to_string(root.join(".env.example")).unwrap_or_default())
     };
-    let dev_running = docker.is_ok() && containers(sh, DEV_PROJECT).is_ok_and(|cs| cs.iter().any(|c| c.status == "running"));
+    let dev_running = docker.is_ok() && containers(sh, &dev_project()).is_ok_and(|cs| cs.iter().any(|c| c.status == "running"));
     for (var, default) in [("APP_PORT", 3000), ("DB_PORT", 5432), ("REDIS_PORT", 6379)] {
         let what = match var {
             "APP_PORT" => "port APP_PORT",

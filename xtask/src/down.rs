@@ -3,14 +3,18 @@
 use anyhow::Result;
 use xshell::{Shell, cmd};
 
-use crate::{dev::{DEV_PROJECT, dev_stack}, flags, images::ImageSet};
+use crate::{
+    dev::{dev_project, dev_stack},
+    flags,
+    images::ImageSet,
+};
 
 impl flags::Down {
     pub fn run(self, sh: &Shell) -> Result<()> {
         crate::engine::preflight(sh)?;
         // Images do not matter for stopping; the upstream set keeps compose's interpolation happy.
         let stack = dev_stack(sh, &ImageSet::upstream());
-        let filter = format!("label=com.docker.compose.project={DEV_PROJECT}");
+        let filter = format!("label=com.docker.compose.project={}", dev_project());
         let named = cmd!(sh, "docker volume ls -q --filter {filter}").quiet().read()?;
         let named: Vec<&str> = named.split_whitespace().collect();
         // Anonymous volumes (node_modules, .next copies) are caches: remove them with their

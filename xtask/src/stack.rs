@@ -135,7 +135,9 @@ pub fn wait_ready(
             }
         }
         progress.show_keyed(&status_line(&seen, Duration::ZERO), &status_line(&seen, started.elapsed()));
-        if let Some(c) = cs.iter().find(|c| c.failed()) {
+        // Until `up` returns, states may be left over from a stopped stack it is restarting;
+        // a service failing during `up` makes `up` itself fail.
+        if let Some(c) = cs.iter().find(|c| up_finished && c.failed()) {
             progress.done();
             return Err(fail(Some(&c.service), format!("service `{}` is {}", c.service, c.state_word())));
         }

@@ -344,7 +344,7 @@ mod tests {
             assert!(env.contains(&want.to_string()), "{want} missing from {env:?}");
         }
         let text = dry_run_text(&a, &o);
-        assert!(text.contains(&format!("-p {} up --detach --no-build", a.stack.project)), "{text}");
+        assert!(text.contains(&format!("-p {} --env-file .env.example up --detach --no-build", a.stack.project)), "{text}");
         assert!(text.contains("down --volumes --remove-orphans"), "{text}");
     }
 }
