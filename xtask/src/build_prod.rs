@@ -33,8 +33,19 @@ pub fn build_args(images: &ImageSet, install_flags: &str, extra_ca: &str) -> Vec
 
 /// `docker build --target <stage>` for one stage; the context is app/.
 pub fn stage_argv(stage: &str, rev: &str, args: &[(String, String)]) -> Vec<String> {
-    let mut v: Vec<String> = vec!["build".into(), "-f".into(), "docker/Dockerfile".into(), "--target".into(), stage.into()];
-    v.extend(["-t".into(), format!("axion-hub:{stage}"), "-t".into(), format!("axion-hub:{stage}-{rev}")]);
+    let mut v: Vec<String> = vec![
+        "build".into(),
+        "-f".into(),
+        "docker/Dockerfile".into(),
+        "--target".into(),
+        stage.into(),
+    ];
+    v.extend([
+        "-t".into(),
+        format!("axion-hub:{stage}"),
+        "-t".into(),
+        format!("axion-hub:{stage}-{rev}"),
+    ]);
     for (k, val) in args {
         v.extend(["--build-arg".into(), format!("{k}={val}")]);
     }
@@ -44,7 +55,10 @@ pub fn stage_argv(stage: &str, rev: &str, args: &[(String, String)]) -> Vec<Stri
 
 /// A `docker buildx bake` file (JSON) building the stages as one BuildKit graph.
 pub fn bake_file(stages: &[&str], rev: &str, args: &[(String, String)]) -> serde_json::Value {
-    let args: serde_json::Map<String, serde_json::Value> = args.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+    let args: serde_json::Map<String, serde_json::Value> = args
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into()))
+        .collect();
     let targets: serde_json::Map<String, serde_json::Value> = stages
         .iter()
         .map(|s| {
@@ -68,12 +82,16 @@ pub fn bake_file(stages: &[&str], rev: &str, args: &[(String, String)]) -> serde
 pub fn cache_use(log: &str, stage: &str) -> (usize, usize) {
     let mut steps: Vec<&str> = Vec::new();
     for line in log.lines() {
-        let Some((id, rest)) = line.split_once(' ') else { continue };
+        let Some((id, rest)) = line.split_once(' ') else {
+            continue;
+        };
         if !id.starts_with('#') || steps.contains(&id) {
             continue;
         }
         // bake prefixes the target: `[runner builder 3/4]`; plain builds: `[builder 3/4]`.
-        let Some(head) = rest.strip_prefix('[').and_then(|r| r.split_once(']')) else { continue };
+        let Some(head) = rest.strip_prefix('[').and_then(|r| r.split_once(']')) else {
+            continue;
+        };
         let words: Vec<&str> = head.0.split_whitespace().collect();
         let belongs = match words.as_slice() {
             [target, _stage, _step] => *target == stage,
@@ -84,13 +102,24 @@ pub fn cache_use(log: &str, stage: &str) -> (usize, usize) {
             steps.push(id);
         }
     }
-    let cached = steps.iter().filter(|id| log.lines().any(|l| l == format!("{id} CACHED"))).count();
+    let cached = steps
+        .iter()
+        .filter(|id| log.lines().any(|l| l == format!("{id} CACHED")))
+        .count();
     (cached, steps.len())
 }
 
 pub fn git_rev(sh: &Shell) -> String {
-    let rev = cmd!(sh, "git rev-parse --short=12 HEAD").quiet().ignore_stderr().read().unwrap_or_else(|_| "norev".into());
-    let dirty = cmd!(sh, "git status --porcelain --untracked-files=no").quiet().ignore_stderr().read().is_ok_and(|s| !s.trim().is_empty());
+    let rev = cmd!(sh, "git rev-parse --short=12 HEAD")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_else(|_| "norev".into());
+    let dirty = cmd!(sh, "git status --porcelain --untracked-files=no")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .is_ok_and(|s| !s.trim().is_empty());
     if dirty { format!("{rev}-dirty") } else { rev }
 }
 
@@ -107,16 +136,38 @@ impl flags::BuildProd {
         let v = engine::preflight(sh)?;
         eprintln!("docker: {}", engine::describe(&v));
         let root = sh.current_dir();
-        let env = if root.join(".env").exists() { EnvFile::load(&root.join(".env"))? } else { EnvFile::default() };
+        let env = if root.join(".env").exists() {
+            EnvFile::load(&root.join(".env"))?
+        } else {
+            EnvFile::default()
+        };
         let images = images::choose(sh, self.images, &env)?;
-        let stages: Vec<&str> =
-            if self.stages.is_empty() { STAGES.to_vec() } else { STAGES.iter().copied().filter(|s| self.stages.iter().any(|x| x == s)).collect() };
+        let stages: Vec<&str> = if self.stages.is_empty() {
+            STAGES.to_vec()
+        } else {
+            STAGES
+                .iter()
+                .copied()
+                .filter(|s| self.stages.iter().any(|x| x == s))
+                .collect()
+        };
         let rev = git_rev(sh);
         let policy = Policy::new(self.cold || crate::verify::ci(), self.no_verify.clone());
-        let extra_ca = stack_env(&images).into_iter().find(|(k, _)| k == "EXTRA_CA_CERTS").map(|(_, v)| v).unwrap_or_default();
+        let extra_ca = stack_env(&images)
+            .into_iter()
+            .find(|(k, _)| k == "EXTRA_CA_CERTS")
+            .map(|(_, v)| v)
+            .unwrap_or_default();
         let log_dir = root.join("target/xtask/logs");
-        let strategy = if self.sequential { "sequential `docker build --target` per stage" } else { "one `docker buildx bake` graph" };
-        eprintln!("building {} ({strategy}), tags axion-hub:<stage> and axion-hub:<stage>-{rev}", stages.join(", "));
+        let strategy = if self.sequential {
+            "sequential `docker build --target` per stage"
+        } else {
+            "one `docker buildx bake` graph"
+        };
+        eprintln!(
+            "building {} ({strategy}), tags axion-hub:<stage> and axion-hub:<stage>-{rev}",
+            stages.join(", ")
+        );
 
         let mut results: Vec<StageResult> = Vec::new();
         let built = integrity::build_with_policy(sh, Kind::Prod, &policy, |flags| {
@@ -128,30 +179,69 @@ impl flags::BuildProd {
                 for stage in &stages {
                     let log = log_dir.join(format!("build-prod-{stage}.log"));
                     let argv = stage_argv(stage, &rev, &args);
-                    let f = run_logged(duct::cmd("docker", argv).env("BUILDKIT_PROGRESS", "plain"), &format!("building stage `{stage}`"), &log, false, TIMEOUT_BUILD)?;
+                    let f = run_logged(
+                        duct::cmd("docker", argv).env("BUILDKIT_PROGRESS", "plain"),
+                        &format!("building stage `{stage}`"),
+                        &log,
+                        false,
+                        TIMEOUT_BUILD,
+                    )?;
                     all.push_str(&f.output);
                     let ok = f.status.success();
-                    results.push(StageResult { stage: stage.to_string(), time: Some(f.elapsed), cached: cache_use(&f.output, stage), size: 0 });
+                    results.push(StageResult {
+                        stage: stage.to_string(),
+                        time: Some(f.elapsed),
+                        cached: cache_use(&f.output, stage),
+                        size: 0,
+                    });
                     if !ok {
                         return Ok(Finished { output: all, ..f });
                     }
                     last = Some(f);
                 }
                 let f = last.context("no stage to build")?;
-                Ok(Finished { output: all, elapsed: t0.elapsed(), ..f })
+                Ok(Finished {
+                    output: all,
+                    elapsed: t0.elapsed(),
+                    ..f
+                })
             } else {
                 let file = log_dir.join("bake.json");
                 std::fs::create_dir_all(&log_dir)?;
-                std::fs::write(&file, serde_json::to_string_pretty(&bake_file(&stages, &rev, &args))?)?;
+                std::fs::write(
+                    &file,
+                    serde_json::to_string_pretty(&bake_file(&stages, &rev, &args))?,
+                )?;
                 let log = log_dir.join("build-prod-bake.log");
-                let mut argv: Vec<String> = vec!["buildx".into(), "bake".into(), "--progress=plain".into(), "-f".into(), file.display().to_string()];
+                let mut argv: Vec<String> = vec![
+                    "buildx".into(),
+                    "bake".into(),
+                    "--progress=plain".into(),
+                    "-f".into(),
+                    file.display().to_string(),
+                ];
                 argv.extend(stages.iter().map(|s| s.to_string()));
-                let f = run_logged(duct::cmd("docker", argv), "docker buildx bake", &log, false, TIMEOUT_BUILD)?;
+                let f = run_logged(
+                    duct::cmd("docker", argv),
+                    "docker buildx bake",
+                    &log,
+                    false,
+                    TIMEOUT_BUILD,
+                )?;
                 for stage in &stages {
                     // A target is done when its image is named; that moment is its time in the graph.
                     let named = format!("naming to docker.io/library/axion-hub:{stage}-{rev}");
-                    let time = f.lines.iter().find(|(_, l)| l.contains(&named)).map(|(t, _)| *t);
-                    results.push(StageResult { stage: stage.to_string(), time, cached: cache_use(&f.output, stage), size: 0 });
+                    let time = f
+                        .lines
+                        .iter()
+                        .find(|(_, l)| l.contains(&named))
+                        .map(|(t, _)| *t);
+                    results.push(StageResult {
+                        stage: stage.to_string(),
+                        time,
+                        cached: cache_use(&f.output, stage),
+                        size: 0,
+                    });
                 }
                 Ok(f)
             }
@@ -161,7 +251,10 @@ impl flags::BuildProd {
             let image = format!("axion-hub:{}", r.stage);
             r.size = images::image_size(sh, &image).unwrap_or(0);
         }
-        eprintln!("\n{:<8} {:>8}  {:<18} {:>8}", "stage", "time", "cache", "size");
+        eprintln!(
+            "\n{:<8} {:>8}  {:<18} {:>8}",
+            "stage", "time", "cache", "size"
+        );
         for r in &results {
             let cache = match r.cached {
                 (_, 0) => "no steps".to_string(),
@@ -170,10 +263,20 @@ impl flags::BuildProd {
                 (c, n) => format!("{c}/{n} steps cached"),
             };
             let time = r.time.map(secs).unwrap_or_else(|| "-".into());
-            eprintln!("{:<8} {:>8}  {:<18} {:>6.0}MB", r.stage, time, cache, r.size as f64 / 1e6);
+            eprintln!(
+                "{:<8} {:>8}  {:<18} {:>6.0}MB",
+                r.stage,
+                time,
+                cache,
+                r.size as f64 / 1e6
+            );
         }
         eprintln!("lockfile: {}", built.policy);
-        eprintln!("total {} (build {})", secs(t0.elapsed()), secs(built.finished.elapsed));
+        eprintln!(
+            "total {} (build {})",
+            secs(t0.elapsed()),
+            secs(built.finished.elapsed)
+        );
         Ok(())
     }
 }
@@ -188,16 +291,32 @@ mod tests {
         let v = stage_argv("runner", "abc123", &args);
         let s = v.join(" ");
         assert!(s.starts_with("build -f docker/Dockerfile --target runner -t axion-hub:runner -t axion-hub:runner-abc123"), "{s}");
-        assert!(s.contains("--build-arg BUN_SLIM_IMAGE=axion-hub-standin/bun:1.4.5-slim"), "{s}");
-        assert!(s.contains("--build-arg BUN_INSTALL_FLAGS=--frozen-lockfile"), "{s}");
-        assert!(!s.contains("EXTRA_CA_CERTS"), "no CA argument when the host has none: {s}");
+        assert!(
+            s.contains("--build-arg BUN_SLIM_IMAGE=axion-hub-standin/bun:1.4.5-slim"),
+            "{s}"
+        );
+        assert!(
+            s.contains("--build-arg BUN_INSTALL_FLAGS=--frozen-lockfile"),
+            "{s}"
+        );
+        assert!(
+            !s.contains("EXTRA_CA_CERTS"),
+            "no CA argument when the host has none: {s}"
+        );
         assert_eq!(v.last().unwrap(), "app");
     }
 
     #[test]
     fn bake_file_has_every_stage() {
-        let f = bake_file(&STAGES, "r1", &build_args(&ImageSet::upstream(), "--frozen-lockfile", ""));
-        assert_eq!(f["group"]["default"]["targets"].as_array().unwrap().len(), 5);
+        let f = bake_file(
+            &STAGES,
+            "r1",
+            &build_args(&ImageSet::upstream(), "--frozen-lockfile", ""),
+        );
+        assert_eq!(
+            f["group"]["default"]["targets"].as_array().unwrap().len(),
+            5
+        );
         assert_eq!(f["target"]["deps"]["target"], "deps");
         assert_eq!(f["target"]["runner"]["tags"][1], "axion-hub:runner-r1");
         assert_eq!(f["target"]["dev"]["args"]["BUN_IMAGE"], "oven/bun:1.4.5");

@@ -18,7 +18,13 @@ pub struct Stack {
 impl Stack {
     /// `compose -f <file> -p <project> [--env-file f] <sub...>` (without the leading `docker`).
     pub fn args(&self, sub: &[&str]) -> Vec<String> {
-        let mut a: Vec<String> = vec!["compose".into(), "-f".into(), self.file.clone(), "-p".into(), self.project.clone()];
+        let mut a: Vec<String> = vec![
+            "compose".into(),
+            "-f".into(),
+            self.file.clone(),
+            "-p".into(),
+            self.project.clone(),
+        ];
         if let Some(f) = &self.env_file {
             a.extend(["--env-file".into(), f.display().to_string()]);
         }
@@ -46,7 +52,12 @@ impl Stack {
 
     /// The project's containers, as compose sees them.
     pub fn ps(&self, sh: &xshell::Shell) -> Result<Vec<PsEntry>> {
-        parse_ps(&self.cmd(sh, &["ps", "--all", "--format", "json"]).quiet().read()?)
+        parse_ps(
+            &self
+                .cmd(sh, &["ps", "--all", "--format", "json"])
+                .quiet()
+                .read()?,
+        )
     }
 
     /// Shown with --dry-run and in error messages: the environment that differs, then argv.
@@ -58,13 +69,32 @@ impl Stack {
             .map(|(k, v)| format!("{k}={}", shell_quote(v)))
             .collect();
         let argv: Vec<String> = self.args(sub).iter().map(|a| shell_quote(a)).collect();
-        let ca = if self.env.iter().any(|(k, v)| k == "EXTRA_CA_CERTS" && !v.is_empty()) { "EXTRA_CA_CERTS=<pem> " } else { "" };
-        format!("{}{ca}docker {}", if env.is_empty() { String::new() } else { env.join(" ") + " " }, argv.join(" "))
+        let ca = if self
+            .env
+            .iter()
+            .any(|(k, v)| k == "EXTRA_CA_CERTS" && !v.is_empty())
+        {
+            "EXTRA_CA_CERTS=<pem> "
+        } else {
+            ""
+        };
+        format!(
+            "{}{ca}docker {}",
+            if env.is_empty() {
+                String::new()
+            } else {
+                env.join(" ") + " "
+            },
+            argv.join(" ")
+        )
     }
 }
 
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+%".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+%".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
@@ -81,7 +111,12 @@ pub struct UpOpts {
 }
 
 pub fn up_args(o: UpOpts, services: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = vec!["up".into(), "--detach".into(), "--no-build".into(), "--quiet-pull".into()];
+    let mut a: Vec<String> = vec![
+        "up".into(),
+        "--detach".into(),
+        "--no-build".into(),
+        "--quiet-pull".into(),
+    ];
     if o.renew_anon_volumes {
         a.push("--renew-anon-volumes".into());
     }
@@ -95,7 +130,9 @@ pub fn up_args(o: UpOpts, services: &[&str]) -> Vec<String> {
 /// `down` for a stack the xtask owns outright (verify): containers, networks, named and
 /// anonymous volumes. Never used on the dev stack unless `--volumes` was asked for.
 pub fn teardown_args() -> Vec<String> {
-    ["down", "--volumes", "--remove-orphans", "--timeout", "5"].map(String::from).into()
+    ["down", "--volumes", "--remove-orphans", "--timeout", "5"]
+        .map(String::from)
+        .into()
 }
 
 /// One container of a compose project, as `docker compose ps --format json` describes it.
@@ -119,7 +156,9 @@ pub fn parse_ps(text: &str) -> Result<Vec<PsEntry>> {
     } else {
         text.lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).with_context(|| format!("parsing `compose ps` line {l:?}")))
+            .map(|l| {
+                serde_json::from_str(l).with_context(|| format!("parsing `compose ps` line {l:?}"))
+            })
             .collect::<Result<_>>()?
     };
     Ok(values
@@ -135,7 +174,10 @@ pub fn parse_ps(text: &str) -> Result<Vec<PsEntry>> {
 }
 
 fn str_field(v: &Value, k: &str) -> String {
-    v.get(k).and_then(Value::as_str).unwrap_or_default().to_string()
+    v.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// A container as `docker inspect` describes it: the fields readiness and diagnosis need.
@@ -182,7 +224,8 @@ impl Container {
 
 /// `docker inspect <ids...>` output: a JSON array of containers.
 pub fn parse_inspect(text: &str) -> Result<Vec<Container>> {
-    let values: Vec<Value> = serde_json::from_str(text.trim()).context("parsing `docker inspect` JSON")?;
+    let values: Vec<Value> =
+        serde_json::from_str(text.trim()).context("parsing `docker inspect` JSON")?;
     Ok(values
         .iter()
         .map(|v| {
@@ -191,7 +234,10 @@ pub fn parse_inspect(text: &str) -> Result<Vec<Container>> {
             Container {
                 id: str_field(v, "Id"),
                 name: str_field(v, "Name").trim_start_matches('/').to_string(),
-                service: v["Config"]["Labels"]["com.docker.compose.service"].as_str().unwrap_or_default().to_string(),
+                service: v["Config"]["Labels"]["com.docker.compose.service"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 status: str_field(state, "Status"),
                 health: health["Status"].as_str().unwrap_or_default().to_string(),
                 exit_code: state["ExitCode"].as_i64().unwrap_or(0),
@@ -208,8 +254,14 @@ pub fn parse_inspect(text: &str) -> Result<Vec<Container>> {
                     })
                     .unwrap_or_default(),
                 memory_limit: v["HostConfig"]["Memory"].as_i64().unwrap_or(0),
-                restart_policy: v["HostConfig"]["RestartPolicy"]["Name"].as_str().unwrap_or_default().to_string(),
-                image: v["Config"]["Image"].as_str().unwrap_or_default().to_string(),
+                restart_policy: v["HostConfig"]["RestartPolicy"]["Name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                image: v["Config"]["Image"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
             }
         })
         .collect())
@@ -232,7 +284,18 @@ mod tests {
     fn compose_argv_names_file_project_and_env_file() {
         assert_eq!(
             stack().args(&["ps", "--format", "json"]),
-            ["compose", "-f", "docker-compose.yml", "-p", "axion-verify-1", "--env-file", ".env.example", "ps", "--format", "json"]
+            [
+                "compose",
+                "-f",
+                "docker-compose.yml",
+                "-p",
+                "axion-verify-1",
+                "--env-file",
+                ".env.example",
+                "ps",
+                "--format",
+                "json"
+            ]
         );
         assert_eq!(
             stack().display(&["up"]),
@@ -242,10 +305,27 @@ mod tests {
 
     #[test]
     fn up_plans() {
-        assert_eq!(up_args(UpOpts::default(), &[]), ["up", "--detach", "--no-build", "--quiet-pull"]);
         assert_eq!(
-            up_args(UpOpts { renew_anon_volumes: true, no_deps: true }, &["app"]),
-            ["up", "--detach", "--no-build", "--quiet-pull", "--renew-anon-volumes", "--no-deps", "app"]
+            up_args(UpOpts::default(), &[]),
+            ["up", "--detach", "--no-build", "--quiet-pull"]
+        );
+        assert_eq!(
+            up_args(
+                UpOpts {
+                    renew_anon_volumes: true,
+                    no_deps: true
+                },
+                &["app"]
+            ),
+            [
+                "up",
+                "--detach",
+                "--no-build",
+                "--quiet-pull",
+                "--renew-anon-volumes",
+                "--no-deps",
+                "app"
+            ]
         );
         assert!(teardown_args().contains(&"--volumes".to_string()));
     }
@@ -273,9 +353,23 @@ mod tests {
         assert_eq!((c.name.as_str(), c.service.as_str()), ("p-db-1", "db"));
         assert!(c.failed() && !c.ready());
         assert_eq!(c.health_log[0].output, "127.0.0.1:5432 - no response");
-        assert_eq!((c.memory_limit, c.restart_policy.as_str()), (536870912, "unless-stopped"));
-        let no_check = Container { status: "running".into(), ..Default::default() };
+        assert_eq!(
+            (c.memory_limit, c.restart_policy.as_str()),
+            (536870912, "unless-stopped")
+        );
+        let no_check = Container {
+            status: "running".into(),
+            ..Default::default()
+        };
         assert!(no_check.ready());
-        assert_eq!(Container { status: "exited".into(), exit_code: 137, ..Default::default() }.state_word(), "exited(137)");
+        assert_eq!(
+            Container {
+                status: "exited".into(),
+                exit_code: 137,
+                ..Default::default()
+            }
+            .state_word(),
+            "exited(137)"
+        );
     }
 }

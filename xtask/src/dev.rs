@@ -27,7 +27,10 @@ use crate::{
 
 /// The dev stack's compose project; AXION_DEV_PROJECT renames it (the tests run their own).
 pub fn dev_project() -> String {
-    std::env::var("AXION_DEV_PROJECT").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "axion-hub".into())
+    std::env::var("AXION_DEV_PROJECT")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "axion-hub".into())
 }
 const DEV_FILE: &str = "docker-compose.yml";
 /// How often package.json and bun.lock are checked for changes while following logs.
@@ -36,7 +39,11 @@ const WATCH_EVERY: Duration = Duration::from_millis(500);
 /// The environment every stack command gives compose: base images, the host user (so the dev
 /// server's files in app/ are theirs), the host's extra CAs for bun install, plain build logs.
 pub fn stack_env(images: &ImageSet) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = images.env().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut env: Vec<(String, String)> = images
+        .env()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     env.push(("HOST_UID".into(), engine::uid().to_string()));
     env.push(("HOST_GID".into(), engine::gid().to_string()));
     env.push(("BUILDKIT_PROGRESS".into(), "plain".into()));
@@ -73,28 +80,52 @@ impl flags::Dev {
         let v = engine::ensure(sh)?;
         eprintln!("docker: {}", engine::describe(&v));
         if ensure_dotenv(&root)? {
-            eprintln!("created .env from .env.example (edit it to change ports, passwords, images)");
+            eprintln!(
+                "created .env from .env.example (edit it to change ports, passwords, images)"
+            );
         }
         let env = EnvFile::load(&root.join(".env"))?;
         let app_port = env.port("APP_PORT", 3000)?;
         let db_port = env.port("DB_PORT", 5432)?;
         let redis_port = env.port("REDIS_PORT", 6379)?;
         // Our own running dev stack holds these ports legitimately: `up` reuses it.
-        let running = dev_stack(sh, &ImageSet::upstream()).ps(sh)?.iter().any(|c| c.state == "running");
+        let running = dev_stack(sh, &ImageSet::upstream())
+            .ps(sh)?
+            .iter()
+            .any(|c| c.state == "running");
         if !running {
-            ports::check_free(&[("APP_PORT", app_port), ("DB_PORT", db_port), ("REDIS_PORT", redis_port)])?;
+            ports::check_free(&[
+                ("APP_PORT", app_port),
+                ("DB_PORT", db_port),
+                ("REDIS_PORT", redis_port),
+            ])?;
         }
         let images = images::choose(sh, self.images, &env)?;
         prepare_source_tree(&root)?;
         let stack = dev_stack(sh, &images);
         let preflight = t0.elapsed();
 
-        let build_time = if self.no_build { Duration::ZERO } else { build_app(sh, &stack)? };
+        let build_time = if self.no_build {
+            Duration::ZERO
+        } else {
+            build_app(sh, &stack)?
+        };
 
         let started = Instant::now();
-        let up = up_args(UpOpts { renew_anon_volumes: true, no_deps: false }, &[]);
+        let up = up_args(
+            UpOpts {
+                renew_anon_volumes: true,
+                no_deps: false,
+            },
+            &[],
+        );
         let up: Vec<&str> = up.iter().map(String::as_str).collect();
-        let handle = stack.duct(&up).stderr_to_stdout().stdout_capture().unchecked().start()?;
+        let handle = stack
+            .duct(&up)
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .start()?;
         let spec = ReadySpec {
             services: vec!["app".into(), "db".into(), "redis".into()],
             app_port,
@@ -103,7 +134,9 @@ impl flags::Dev {
         };
         let mut start_after = None;
         let mut progress = Progress::new(false);
-        let ready = wait_ready(sh, &stack, &spec, started, &mut progress, || up_finished(&handle, &mut start_after, started));
+        let ready = wait_ready(sh, &stack, &spec, started, &mut progress, || {
+            up_finished(&handle, &mut start_after, started)
+        });
         let _ = handle.kill();
         let ready = match ready {
             Ok(r) => r,
@@ -117,13 +150,29 @@ impl flags::Dev {
             }
         };
 
-        eprintln!("\ndev stack ready in {} (from `cargo xtask dev`)", secs(t0.elapsed()));
-        eprintln!("  phases: preflight {}  build {}  start {}  healthy {}  first 200 {}",
-            secs(preflight), secs(build_time), secs(start_after.unwrap_or_default()), secs(ready.healthy_after), secs(ready.first_200_after));
+        eprintln!(
+            "\ndev stack ready in {} (from `cargo xtask dev`)",
+            secs(t0.elapsed())
+        );
+        eprintln!(
+            "  phases: preflight {}  build {}  start {}  healthy {}  first 200 {}",
+            secs(preflight),
+            secs(build_time),
+            secs(start_after.unwrap_or_default()),
+            secs(ready.healthy_after),
+            secs(ready.first_200_after)
+        );
         for s in &ready.services {
-            eprintln!("  {:<6} {:<8} ready after {}", s.service, s.state, s.ready_after.map(secs).unwrap_or_else(|| "-".into()));
+            eprintln!(
+                "  {:<6} {:<8} ready after {}",
+                s.service,
+                s.state,
+                s.ready_after.map(secs).unwrap_or_else(|| "-".into())
+            );
         }
-        eprintln!("  app        http://localhost:{app_port}  (health: http://localhost:{app_port}/api/health)");
+        eprintln!(
+            "  app        http://localhost:{app_port}  (health: http://localhost:{app_port}/api/health)"
+        );
         eprintln!("  postgres   127.0.0.1:{db_port}");
         eprintln!("  redis      127.0.0.1:{redis_port}");
         if self.detach {
@@ -135,7 +184,11 @@ impl flags::Dev {
     }
 }
 
-fn up_finished(handle: &duct::Handle, start_after: &mut Option<Duration>, started: Instant) -> Result<bool> {
+fn up_finished(
+    handle: &duct::Handle,
+    start_after: &mut Option<Duration>,
+    started: Instant,
+) -> Result<bool> {
     match handle.try_wait()? {
         None => Ok(false),
         Some(out) if out.status.success() => {
@@ -144,7 +197,10 @@ fn up_finished(handle: &duct::Handle, start_after: &mut Option<Duration>, starte
         }
         Some(out) => {
             let text = String::from_utf8_lossy(&out.stdout);
-            let hints = known_problems(&text).into_iter().map(|h| format!("\n  cause: {h}")).collect::<String>();
+            let hints = known_problems(&text)
+                .into_iter()
+                .map(|h| format!("\n  cause: {h}"))
+                .collect::<String>();
             bail!("`compose up` failed:{hints}\n{}", tail(&text, 20))
         }
     }
@@ -159,11 +215,21 @@ fn build_app(sh: &Shell, stack: &Stack) -> Result<Duration> {
     let built = integrity::build_with_policy(sh, Kind::Dev, &policy, |flags| {
         let mut s = stack.clone();
         s.env.push(("BUN_INSTALL_FLAGS".into(), flags.into()));
-        run_logged(s.duct(&["build", "app"]), "compose build app", &log, false, TIMEOUT_BUILD)
+        run_logged(
+            s.duct(&["build", "app"]),
+            "compose build app",
+            &log,
+            false,
+            TIMEOUT_BUILD,
+        )
     })
     .with_context(|| format!("build log: {}", log.display()))?;
     progress.done();
-    eprintln!("built axion-hub:dev in {} ({})", secs(built.finished.elapsed), built.policy);
+    eprintln!(
+        "built axion-hub:dev in {} ({})",
+        secs(built.finished.elapsed),
+        built.policy
+    );
     Ok(built.finished.elapsed)
 }
 
@@ -178,12 +244,17 @@ fn follow(sh: &Shell, stack: &Stack, app_port: u16) -> Result<()> {
     let watched = [root.join("app/package.json"), root.join("app/bun.lock")];
     let stamp = || watched.iter().map(|p| mtime(p)).collect::<Vec<_>>();
     let mut last = stamp();
-    let mut logs = stack.duct(&["logs", "--follow", "--tail", "20"]).unchecked().start()?;
+    let mut logs = stack
+        .duct(&["logs", "--follow", "--tail", "20"])
+        .unchecked()
+        .start()?;
     loop {
         std::thread::sleep(WATCH_EVERY);
         if let Some(sig) = crate::signals::received() {
             let _ = logs.kill();
-            eprintln!("\n{sig}: stopping the dev stack (volumes kept; `cargo xtask dev` starts it again)");
+            eprintln!(
+                "\n{sig}: stopping the dev stack (volumes kept; `cargo xtask dev` starts it again)"
+            );
             stack.cmd(sh, &["stop", "--timeout", "5"]).quiet().run()?;
             return Ok(());
         }
@@ -194,21 +265,44 @@ fn follow(sh: &Shell, stack: &Stack, app_port: u16) -> Result<()> {
         let now = stamp();
         if now != last {
             last = now;
-            eprintln!("\n[xtask] app/package.json or app/bun.lock changed: rebuilding the app with fresh dependencies");
+            eprintln!(
+                "\n[xtask] app/package.json or app/bun.lock changed: rebuilding the app with fresh dependencies"
+            );
             let t = Instant::now();
             if let Err(e) = build_app(sh, stack) {
                 eprintln!("[xtask] rebuild failed; the running app is unchanged:\n{e:#}");
                 continue;
             }
-            let up = up_args(UpOpts { renew_anon_volumes: true, no_deps: true }, &["app"]);
+            let up = up_args(
+                UpOpts {
+                    renew_anon_volumes: true,
+                    no_deps: true,
+                },
+                &["app"],
+            );
             let up: Vec<&str> = up.iter().map(String::as_str).collect();
             stack.cmd(sh, &up).quiet().run()?;
-            let _ = crate::util::poll("the app to answer", TIMEOUT_HTTP, Duration::from_millis(200), || {
-                Ok(crate::util::http_get(app_port, "/", Duration::from_secs(30)).ok().filter(|r| r.status == 200))
-            });
-            eprintln!("[xtask] app recreated with new dependencies in {}", secs(t.elapsed()));
+            let _ = crate::util::poll(
+                "the app to answer",
+                TIMEOUT_HTTP,
+                Duration::from_millis(200),
+                || {
+                    Ok(
+                        crate::util::http_get(app_port, "/", Duration::from_secs(30))
+                            .ok()
+                            .filter(|r| r.status == 200),
+                    )
+                },
+            );
+            eprintln!(
+                "[xtask] app recreated with new dependencies in {}",
+                secs(t.elapsed())
+            );
             let _ = logs.kill();
-            logs = stack.duct(&["logs", "--follow", "--tail", "0"]).unchecked().start()?;
+            logs = stack
+                .duct(&["logs", "--follow", "--tail", "0"])
+                .unchecked()
+                .start()?;
         }
     }
 }

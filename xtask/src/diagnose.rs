@@ -6,11 +6,20 @@
 pub fn integrity_failures(log: &str) -> Vec<String> {
     let mut pkgs: Vec<String> = Vec::new();
     for line in log.lines() {
-        let rest = ["Integrity check failed for tarball:", "IntegrityCheckFailed extracting tarball from", "IntegrityCheckFailed for"]
-            .iter()
-            .find_map(|m| line.split_once(m).map(|(_, r)| r));
+        let rest = [
+            "Integrity check failed for tarball:",
+            "IntegrityCheckFailed extracting tarball from",
+            "IntegrityCheckFailed for",
+        ]
+        .iter()
+        .find_map(|m| line.split_once(m).map(|(_, r)| r));
         let Some(rest) = rest else { continue };
-        let pkg = rest.trim().trim_matches(|c| c == '"' || c == '\'').split_whitespace().next().unwrap_or("");
+        let pkg = rest
+            .trim()
+            .trim_matches(|c| c == '"' || c == '\'')
+            .split_whitespace()
+            .next()
+            .unwrap_or("");
         let pkg = pkg.trim_matches(|c| c == '"' || c == '\'');
         if !pkg.is_empty() && !pkgs.iter().any(|p| p == pkg) {
             pkgs.push(pkg.to_string());
@@ -23,7 +32,10 @@ pub fn integrity_failures(log: &str) -> Vec<String> {
 /// hashes are first checked inside the container (and bun ignores `libc`, so glibc images fetch
 /// `-musl` variants too: oven-sh/bun#16282).
 pub fn is_platform_native(pkg: &str) -> bool {
-    let name = pkg.rsplit_once('@').filter(|(n, _)| !n.is_empty()).map_or(pkg, |(n, _)| n);
+    let name = pkg
+        .rsplit_once('@')
+        .filter(|(n, _)| !n.is_empty())
+        .map_or(pkg, |(n, _)| n);
     let platform = ["-linux-", "-darwin-", "-win32-", "-freebsd-", "-android-"];
     let arch = ["x64", "arm64", "ia32", "arm", "musl", "gnu", "baseline"];
     (name.starts_with("@next/swc-")
@@ -46,12 +58,24 @@ pub fn known_problems(output: &str) -> Vec<String> {
              wait, or use the registry-free stand-in images with --standin"
                 .to_string(),
         );
-    } else if ["registry-1.docker.io", "pull access denied", "failed to resolve source metadata", "error pulling image"]
+    } else if [
+        "registry-1.docker.io",
+        "pull access denied",
+        "failed to resolve source metadata",
+        "error pulling image",
+    ]
+    .iter()
+    .any(|m| lower.contains(m))
+        && [
+            "no such host",
+            "i/o timeout",
+            "connection refused",
+            "network is unreachable",
+            "pull access denied",
+            "failed to resolve",
+        ]
         .iter()
         .any(|m| lower.contains(m))
-        && ["no such host", "i/o timeout", "connection refused", "network is unreachable", "pull access denied", "failed to resolve"]
-            .iter()
-            .any(|m| lower.contains(m))
     {
         out.push(
             "no container registry reachable, so an image could not be pulled. Fix: use the project's registry-free \
@@ -67,7 +91,10 @@ pub fn known_problems(output: &str) -> Vec<String> {
     }
     let pkgs = integrity_failures(output);
     if !pkgs.is_empty() {
-        out.push(format!("bun install: IntegrityCheckFailed for {}", pkgs.join(", ")));
+        out.push(format!(
+            "bun install: IntegrityCheckFailed for {}",
+            pkgs.join(", ")
+        ));
     }
     if lower.contains("self_signed_cert_in_chain") || lower.contains("unable_to_get_issuer_cert") {
         out.push(
@@ -80,7 +107,9 @@ pub fn known_problems(output: &str) -> Vec<String> {
         out.push("buildx is missing or too old. Fix: `cargo xtask provision` (as root) or install docker-buildx".to_string());
     }
     if lower.contains("no space left on device") {
-        out.push("the disk is full. Fix: `docker builder prune` and `docker image prune`".to_string());
+        out.push(
+            "the disk is full. Fix: `docker builder prune` and `docker image prune`".to_string(),
+        );
     }
     out
 }
@@ -89,7 +118,8 @@ pub fn known_problems(output: &str) -> Vec<String> {
 /// `listen tcp4 0.0.0.0:5432: bind: address already in use` -> the port.
 pub fn allocated_port(output: &str) -> Option<u16> {
     for line in output.lines() {
-        if !(line.contains("port is already allocated") || line.contains("address already in use")) {
+        if !(line.contains("port is already allocated") || line.contains("address already in use"))
+        {
             continue;
         }
         let candidates = line.split(|c: char| c.is_whitespace() || c == ',');
@@ -113,30 +143,49 @@ mod tests {
         let log = "#12 1.2 error: Integrity check failed for tarball: is-number\n\
                    #12 1.2 error: IntegrityCheckFailed extracting tarball from is-number\n\
                    #12 1.3 error: IntegrityCheckFailed extracting tarball from \"@biomejs/cli-linux-x64-musl\"\n";
-        assert_eq!(integrity_failures(log), ["is-number", "@biomejs/cli-linux-x64-musl"]);
+        assert_eq!(
+            integrity_failures(log),
+            ["is-number", "@biomejs/cli-linux-x64-musl"]
+        );
         assert!(integrity_failures("bun install v1.4.5\n38 packages installed").is_empty());
     }
 
     #[test]
     fn native_packages_are_recognised() {
-        for p in ["@biomejs/cli-linux-x64-musl", "@next/swc-linux-x64-gnu", "@img/sharp-linux-arm64", "@esbuild/darwin-arm64", "lightningcss-linux-x64-musl"] {
+        for p in [
+            "@biomejs/cli-linux-x64-musl",
+            "@next/swc-linux-x64-gnu",
+            "@img/sharp-linux-arm64",
+            "@esbuild/darwin-arm64",
+            "lightningcss-linux-x64-musl",
+        ] {
             assert!(is_platform_native(p), "{p}");
         }
-        for p in ["is-number", "next", "react-dom", "@types/node", "linux-utils"] {
+        for p in [
+            "is-number",
+            "next",
+            "react-dom",
+            "@types/node",
+            "linux-utils",
+        ] {
             assert!(!is_platform_native(p), "{p}");
         }
     }
 
     #[test]
     fn compose_failures_are_named() {
-        let rate = "Error response from daemon: toomanyrequests: You have reached your pull rate limit.";
+        let rate =
+            "Error response from daemon: toomanyrequests: You have reached your pull rate limit.";
         assert!(known_problems(rate)[0].contains("rate limit"));
         let offline = "Error response from daemon: Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup registry-1.docker.io on 127.0.0.53:53: no such host";
         assert!(known_problems(offline)[0].contains("--standin"));
         let port = "Error response from daemon: driver failed programming external connectivity on endpoint p-app-1: Bind for 127.0.0.1:3000 failed: port is already allocated";
         assert_eq!(allocated_port(port), Some(3000));
         assert!(known_problems(port)[0].contains("port 3000"));
-        assert_eq!(allocated_port("listen tcp4 0.0.0.0:5432: bind: address already in use"), Some(5432));
+        assert_eq!(
+            allocated_port("listen tcp4 0.0.0.0:5432: bind: address already in use"),
+            Some(5432)
+        );
         assert!(known_problems("all good").is_empty());
     }
 }

@@ -37,8 +37,16 @@ pub fn run(sh: &Shell) -> Result<()> {
 
     let docker = engine::docker_path();
     rows.push(match &docker {
-        Ok(p) => Row { what: "docker CLI", found: p.display().to_string(), verdict: Verdict::Ok },
-        Err(_) => Row { what: "docker CLI", found: "not on PATH".into(), verdict: Verdict::Fail(fix_engine.into()) },
+        Ok(p) => Row {
+            what: "docker CLI",
+            found: p.display().to_string(),
+            verdict: Verdict::Ok,
+        },
+        Err(_) => Row {
+            what: "docker CLI",
+            found: "not on PATH".into(),
+            verdict: Verdict::Fail(fix_engine.into()),
+        },
     });
     if docker.is_ok() {
         match engine::versions(sh) {
@@ -53,8 +61,18 @@ pub fn run(sh: &Shell) -> Result<()> {
                     },
                 });
                 rows.push(match &v.buildx {
-                    Some(b) => Row { what: "buildx", found: b.clone(), verdict: Verdict::Ok },
-                    None => Row { what: "buildx", found: "missing".into(), verdict: Verdict::Fail("install docker-buildx (or `cargo xtask provision`)".into()) },
+                    Some(b) => Row {
+                        what: "buildx",
+                        found: b.clone(),
+                        verdict: Verdict::Ok,
+                    },
+                    None => Row {
+                        what: "buildx",
+                        found: "missing".into(),
+                        verdict: Verdict::Fail(
+                            "install docker-buildx (or `cargo xtask provision`)".into(),
+                        ),
+                    },
                 });
                 rows.push(match &v.compose {
                     Some(c) if version_at_least(c, "2.20.2") => Row { what: "compose v2", found: c.clone(), verdict: Verdict::Ok },
@@ -67,7 +85,11 @@ pub fn run(sh: &Shell) -> Result<()> {
                     None => Row { what: "compose v2", found: "missing".into(), verdict: Verdict::Fail("install Compose v2, or `cargo xtask provision`".into()) },
                 });
             }
-            Err(e) => rows.push(Row { what: "engine", found: "not answering".into(), verdict: Verdict::Fail(format!("{e}")) }),
+            Err(e) => rows.push(Row {
+                what: "engine",
+                found: "not answering".into(),
+                verdict: Verdict::Fail(format!("{e}")),
+            }),
         }
     }
 
@@ -76,19 +98,32 @@ pub fn run(sh: &Shell) -> Result<()> {
     let env = if env_path.exists() {
         match EnvFile::load(&env_path) {
             Ok(e) => {
-                rows.push(Row { what: ".env", found: "present".into(), verdict: Verdict::Ok });
+                rows.push(Row {
+                    what: ".env",
+                    found: "present".into(),
+                    verdict: Verdict::Ok,
+                });
                 e
             }
             Err(e) => {
-                rows.push(Row { what: ".env", found: "unreadable".into(), verdict: Verdict::Fail(format!("{e:#}")) });
+                rows.push(Row {
+                    what: ".env",
+                    found: "unreadable".into(),
+                    verdict: Verdict::Fail(format!("{e:#}")),
+                });
                 EnvFile::default()
             }
         }
     } else {
-        rows.push(Row { what: ".env", found: "missing".into(), verdict: Verdict::Warn("`cargo xtask dev` creates it from .env.example".into()) });
+        rows.push(Row {
+            what: ".env",
+            found: "missing".into(),
+            verdict: Verdict::Warn("`cargo xtask dev` creates it from .env.example".into()),
+        });
         EnvFile::parse(&fs::read_to_string(root.join(".env.example")).unwrap_or_default())
     };
-    let dev_running = docker.is_ok() && containers(sh, &dev_project()).is_ok_and(|cs| cs.iter().any(|c| c.status == "running"));
+    let dev_running = docker.is_ok()
+        && containers(sh, &dev_project()).is_ok_and(|cs| cs.iter().any(|c| c.status == "running"));
     for (var, default) in [("APP_PORT", 3000), ("DB_PORT", 5432), ("REDIS_PORT", 6379)] {
         let what = match var {
             "APP_PORT" => "port APP_PORT",
@@ -96,9 +131,21 @@ pub fn run(sh: &Shell) -> Result<()> {
             _ => "port REDIS_PORT",
         };
         rows.push(match env.port(var, default) {
-            Err(e) => Row { what, found: "invalid".into(), verdict: Verdict::Fail(e.to_string()) },
-            Ok(p) if !port_taken(p) => Row { what, found: format!("{p} free"), verdict: Verdict::Ok },
-            Ok(p) if dev_running => Row { what, found: format!("{p} (held by the running dev stack)"), verdict: Verdict::Ok },
+            Err(e) => Row {
+                what,
+                found: "invalid".into(),
+                verdict: Verdict::Fail(e.to_string()),
+            },
+            Ok(p) if !port_taken(p) => Row {
+                what,
+                found: format!("{p} free"),
+                verdict: Verdict::Ok,
+            },
+            Ok(p) if dev_running => Row {
+                what,
+                found: format!("{p} (held by the running dev stack)"),
+                verdict: Verdict::Ok,
+            },
             Ok(p) => Row {
                 what,
                 found: format!("{p} held by {}", ports::holder(p)),
@@ -109,11 +156,33 @@ pub fn run(sh: &Shell) -> Result<()> {
 
     // Disk.
     let df = cmd!(sh, "df -Pk {root}").quiet().read().ok();
-    let free_gb = df.as_deref().and_then(|t| t.lines().nth(1)?.split_whitespace().nth(3)?.parse::<f64>().ok()).map(|kb| kb / 1024.0 / 1024.0);
+    let free_gb = df
+        .as_deref()
+        .and_then(|t| {
+            t.lines()
+                .nth(1)?
+                .split_whitespace()
+                .nth(3)?
+                .parse::<f64>()
+                .ok()
+        })
+        .map(|kb| kb / 1024.0 / 1024.0);
     rows.push(match free_gb {
-        Some(gb) if gb >= MIN_FREE_DISK_GB => Row { what: "free disk", found: format!("{gb:.1} GB"), verdict: Verdict::Ok },
-        Some(gb) => Row { what: "free disk", found: format!("{gb:.1} GB"), verdict: Verdict::Warn("free space (`docker system prune`)".into()) },
-        None => Row { what: "free disk", found: "unknown".into(), verdict: Verdict::Warn("`df` did not answer".into()) },
+        Some(gb) if gb >= MIN_FREE_DISK_GB => Row {
+            what: "free disk",
+            found: format!("{gb:.1} GB"),
+            verdict: Verdict::Ok,
+        },
+        Some(gb) => Row {
+            what: "free disk",
+            found: format!("{gb:.1} GB"),
+            verdict: Verdict::Warn("free space (`docker system prune`)".into()),
+        },
+        None => Row {
+            what: "free disk",
+            found: "unknown".into(),
+            verdict: Verdict::Warn("`df` did not answer".into()),
+        },
     });
 
     // One bun version everywhere.
@@ -133,19 +202,33 @@ pub fn run(sh: &Shell) -> Result<()> {
     });
 
     // Registry, and the way around it.
-    let standins = docker.is_ok() && images::image_exists(sh, &images::ImageSet::standin().postgres);
+    let standins =
+        docker.is_ok() && images::image_exists(sh, &images::ImageSet::standin().postgres);
     rows.push(if images::registry_reachable() {
-        Row { what: "registry", found: "registry-1.docker.io answers".into(), verdict: Verdict::Ok }
+        Row {
+            what: "registry",
+            found: "registry-1.docker.io answers".into(),
+            verdict: Verdict::Ok,
+        }
     } else {
         Row {
             what: "registry",
-            found: format!("unreachable; stand-in images {}", if standins { "built" } else { "not built yet" }),
-            verdict: Verdict::Warn("the xtask uses its registry-free stand-ins (built once, ~1 min)".into()),
+            found: format!(
+                "unreachable; stand-in images {}",
+                if standins { "built" } else { "not built yet" }
+            ),
+            verdict: Verdict::Warn(
+                "the xtask uses its registry-free stand-ins (built once, ~1 min)".into(),
+            ),
         }
     });
     let ca = images::extra_ca_pem();
     let n = ca.matches("BEGIN CERTIFICATE").count();
-    rows.push(Row { what: "extra CAs", found: format!("{n} passed to image builds"), verdict: Verdict::Ok });
+    rows.push(Row {
+        what: "extra CAs",
+        found: format!("{n} passed to image builds"),
+        verdict: Verdict::Ok,
+    });
 
     let mut failed = 0;
     for r in &rows {
@@ -168,12 +251,18 @@ pub fn run(sh: &Shell) -> Result<()> {
 /// `"packageManager": "bun@1.4.5"` -> `1.4.5`.
 pub fn package_manager_bun(package_json: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(package_json).ok()?;
-    v["packageManager"].as_str()?.strip_prefix("bun@").map(String::from)
+    v["packageManager"]
+        .as_str()?
+        .strip_prefix("bun@")
+        .map(String::from)
 }
 
 /// `ARG BUN_VERSION=1.4.5` -> `1.4.5`.
 pub fn dockerfile_bun(dockerfile: &str) -> Option<String> {
-    dockerfile.lines().find_map(|l| l.trim().strip_prefix("ARG BUN_VERSION=")).map(|v| v.trim().to_string())
+    dockerfile
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ARG BUN_VERSION="))
+        .map(|v| v.trim().to_string())
 }
 
 #[cfg(test)]
@@ -191,7 +280,10 @@ mod tests {
         assert_eq!(dockerfile_bun(&standin).as_deref(), Some(BUN_VERSION));
         for compose in ["docker-compose.yml", "docker-compose.prod.yml"] {
             let text = fs::read_to_string(root.join(compose)).unwrap();
-            assert!(text.contains(&format!("oven/bun:{BUN_VERSION}")), "{compose} defaults to another bun");
+            assert!(
+                text.contains(&format!("oven/bun:{BUN_VERSION}")),
+                "{compose} defaults to another bun"
+            );
         }
     }
 }

@@ -53,13 +53,22 @@ pub fn versions(sh: &Shell) -> Result<Versions> {
     let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let parts: Vec<&str> = text.split('|').collect();
     if !out.status.success() || parts.len() != 3 || parts[1].is_empty() {
-        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let err = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stderr).trim(),
+            if parts.len() == 3 { "" } else { text.as_str() }
+        );
         bail!(
             "the Docker engine does not answer: {err}\n  fix: start it (`sudo systemctl start docker`, or as root here: \
              `cargo xtask provision`, which starts `dockerd` when there is no systemd)"
         );
     }
-    let buildx = cmd!(sh, "docker buildx version").quiet().ignore_status().read().ok().and_then(|s| parse_buildx_version(&s));
+    let buildx = cmd!(sh, "docker buildx version")
+        .quiet()
+        .ignore_status()
+        .read()
+        .ok()
+        .and_then(|s| parse_buildx_version(&s));
     let compose = cmd!(sh, "docker compose version --short")
         .quiet()
         .ignore_status()
@@ -79,7 +88,10 @@ pub fn versions(sh: &Shell) -> Result<Versions> {
 /// `github.com/docker/buildx 0.13.1+ds1 ...` or `github.com/docker/buildx v0.29.1 ...` -> `0.13.1`.
 pub fn parse_buildx_version(s: &str) -> Option<String> {
     let v = s.split_whitespace().nth(1)?.trim_start_matches('v');
-    let v: String = v.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let v: String = v
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
     (!v.is_empty()).then_some(v)
 }
 
@@ -97,11 +109,17 @@ pub fn preflight(sh: &Shell) -> Result<Versions> {
         bail!(
             "Compose v2 (`docker compose`) is missing{}.\n  fix: install `docker-compose` (Debian >= 13) or \
              `docker-compose-v2` (Ubuntu), or run `cargo xtask provision` as root",
-            if legacy { "; a legacy `docker-compose` v1 is installed but is not supported" } else { "" }
+            if legacy {
+                "; a legacy `docker-compose` v1 is installed but is not supported"
+            } else {
+                ""
+            }
         );
     };
     if version_at_least(compose, COMPOSE_NEEDS_NEW_BUILDX) && !version_at_least(buildx, "0.17") {
-        bail!("compose {compose} needs buildx >= 0.17, found {buildx}.\n  fix: upgrade docker-buildx");
+        bail!(
+            "compose {compose} needs buildx >= 0.17, found {buildx}.\n  fix: upgrade docker-buildx"
+        );
     }
     Ok(v)
 }
@@ -123,8 +141,10 @@ pub fn ensure(sh: &Shell) -> Result<Versions> {
     match preflight(sh) {
         Ok(v) => Ok(v),
         Err(e) if is_root() && OsRelease::read()?.is_debian_like() => {
-            eprintln!("{e:#}
-provisioning a Docker engine (Debian packages) ...");
+            eprintln!(
+                "{e:#}
+provisioning a Docker engine (Debian packages) ..."
+            );
             provision(sh)
         }
         Err(e) => Err(e),
@@ -150,14 +170,27 @@ pub fn provision(sh: &Shell) -> Result<Versions> {
     }
     let started = Instant::now();
     let plan = install_plan(&os);
-    let missing: Vec<&str> = plan.all_packages().into_iter().filter(|p| !dpkg_installed(sh, p)).collect();
+    let missing: Vec<&str> = plan
+        .all_packages()
+        .into_iter()
+        .filter(|p| !dpkg_installed(sh, p))
+        .collect();
     if !missing.is_empty() {
-        eprintln!("provision: installing {} ({} {})", missing.join(" "), os.id, os.codename);
+        eprintln!(
+            "provision: installing {} ({} {})",
+            missing.join(" "),
+            os.id,
+            os.codename
+        );
         apt_install(sh, &plan)?;
     }
     start_daemon(sh)?;
     let v = preflight(sh).context("after installing the engine")?;
-    eprintln!("provision: {} ready in {:.1}s", describe(&v), started.elapsed().as_secs_f64());
+    eprintln!(
+        "provision: {} ready in {:.1}s",
+        describe(&v),
+        started.elapsed().as_secs_f64()
+    );
     if !version_at_least(&v.engine, ENGINE_FOR_START_INTERVAL) {
         eprintln!(
             "warning: engine {} < {ENGINE_FOR_START_INTERVAL}: health checks ignore start_interval, start-up is slower",
@@ -187,19 +220,39 @@ impl InstallPlan {
 pub fn install_plan(os: &OsRelease) -> InstallPlan {
     match (os.id.as_str(), os.codename.as_str()) {
         ("debian", "bookworm") => InstallPlan {
-            host: vec!["containerd", "runc", "tini", "iptables", "ca-certificates", "adduser"],
+            host: vec![
+                "containerd",
+                "runc",
+                "tini",
+                "iptables",
+                "ca-certificates",
+                "adduser",
+            ],
             side: vec!["docker.io", "docker-cli", "docker-buildx", "docker-compose"],
         },
-        ("ubuntu", _) => InstallPlan { host: vec!["docker.io", "docker-buildx", "docker-compose-v2"], side: vec![] },
-        _ => InstallPlan { host: vec!["docker.io", "docker-cli", "docker-buildx", "docker-compose"], side: vec![] },
+        ("ubuntu", _) => InstallPlan {
+            host: vec!["docker.io", "docker-buildx", "docker-compose-v2"],
+            side: vec![],
+        },
+        _ => InstallPlan {
+            host: vec!["docker.io", "docker-cli", "docker-buildx", "docker-compose"],
+            side: vec![],
+        },
     }
 }
 
 fn apt_install(sh: &Shell, plan: &InstallPlan) -> Result<()> {
     let _env = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
     let host = &plan.host;
-    cmd!(sh, "apt-get update -qq").run().context("apt-get update")?;
-    cmd!(sh, "apt-get install -y -qq --no-install-recommends {host...}").run().context("installing engine packages")?;
+    cmd!(sh, "apt-get update -qq")
+        .run()
+        .context("apt-get update")?;
+    cmd!(
+        sh,
+        "apt-get install -y -qq --no-install-recommends {host...}"
+    )
+    .run()
+    .context("installing engine packages")?;
     if plan.side.is_empty() {
         return Ok(());
     }
@@ -223,7 +276,9 @@ fn apt_install(sh: &Shell, plan: &InstallPlan) -> Result<()> {
     ]
     .map(|o| format!("-o{o}"));
     let opts = &opts;
-    cmd!(sh, "apt-get -qq {opts...} update").run().context("apt-get update of the side suite")?;
+    cmd!(sh, "apt-get -qq {opts...} update")
+        .run()
+        .context("apt-get update of the side suite")?;
     let debs = dir.join("debs");
     for f in fs::read_dir(&debs)? {
         fs::remove_file(f?.path())?;
@@ -231,10 +286,17 @@ fn apt_install(sh: &Shell, plan: &InstallPlan) -> Result<()> {
     let side = &plan.side;
     {
         let _cd = sh.push_dir(&debs);
-        cmd!(sh, "apt-get -qq {opts...} download {side...}").run().context("downloading engine packages")?;
+        cmd!(sh, "apt-get -qq {opts...} download {side...}")
+            .run()
+            .context("downloading engine packages")?;
     }
-    let files: Vec<PathBuf> = fs::read_dir(&debs)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
-    cmd!(sh, "dpkg -i {files...}").quiet().run().context("installing engine packages with dpkg")?;
+    let files: Vec<PathBuf> = fs::read_dir(&debs)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    cmd!(sh, "dpkg -i {files...}")
+        .quiet()
+        .run()
+        .context("installing engine packages with dpkg")?;
     Ok(())
 }
 
@@ -250,7 +312,10 @@ fn start_daemon(sh: &Shell) -> Result<()> {
     } else {
         use std::os::unix::process::CommandExt;
         let log_path = "/var/log/dockerd.log";
-        let log = fs::OpenOptions::new().create(true).append(true).open(log_path)?;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)?;
         eprintln!("provision: starting dockerd (log: {log_path})");
         Command::new("dockerd")
             .stdin(Stdio::null())
@@ -260,15 +325,29 @@ fn start_daemon(sh: &Shell) -> Result<()> {
             .spawn()
             .context("starting dockerd")?;
     }
-    poll("the Docker engine to answer", DAEMON_START, Duration::from_millis(250), || {
-        if daemon_answers(sh) { Ok(Some(())) } else { Ok(None) }
-    })
+    poll(
+        "the Docker engine to answer",
+        DAEMON_START,
+        Duration::from_millis(250),
+        || {
+            if daemon_answers(sh) {
+                Ok(Some(()))
+            } else {
+                Ok(None)
+            }
+        },
+    )
     .context("see /var/log/dockerd.log")
 }
 
 pub fn daemon_answers(sh: &Shell) -> bool {
     let format = "{{.ServerVersion}}";
-    cmd!(sh, "docker info --format {format}").quiet().ignore_stdout().ignore_stderr().run().is_ok()
+    cmd!(sh, "docker info --format {format}")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
 }
 
 fn dpkg_installed(sh: &Shell, pkg: &str) -> bool {
@@ -295,7 +374,13 @@ pub fn gid() -> u32 {
 
 /// The real user's ids; `id` keeps the xtask free of a libc dependency.
 fn id_of(flag: &str) -> u32 {
-    Command::new("id").arg(flag).output().ok().and_then(|o| String::from_utf8(o.stdout).ok()).and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+    Command::new("id")
+        .arg(flag)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -313,7 +398,9 @@ impl OsRelease {
     pub fn parse(text: &str) -> OsRelease {
         let mut os = OsRelease::default();
         for line in text.lines() {
-            let Some((k, v)) = line.split_once('=') else { continue };
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
             let v = v.trim().trim_matches('"').to_string();
             match k.trim() {
                 "ID" => os.id = v,
@@ -335,17 +422,31 @@ mod tests {
 
     #[test]
     fn buildx_versions() {
-        assert_eq!(parse_buildx_version("github.com/docker/buildx 0.13.1+ds1 0.13.1+ds1-3").as_deref(), Some("0.13.1"));
-        assert_eq!(parse_buildx_version("github.com/docker/buildx v0.29.1 a1b2c3").as_deref(), Some("0.29.1"));
-        assert_eq!(parse_buildx_version("docker: 'buildx' is not a docker command."), None);
+        assert_eq!(
+            parse_buildx_version("github.com/docker/buildx 0.13.1+ds1 0.13.1+ds1-3").as_deref(),
+            Some("0.13.1")
+        );
+        assert_eq!(
+            parse_buildx_version("github.com/docker/buildx v0.29.1 a1b2c3").as_deref(),
+            Some("0.29.1")
+        );
+        assert_eq!(
+            parse_buildx_version("docker: 'buildx' is not a docker command."),
+            None
+        );
     }
 
     #[test]
     fn bookworm_side_loads_trixie_engine() {
-        let os = OsRelease::parse("PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_CODENAME=bookworm\n");
+        let os = OsRelease::parse(
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_CODENAME=bookworm\n",
+        );
         let plan = install_plan(&os);
         assert!(plan.side.contains(&"docker.io") && plan.side.contains(&"docker-compose"));
-        assert!(!plan.host.contains(&"docker-compose"), "bookworm's docker-compose is v1");
+        assert!(
+            !plan.host.contains(&"docker-compose"),
+            "bookworm's docker-compose is v1"
+        );
         let ubuntu = OsRelease::parse("ID=ubuntu\nID_LIKE=debian\nVERSION_CODENAME=noble\n");
         assert!(install_plan(&ubuntu).host.contains(&"docker-compose-v2"));
         assert!(ubuntu.is_debian_like());

@@ -11,9 +11,11 @@ pub struct EnvFile {
 
 impl EnvFile {
     pub fn load(path: &Path) -> Result<EnvFile> {
-        let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let env = EnvFile::parse(&text);
-        env.check().with_context(|| format!("in {}", path.display()))?;
+        env.check()
+            .with_context(|| format!("in {}", path.display()))?;
         Ok(env)
     }
 
@@ -44,16 +46,25 @@ impl EnvFile {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.vars.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+        self.vars
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
     }
 
     /// A port variable: the process environment wins over the file, as in compose.
     pub fn port(&self, key: &str, default: u16) -> Result<u16> {
         let from_env = std::env::var(key).ok().filter(|v| !v.is_empty());
-        let Some(v) = from_env.as_deref().or(self.get(key)) else { return Ok(default) };
+        let Some(v) = from_env.as_deref().or(self.get(key)) else {
+            return Ok(default);
+        };
         match v.parse::<u16>() {
             Ok(p) if p > 0 => Ok(p),
-            _ => bail!("{key}={v} is not a port number (1-65535): fix it in .env or the environment"),
+            _ => {
+                bail!("{key}={v} is not a port number (1-65535): fix it in .env or the environment")
+            }
         }
     }
 
@@ -101,7 +112,10 @@ mod tests {
     fn bad_values_are_named() {
         let e = EnvFile::parse("XTASK_TEST_BAD_PORT=30o0\n");
         let err = e.port("XTASK_TEST_BAD_PORT", 1).unwrap_err().to_string();
-        assert!(err.contains("XTASK_TEST_BAD_PORT=30o0") && err.contains("not a port"), "{err}");
+        assert!(
+            err.contains("XTASK_TEST_BAD_PORT=30o0") && err.contains("not a port"),
+            "{err}"
+        );
         assert!(EnvFile::parse("BAD-NAME=1\n").check().is_err());
     }
 
@@ -113,7 +127,10 @@ mod tests {
         assert!(ensure_dotenv(&dir).unwrap());
         fs::write(dir.join(".env"), "APP_PORT=4000\n").unwrap();
         assert!(!ensure_dotenv(&dir).unwrap());
-        assert_eq!(fs::read_to_string(dir.join(".env")).unwrap(), "APP_PORT=4000\n");
+        assert_eq!(
+            fs::read_to_string(dir.join(".env")).unwrap(),
+            "APP_PORT=4000\n"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

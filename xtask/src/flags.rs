@@ -95,8 +95,13 @@ pub const STAGES: [&str; 5] = ["base", "dev", "deps", "builder", "runner"];
 
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
     let mut args = args.into_iter();
-    let Some(cmd) = args.next() else { return Ok(Command::Help) };
-    let mut p = Parser { cmd: cmd.clone(), rest: args.collect::<Vec<_>>().into_iter() };
+    let Some(cmd) = args.next() else {
+        return Ok(Command::Help);
+    };
+    let mut p = Parser {
+        cmd: cmd.clone(),
+        rest: args.collect::<Vec<_>>().into_iter(),
+    };
     let command = match cmd.as_str() {
         "help" | "--help" | "-h" => return Ok(Command::Help),
         "dev" => {
@@ -191,7 +196,10 @@ impl Parser {
             None => Ok(None),
             Some(a) if a == "--help" || a == "-h" => bail!("{HELP}"),
             Some(a) if a.starts_with('-') => Ok(Some(a)),
-            Some(a) => bail!("`{}` takes no positional argument `{a}` (see `cargo xtask --help`)", self.cmd),
+            Some(a) => bail!(
+                "`{}` takes no positional argument `{a}` (see `cargo xtask --help`)",
+                self.cmd
+            ),
         }
     }
     fn no_flags(&mut self) -> Result<()> {
@@ -215,7 +223,11 @@ impl Parser {
     }
     fn secs(&mut self, flag: &str) -> Result<Duration> {
         let v = self.value(flag)?;
-        let s: f64 = v.parse().ok().filter(|s: &f64| *s > 0.0).with_context(|| format!("`{flag} {v}`: expected a number of seconds"))?;
+        let s: f64 = v
+            .parse()
+            .ok()
+            .filter(|s: &f64| *s > 0.0)
+            .with_context(|| format!("`{flag} {v}`: expected a number of seconds"))?;
         Ok(Duration::from_secs_f64(s))
     }
     fn image_flag(&self, flag: &str, current: ImageChoice) -> Result<ImageChoice> {
@@ -230,7 +242,10 @@ impl Parser {
         Ok(choice)
     }
     fn unknown(&self, flag: &str) -> anyhow::Error {
-        anyhow::anyhow!("`{}` has no option `{flag}` (see `cargo xtask --help`)", self.cmd)
+        anyhow::anyhow!(
+            "`{}` has no option `{flag}` (see `cargo xtask --help`)",
+            self.cmd
+        )
     }
 }
 
@@ -250,7 +265,10 @@ mod tests {
 
     #[test]
     fn verify_flags() {
-        let Command::Verify(v) = p("verify --prod --json --timeout-healthy 90 --standin").unwrap() else { panic!() };
+        let Command::Verify(v) = p("verify --prod --json --timeout-healthy 90 --standin").unwrap()
+        else {
+            panic!()
+        };
         assert!(v.prod && v.json && !v.keep);
         assert_eq!(v.timeout_healthy, Some(Duration::from_secs(90)));
         assert_eq!(v.images, ImageChoice::Standin);
@@ -258,17 +276,25 @@ mod tests {
 
     #[test]
     fn stages_are_checked() {
-        let Command::BuildProd(b) = p("build-prod --stage deps --stage runner").unwrap() else { panic!() };
+        let Command::BuildProd(b) = p("build-prod --stage deps --stage runner").unwrap() else {
+            panic!()
+        };
         assert_eq!(b.stages, ["deps", "runner"]);
         let e = p("build-prod --stage prod").unwrap_err().to_string();
-        assert!(e.contains("unknown stage `prod`") && e.contains("runner"), "{e}");
+        assert!(
+            e.contains("unknown stage `prod`") && e.contains("runner"),
+            "{e}"
+        );
     }
 
     #[test]
     fn no_verify_needs_a_reason() {
         assert!(p("build-prod --no-verify").is_err());
         assert!(p("build-prod --no-verify x").is_err());
-        let Command::BuildProd(b) = parse(["build-prod", "--no-verify", "mirror re-packs tarballs"].map(String::from)).unwrap() else {
+        let Command::BuildProd(b) =
+            parse(["build-prod", "--no-verify", "mirror re-packs tarballs"].map(String::from))
+                .unwrap()
+        else {
             panic!()
         };
         assert_eq!(b.no_verify.as_deref(), Some("mirror re-packs tarballs"));
@@ -276,9 +302,24 @@ mod tests {
 
     #[test]
     fn bad_input_names_the_problem() {
-        assert!(p("deploy").unwrap_err().to_string().contains("unknown command `deploy`"));
-        assert!(p("down --force").unwrap_err().to_string().contains("no option `--force`"));
-        assert!(p("verify --timeout-http soon").unwrap_err().to_string().contains("number of seconds"));
+        assert!(
+            p("deploy")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown command `deploy`")
+        );
+        assert!(
+            p("down --force")
+                .unwrap_err()
+                .to_string()
+                .contains("no option `--force`")
+        );
+        assert!(
+            p("verify --timeout-http soon")
+                .unwrap_err()
+                .to_string()
+                .contains("number of seconds")
+        );
         assert!(p("dev --standin --upstream").is_err());
     }
 }

@@ -69,7 +69,11 @@ impl ImageSet {
             ("POSTGRES_IMAGE", &mut self.postgres),
             ("REDIS_IMAGE", &mut self.redis),
         ] {
-            if let Some(v) = std::env::var(var).ok().filter(|v| !v.is_empty()).or_else(|| env.get(var).map(String::from)) {
+            if let Some(v) = std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .or_else(|| env.get(var).map(String::from))
+            {
                 *slot = v;
             }
         }
@@ -97,7 +101,9 @@ pub fn choose(sh: &Shell, choice: ImageChoice, env: &EnvFile) -> Result<ImageSet
         }
         ImageChoice::Auto => {
             let up = ImageSet::upstream().with_overrides(env);
-            let present = [&up.bun, &up.bun_slim, &up.postgres, &up.redis].iter().all(|i| image_exists(sh, i));
+            let present = [&up.bun, &up.bun_slim, &up.postgres, &up.redis]
+                .iter()
+                .all(|i| image_exists(sh, i));
             if present || registry_reachable() {
                 up
             } else {
@@ -115,23 +121,43 @@ pub fn choose(sh: &Shell, choice: ImageChoice, env: &EnvFile) -> Result<ImageSet
 }
 
 pub fn registry_reachable() -> bool {
-    let Ok(mut addrs) = (REGISTRY_HOST, 443).to_socket_addrs() else { return false };
-    addrs.next().is_some_and(|a| TcpStream::connect_timeout(&a, REGISTRY_PROBE).is_ok())
+    let Ok(mut addrs) = (REGISTRY_HOST, 443).to_socket_addrs() else {
+        return false;
+    };
+    addrs
+        .next()
+        .is_some_and(|a| TcpStream::connect_timeout(&a, REGISTRY_PROBE).is_ok())
 }
 
 pub fn image_exists(sh: &Shell, image: &str) -> bool {
-    cmd!(sh, "docker image inspect --format x {image}").quiet().ignore_stdout().ignore_stderr().run().is_ok()
+    cmd!(sh, "docker image inspect --format x {image}")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
 }
 
 /// Size in bytes as the engine reports it.
 pub fn image_size(sh: &Shell, image: &str) -> Option<u64> {
     let format = "{{.Size}}";
-    cmd!(sh, "docker image inspect --format {format} {image}").quiet().ignore_stderr().read().ok()?.trim().parse().ok()
+    cmd!(sh, "docker image inspect --format {format} {image}")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn image_label(sh: &Shell, image: &str) -> Option<String> {
     let format = format!("{{{{index .Config.Labels \"{RECIPE_LABEL}\"}}}}");
-    cmd!(sh, "docker image inspect --format {format} {image}").quiet().ignore_stderr().read().ok()
+    cmd!(sh, "docker image inspect --format {format} {image}")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .ok()
 }
 
 /// The CAs this host trusts beyond the distribution's (a TLS-intercepting proxy's, a corporate
@@ -143,11 +169,18 @@ pub fn extra_ca_pem() -> String {
         files.push(PathBuf::from(extra));
     }
     files.sort();
-    files.iter().filter_map(|f| fs::read_to_string(f).ok()).filter(|s| s.contains("BEGIN CERTIFICATE")).collect::<Vec<_>>().join("\n")
+    files
+        .iter()
+        .filter_map(|f| fs::read_to_string(f).ok())
+        .filter(|s| s.contains("BEGIN CERTIFICATE"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn collect_crts(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -167,9 +200,21 @@ struct Standin {
 fn standins() -> Vec<Standin> {
     let s = ImageSet::standin();
     vec![
-        Standin { name: "bun", base: "trixie", tags: vec![s.bun, s.bun_slim] },
-        Standin { name: "postgres", base: "trixie", tags: vec![s.postgres] },
-        Standin { name: "redis", base: "bookworm", tags: vec![s.redis] },
+        Standin {
+            name: "bun",
+            base: "trixie",
+            tags: vec![s.bun, s.bun_slim],
+        },
+        Standin {
+            name: "postgres",
+            base: "trixie",
+            tags: vec![s.postgres],
+        },
+        Standin {
+            name: "redis",
+            base: "bookworm",
+            tags: vec![s.redis],
+        },
     ]
 }
 
@@ -184,12 +229,18 @@ pub fn ensure_standins(sh: &Shell) -> Result<()> {
         let dir = root.join("docker/standin").join(s.name);
         let mut recipe = Vec::new();
         for f in ["Dockerfile", "docker-entrypoint.sh"] {
-            recipe.extend(fs::read(dir.join(f)).with_context(|| format!("reading {}", dir.join(f).display()))?);
+            recipe.extend(
+                fs::read(dir.join(f))
+                    .with_context(|| format!("reading {}", dir.join(f).display()))?,
+            );
         }
         recipe.extend(ca.as_bytes());
         recipe.extend(s.base.as_bytes());
         let hash = format!("{:016x}", fnv1a(&recipe));
-        let fresh = s.tags.iter().all(|t| image_label(sh, t).as_deref() == Some(hash.as_str()));
+        let fresh = s
+            .tags
+            .iter()
+            .all(|t| image_label(sh, t).as_deref() == Some(hash.as_str()));
         if !fresh {
             plans.push((s, dir, hash));
         }
@@ -223,8 +274,16 @@ pub fn ensure_standins(sh: &Shell) -> Result<()> {
             ctx.display().to_string(),
         ]);
         let log = work.join(format!("{}.log", s.name));
-        eprintln!("stand-in: building {} (log: {})", s.tags.join(", "), log.display());
-        let handle = duct::cmd("docker", &args).stderr_to_stdout().stdout_path(&log).unchecked().start()?;
+        eprintln!(
+            "stand-in: building {} (log: {})",
+            s.tags.join(", "),
+            log.display()
+        );
+        let handle = duct::cmd("docker", &args)
+            .stderr_to_stdout()
+            .stdout_path(&log)
+            .unchecked()
+            .start()?;
         running.push((s.name, handle, log, Instant::now()));
     }
     for (name, handle, log, t) in running {
@@ -247,19 +306,34 @@ pub fn ensure_standins(sh: &Shell) -> Result<()> {
 /// Minimal Debian root filesystems from deb.debian.org, imported as images: the only way to a
 /// base image when no container registry answers.
 fn ensure_debian_bases(sh: &Shell, suites: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = suites.iter().copied().filter(|s| !image_exists(sh, &format!("{STANDIN}/debian:{s}"))).collect();
+    let missing: Vec<&str> = suites
+        .iter()
+        .copied()
+        .filter(|s| !image_exists(sh, &format!("{STANDIN}/debian:{s}")))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
     if which::which("mmdebstrap").is_err() {
         if !crate::engine::is_root() {
-            bail!("building the stand-in base images needs mmdebstrap.\n  fix: sudo apt-get install mmdebstrap");
+            bail!(
+                "building the stand-in base images needs mmdebstrap.\n  fix: sudo apt-get install mmdebstrap"
+            );
         }
         eprintln!("stand-in: installing mmdebstrap");
         let _env = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
-        cmd!(sh, "apt-get install -y -qq --no-install-recommends mmdebstrap").run().or_else(|_| {
+        cmd!(
+            sh,
+            "apt-get install -y -qq --no-install-recommends mmdebstrap"
+        )
+        .run()
+        .or_else(|_| {
             cmd!(sh, "apt-get update -qq").run()?;
-            cmd!(sh, "apt-get install -y -qq --no-install-recommends mmdebstrap").run()
+            cmd!(
+                sh,
+                "apt-get install -y -qq --no-install-recommends mmdebstrap"
+            )
+            .run()
         })?;
     }
     let mut running = Vec::new();
@@ -284,7 +358,9 @@ fn ensure_debian_bases(sh: &Shell, suites: &[&str]) -> Result<()> {
         running.push((suite, handle, t));
     }
     for (suite, handle, t) in running {
-        handle.wait().with_context(|| format!("mmdebstrap {suite} | docker import"))?;
+        handle
+            .wait()
+            .with_context(|| format!("mmdebstrap {suite} | docker import"))?;
         eprintln!("stand-in: debian:{suite} in {}", secs(t.elapsed()));
     }
     Ok(())
@@ -322,7 +398,9 @@ pub fn mmdebstrap_args(suite: &str) -> Vec<String> {
 /// FNV-1a: a stable content hash for recipe labels without a hashing crate (std's hasher is
 /// not guaranteed stable across Rust releases).
 pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -336,7 +414,10 @@ mod tests {
             assert!(image.starts_with("axion-hub-standin/"), "{image}");
         }
         assert_eq!(ImageSet::upstream().bun, format!("oven/bun:{BUN_VERSION}"));
-        assert_eq!(ImageSet::upstream().bun_slim, format!("oven/bun:{BUN_VERSION}-slim"));
+        assert_eq!(
+            ImageSet::upstream().bun_slim,
+            format!("oven/bun:{BUN_VERSION}-slim")
+        );
     }
 
     #[test]

@@ -29,8 +29,14 @@ pub struct Policy {
 
 impl Policy {
     pub fn new(cold: bool, no_verify: Option<String>) -> Policy {
-        let nonce = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
-        Policy { cold: cold.then_some(nonce), no_verify }
+        let nonce = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        Policy {
+            cold: cold.then_some(nonce),
+            no_verify,
+        }
     }
     pub fn flags(&self) -> String {
         let mut f = String::from("--frozen-lockfile");
@@ -50,7 +56,9 @@ impl Policy {
             d.push_str(", cold (no install cache)");
         }
         if let Some(r) = &self.no_verify {
-            d = format!("bun install --frozen-lockfile --no-verify (integrity checks OFF for every package; reason: {r})");
+            d = format!(
+                "bun install --frozen-lockfile --no-verify (integrity checks OFF for every package; reason: {r})"
+            );
         }
         d
     }
@@ -73,15 +81,25 @@ pub fn build_with_policy(
 ) -> Result<Built> {
     let first = build(&policy.flags())?;
     if first.status.success() {
-        return Ok(Built { finished: first, policy: policy.describe() });
+        return Ok(Built {
+            finished: first,
+            policy: policy.describe(),
+        });
     }
     let pkgs = integrity_failures(&first.output);
     if pkgs.is_empty() {
         bail!("{}", build_failure(&first.output));
     }
     let lock = std::fs::read_to_string(sh.current_dir().join("app/bun.lock")).unwrap_or_default();
-    let verdicts: Vec<String> = pkgs.iter().map(|p| diagnose_package(sh, &lock, p)).collect();
-    let report = format!("bun install failed its integrity check for: {}\n  {}", pkgs.join(", "), verdicts.join("\n  "));
+    let verdicts: Vec<String> = pkgs
+        .iter()
+        .map(|p| diagnose_package(sh, &lock, p))
+        .collect();
+    let report = format!(
+        "bun install failed its integrity check for: {}\n  {}",
+        pkgs.join(", "),
+        verdicts.join("\n  ")
+    );
     let all_native = pkgs.iter().all(|p| is_platform_native(p));
     if kind == Kind::Dev && all_native && policy.no_verify.is_none() {
         let bar = "!".repeat(100);
@@ -91,24 +109,57 @@ pub fn build_with_policy(
              !!! are OFF for every package in this image. Prod builds never do this on their own.\n{bar}\n",
             pkgs.join(", ")
         );
-        let retry = Policy { cold: policy.cold, no_verify: Some(format!("dev retry for platform-native packages {}", pkgs.join(", "))) };
+        let retry = Policy {
+            cold: policy.cold,
+            no_verify: Some(format!(
+                "dev retry for platform-native packages {}",
+                pkgs.join(", ")
+            )),
+        };
         let second = build(&retry.flags())?;
         if !second.status.success() {
-            bail!("the --no-verify retry failed too:\n{}", build_failure(&second.output));
+            bail!(
+                "the --no-verify retry failed too:\n{}",
+                build_failure(&second.output)
+            );
         }
-        return Ok(Built { finished: second, policy: retry.describe() });
+        return Ok(Built {
+            finished: second,
+            policy: retry.describe(),
+        });
     }
     let fix = match kind {
-        Kind::Prod => "prod builds keep integrity checks on; if you accept the risk, rerun with --no-verify \"<reason>\", which the report records",
-        Kind::Dev => "some failing packages are not platform-native builds, so no automatic --no-verify retry",
+        Kind::Prod => {
+            "prod builds keep integrity checks on; if you accept the risk, rerun with --no-verify \"<reason>\", which the report records"
+        }
+        Kind::Dev => {
+            "some failing packages are not platform-native builds, so no automatic --no-verify retry"
+        }
     };
-    bail!("{report}\n  {fix}\n--- build output (last 30 lines)\n{}", tail(&first.output, 30));
+    bail!(
+        "{report}\n  {fix}\n--- build output (last 30 lines)\n{}",
+        tail(&first.output, 30)
+    );
 }
 
 fn build_failure(output: &str) -> String {
     let hints = known_problems(output);
-    let hints = if hints.is_empty() { String::new() } else { format!("{}\n", hints.iter().map(|h| format!("  cause: {h}")).collect::<Vec<_>>().join("\n")) };
-    format!("the image build failed\n{hints}--- build output (last 40 lines)\n{}", tail(output, 40))
+    let hints = if hints.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "{}\n",
+            hints
+                .iter()
+                .map(|h| format!("  cause: {h}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    };
+    format!(
+        "the image build failed\n{hints}--- build output (last 40 lines)\n{}",
+        tail(output, 40)
+    )
 }
 
 /// A lock entry: `"<pkg>": ["<pkg>@<ver>", "", {...}, "sha512-..."],` in the text bun.lock.
@@ -125,8 +176,15 @@ pub fn lock_entry(lock: &str, pkg: &str) -> Option<LockEntry> {
     let rest = &line.trim_start()[key.len()..];
     let spec = rest.strip_prefix('"')?.split('"').next()?;
     let (name, version) = spec.rsplit_once('@')?;
-    let integrity = line.split('"').find(|s| s.starts_with("sha512-") || s.starts_with("sha1-"))?.to_string();
-    Some(LockEntry { name: name.into(), version: version.into(), integrity })
+    let integrity = line
+        .split('"')
+        .find(|s| s.starts_with("sha512-") || s.starts_with("sha1-"))?
+        .to_string();
+    Some(LockEntry {
+        name: name.into(),
+        version: version.into(),
+        integrity,
+    })
 }
 
 /// Compares the lock's hash with the registry's `dist.integrity`.
@@ -136,7 +194,12 @@ fn diagnose_package(sh: &Shell, lock: &str, pkg: &str) -> String {
     };
     let spec = format!("{}@{}", entry.name, entry.version);
     let registry = if which::which("npm").is_ok() {
-        cmd!(sh, "npm view {spec} dist.integrity").quiet().ignore_stderr().read().ok().filter(|s| !s.is_empty())
+        cmd!(sh, "npm view {spec} dist.integrity")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .ok()
+            .filter(|s| !s.is_empty())
     } else {
         None
     };
@@ -175,7 +238,10 @@ mod tests {
     #[test]
     fn lock_entries_scoped_and_plain() {
         let e = lock_entry(LOCK, "@biomejs/cli-linux-x64-musl").unwrap();
-        assert_eq!((e.name.as_str(), e.version.as_str(), e.integrity.as_str()), ("@biomejs/cli-linux-x64-musl", "2.6.8", "sha512-AAA=="));
+        assert_eq!(
+            (e.name.as_str(), e.version.as_str(), e.integrity.as_str()),
+            ("@biomejs/cli-linux-x64-musl", "2.6.8", "sha512-AAA==")
+        );
         assert_eq!(lock_entry(LOCK, "is-number").unwrap().version, "7.0.0");
         assert!(lock_entry(LOCK, "left-pad").is_none());
     }
@@ -185,8 +251,15 @@ mod tests {
         assert_eq!(Policy::default().flags(), "--frozen-lockfile");
         let policy = Policy::new(true, None);
         let cold = policy.flags();
-        assert!(cold.starts_with("--frozen-lockfile --cache-dir=/tmp/bun-cold-"), "{cold}");
-        assert_eq!(cold, policy.flags(), "one cold install per run, shared by every stage");
+        assert!(
+            cold.starts_with("--frozen-lockfile --cache-dir=/tmp/bun-cold-"),
+            "{cold}"
+        );
+        assert_eq!(
+            cold,
+            policy.flags(),
+            "one cold install per run, shared by every stage"
+        );
         let nv = Policy::new(false, Some("mirror re-packs".into()));
         assert_eq!(nv.flags(), "--frozen-lockfile --no-verify");
         assert!(nv.describe().contains("reason: mirror re-packs"));

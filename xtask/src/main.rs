@@ -25,8 +25,10 @@ use xshell::Shell;
 fn main() -> Result<()> {
     signals::install();
     let command = flags::parse(std::env::args().skip(1))?;
+    // The process too, not only the Shell: duct children and relative paths (compose's
+    // --env-file) resolve against it, and `cargo test` starts us in xtask/.
+    std::env::set_current_dir(util::project_root())?;
     let sh = Shell::new()?;
-    sh.change_dir(util::project_root());
     match command {
         flags::Command::Help => print!("{}", flags::HELP),
         flags::Command::Dev(o) => o.run(&sh)?,

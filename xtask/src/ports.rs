@@ -66,11 +66,18 @@ pub fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
 fn pid_of_socket(inode: u64) -> Option<(u32, String)> {
     let target = format!("socket:[{inode}]");
     for p in fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(fds) = fs::read_dir(p.path().join("fd")) else { continue };
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(fds) = fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
         for fd in fds.flatten() {
             if fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == target) {
-                let comm = fs::read_to_string(p.path().join("comm")).unwrap_or_default().trim().to_string();
+                let comm = fs::read_to_string(p.path().join("comm"))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
                 return Some((pid, comm));
             }
         }
@@ -88,7 +95,11 @@ mod tests {
    0: 0100007F:0BB8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 424242 1 0000000000000000 100 0 0 10 0\n\
    1: 0100007F:0BB8 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 515151 1 0000000000000000 20 4 30 10 -1\n\
    2: 00000000:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000   999        0 777 1 0000000000000000 100 0 0 10 0\n";
-        assert_eq!(listening_inodes(table, 3000), vec![424242], "established connections are not listeners");
+        assert_eq!(
+            listening_inodes(table, 3000),
+            vec![424242],
+            "established connections are not listeners"
+        );
         assert_eq!(listening_inodes(table, 5432), vec![777]);
         assert!(listening_inodes(table, 6379).is_empty());
     }
@@ -99,7 +110,10 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         let err = check_free(&[("APP_PORT", port)]).unwrap_err().to_string();
         assert!(err.contains(&format!("APP_PORT={port}")), "{err}");
-        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         drop(l);
         check_free(&[("APP_PORT", port)]).unwrap();
     }

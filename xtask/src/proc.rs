@@ -23,13 +23,23 @@ pub struct Finished {
 /// Runs `expr` to completion, teeing its merged output into `log` (and the terminal when
 /// `echo`). A deadline or a signal kills it; compose children are cleaned up by the caller's
 /// guard (`compose down`), since killing the client does not stop what it started.
-pub fn run_logged(expr: duct::Expression, what: &str, log: &Path, echo: bool, timeout: Duration) -> Result<Finished> {
+pub fn run_logged(
+    expr: duct::Expression,
+    what: &str,
+    log: &Path,
+    echo: bool,
+    timeout: Duration,
+) -> Result<Finished> {
     if let Some(dir) = log.parent() {
         fs::create_dir_all(dir)?;
     }
     let mut file = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let started = Instant::now();
-    let reader = expr.stderr_to_stdout().unchecked().reader().with_context(|| format!("starting {what}"))?;
+    let reader = expr
+        .stderr_to_stdout()
+        .unchecked()
+        .reader()
+        .with_context(|| format!("starting {what}"))?;
     let reader = std::sync::Arc::new(reader);
     let (tx, rx) = mpsc::channel::<String>();
     let r = reader.clone();
@@ -78,7 +88,12 @@ pub fn run_logged(expr: duct::Expression, what: &str, log: &Path, echo: bool, ti
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    Ok(Finished { status, output, lines, elapsed: started.elapsed() })
+    Ok(Finished {
+        status,
+        output,
+        lines,
+        elapsed: started.elapsed(),
+    })
 }
 
 /// The last `n` lines of a text, for error messages.

@@ -46,7 +46,12 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(quiet: bool) -> Progress {
-        Progress { tty: std::io::stderr().is_terminal(), last: String::new(), last_key: String::new(), quiet }
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+            last: String::new(),
+            last_key: String::new(),
+            quiet,
+        }
     }
     pub fn show(&mut self, line: &str) {
         self.show_keyed(line, line);
@@ -117,9 +122,19 @@ pub fn wait_ready(
     progress: &mut Progress,
     mut up_done: impl FnMut() -> Result<bool>,
 ) -> std::result::Result<Ready, NotReady> {
-    let fail = |service: Option<&str>, message: String| NotReady { service: service.map(String::from), message };
-    let mut seen: Vec<ServiceReady> =
-        spec.services.iter().map(|s| ServiceReady { service: s.clone(), state: "waiting".into(), ready_after: None }).collect();
+    let fail = |service: Option<&str>, message: String| NotReady {
+        service: service.map(String::from),
+        message,
+    };
+    let mut seen: Vec<ServiceReady> = spec
+        .services
+        .iter()
+        .map(|s| ServiceReady {
+            service: s.clone(),
+            state: "waiting".into(),
+            ready_after: None,
+        })
+        .collect();
     let deadline = started + spec.timeout_healthy;
     let healthy_after = loop {
         if let Err(e) = crate::signals::check() {
@@ -134,24 +149,36 @@ pub fn wait_ready(
                 s.ready_after = Some(started.elapsed());
             }
         }
-        progress.show_keyed(&status_line(&seen, Duration::ZERO), &status_line(&seen, started.elapsed()));
+        progress.show_keyed(
+            &status_line(&seen, Duration::ZERO),
+            &status_line(&seen, started.elapsed()),
+        );
         // Until `up` returns, states may be left over from a stopped stack it is restarting;
         // a service failing during `up` makes `up` itself fail.
         if let Some(c) = cs.iter().find(|c| up_finished && c.failed()) {
             progress.done();
-            return Err(fail(Some(&c.service), format!("service `{}` is {}", c.service, c.state_word())));
+            return Err(fail(
+                Some(&c.service),
+                format!("service `{}` is {}", c.service, c.state_word()),
+            ));
         }
         if up_finished && seen.iter().all(|s| s.ready_after.is_some()) {
             break started.elapsed();
         }
         if Instant::now() > deadline {
             progress.done();
-            let blame = seen.iter().find(|s| s.ready_after.is_none()).map(|s| s.service.clone());
+            let blame = seen
+                .iter()
+                .find(|s| s.ready_after.is_none())
+                .map(|s| s.service.clone());
             return Err(NotReady {
                 message: format!(
                     "not ready within {:.0}s: {} (raise with --timeout-healthy)",
                     spec.timeout_healthy.as_secs_f64(),
-                    seen.iter().map(|s| format!("{} {}", s.service, s.state)).collect::<Vec<_>>().join(", ")
+                    seen.iter()
+                        .map(|s| format!("{} {}", s.service, s.state))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 service: blame,
             });
@@ -167,9 +194,16 @@ pub fn wait_ready(
         if let Err(e) = crate::signals::check() {
             return Err(fail(None, e.to_string()));
         }
-        let path = if first_200_after.is_none() { "/" } else { "/api/health" };
+        let path = if first_200_after.is_none() {
+            "/"
+        } else {
+            "/api/health"
+        };
         let key = format!("GET {path}: {last}");
-        progress.show_keyed(&key, &format!("{}  {key}", status_line(&seen, started.elapsed())));
+        progress.show_keyed(
+            &key,
+            &format!("{}  {key}", status_line(&seen, started.elapsed())),
+        );
         match http_get(spec.app_port, path, HTTP_PROBE) {
             Ok(r) if r.status == 200 && path == "/" => {
                 first_200_after = Some(started.elapsed());
@@ -179,10 +213,21 @@ pub fn wait_ready(
             Ok(r) if path == "/api/health" => match serde_json::from_str::<Value>(&r.body) {
                 Ok(body) if r.status == 200 && health_ok(&body) => {
                     progress.done();
-                    return Ok(Ready { services: seen, healthy_after, first_200_after: first_200_after.unwrap(), health_body: body });
+                    return Ok(Ready {
+                        services: seen,
+                        healthy_after,
+                        first_200_after: first_200_after.unwrap(),
+                        health_body: body,
+                    });
                 }
                 Ok(body) => last = format!("{} {}", r.status, body),
-                Err(_) => last = format!("{} (not JSON) {}", r.status, r.body.chars().take(200).collect::<String>()),
+                Err(_) => {
+                    last = format!(
+                        "{} (not JSON) {}",
+                        r.status,
+                        r.body.chars().take(200).collect::<String>()
+                    )
+                }
             },
             Ok(r) => last = format!("{}", r.status),
             Err(e) => last = e.to_string(),
@@ -191,11 +236,18 @@ pub fn wait_ready(
             && let Some(c) = cs.iter().find(|c| c.failed())
         {
             progress.done();
-            return Err(fail(Some(&c.service), format!("service `{}` is {}", c.service, c.state_word())));
+            return Err(fail(
+                Some(&c.service),
+                format!("service `{}` is {}", c.service, c.state_word()),
+            ));
         }
         if Instant::now() > http_deadline {
             progress.done();
-            let blame = if last.contains("\"db\"") || last.contains("\"redis\"") { failed_check(&last) } else { Some("app".into()) };
+            let blame = if last.contains("\"db\"") || last.contains("\"redis\"") {
+                failed_check(&last)
+            } else {
+                Some("app".into())
+            };
             return Err(NotReady {
                 service: blame,
                 message: format!(
@@ -211,7 +263,9 @@ pub fn wait_ready(
 
 /// 200 alone is not enough: the body must say both checks passed.
 pub fn health_ok(body: &Value) -> bool {
-    body["status"] == "ok" && body["checks"]["db"]["ok"] == true && body["checks"]["redis"]["ok"] == true
+    body["status"] == "ok"
+        && body["checks"]["db"]["ok"] == true
+        && body["checks"]["redis"]["ok"] == true
 }
 
 fn failed_check(body: &str) -> Option<String> {
@@ -233,10 +287,14 @@ pub fn status_line(seen: &[ServiceReady], elapsed: Duration) -> String {
 /// Everything a person needs to see about a service that failed: state, exit code, OOM, the
 /// health check's own log, and the last 50 lines of its output.
 pub fn diagnose(sh: &Shell, stack: &Stack, service: Option<&str>) -> String {
-    let Ok(cs) = containers(sh, &stack.project) else { return "could not inspect the containers".into() };
+    let Ok(cs) = containers(sh, &stack.project) else {
+        return "could not inspect the containers".into();
+    };
     let mut out = String::new();
     let chosen: Vec<&Container> = match service {
-        Some(s) if cs.iter().any(|c| c.service == s) => cs.iter().filter(|c| c.service == s).collect(),
+        Some(s) if cs.iter().any(|c| c.service == s) => {
+            cs.iter().filter(|c| c.service == s).collect()
+        }
         _ => cs.iter().filter(|c| !c.ready()).collect(),
     };
     for c in chosen {
@@ -246,16 +304,27 @@ pub fn diagnose(sh: &Shell, stack: &Stack, service: Option<&str>) -> String {
             c.name,
             c.state_word(),
             c.exit_code,
-            if c.oom_killed { ", killed for running out of memory" } else { "" }
+            if c.oom_killed {
+                ", killed for running out of memory"
+            } else {
+                ""
+            }
         ));
         if !c.health_log.is_empty() {
             out.push_str("health check log (.State.Health.Log), oldest first:\n");
             for p in &c.health_log {
-                out.push_str(&format!("  exit {}: {}\n", p.exit_code, p.output.replace('\n', "\n    ")));
+                out.push_str(&format!(
+                    "  exit {}: {}\n",
+                    p.exit_code,
+                    p.output.replace('\n', "\n    ")
+                ));
             }
         }
         let id = &c.id;
-        let logs = cmd!(sh, "docker logs --tail 50 {id}").quiet().ignore_status().output();
+        let logs = cmd!(sh, "docker logs --tail 50 {id}")
+            .quiet()
+            .ignore_status()
+            .output();
         if let Ok(o) = logs {
             out.push_str("last 50 lines of its log:\n");
             out.push_str(&String::from_utf8_lossy(&o.stdout));
@@ -279,7 +348,12 @@ impl Teardown<'_> {
     pub fn run(&self) -> Result<()> {
         let args = crate::compose::teardown_args();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = self.stack.cmd(self.sh, &args).quiet().ignore_status().output()?;
+        let out = self
+            .stack
+            .cmd(self.sh, &args)
+            .quiet()
+            .ignore_status()
+            .output()?;
         let left = leftovers(self.sh, &self.stack.project)?;
         if !left.is_empty() {
             bail!(
@@ -299,13 +373,18 @@ impl Drop for Teardown<'_> {
             eprintln!(
                 "--keep: the stack `{}` stays up. Remove it with:\n  {}",
                 self.stack.project,
-                self.stack.display(&["down", "--volumes", "--remove-orphans"])
+                self.stack
+                    .display(&["down", "--volumes", "--remove-orphans"])
             );
             return;
         }
         let t = Instant::now();
         match self.run() {
-            Ok(()) if !self.quiet => eprintln!("teardown: {} removed in {}", self.stack.project, secs(t.elapsed())),
+            Ok(()) if !self.quiet => eprintln!(
+                "teardown: {} removed in {}",
+                self.stack.project,
+                secs(t.elapsed())
+            ),
             Ok(()) => {}
             Err(e) => eprintln!("teardown failed: {e:#}"),
         }
@@ -317,9 +396,22 @@ pub fn leftovers(sh: &Shell, project: &str) -> Result<Vec<String>> {
     let filter = format!("label=com.docker.compose.project={project}");
     let mut left = Vec::new();
     for (kind, list) in [
-        ("container", cmd!(sh, "docker ps -aq --filter {filter}").quiet().read()?),
-        ("volume", cmd!(sh, "docker volume ls -q --filter {filter}").quiet().read()?),
-        ("network", cmd!(sh, "docker network ls -q --filter {filter}").quiet().read()?),
+        (
+            "container",
+            cmd!(sh, "docker ps -aq --filter {filter}").quiet().read()?,
+        ),
+        (
+            "volume",
+            cmd!(sh, "docker volume ls -q --filter {filter}")
+                .quiet()
+                .read()?,
+        ),
+        (
+            "network",
+            cmd!(sh, "docker network ls -q --filter {filter}")
+                .quiet()
+                .read()?,
+        ),
     ] {
         left.extend(list.split_whitespace().map(|id| format!("{kind} {id}")));
     }
@@ -336,15 +428,29 @@ mod tests {
         let bad = serde_json::json!({"status":"degraded","checks":{"db":{"ok":true},"redis":{"ok":false}},"failed":["redis"]});
         assert!(health_ok(&ok));
         assert!(!health_ok(&bad));
-        assert_eq!(failed_check(&format!("503 {bad}")).as_deref(), Some("redis"));
+        assert_eq!(
+            failed_check(&format!("503 {bad}")).as_deref(),
+            Some("redis")
+        );
     }
 
     #[test]
     fn status_line_shows_each_service() {
         let seen = vec![
-            ServiceReady { service: "db".into(), state: "healthy".into(), ready_after: Some(Duration::from_millis(1500)) },
-            ServiceReady { service: "app".into(), state: "starting".into(), ready_after: None },
+            ServiceReady {
+                service: "db".into(),
+                state: "healthy".into(),
+                ready_after: Some(Duration::from_millis(1500)),
+            },
+            ServiceReady {
+                service: "app".into(),
+                state: "starting".into(),
+                ready_after: None,
+            },
         ];
-        assert_eq!(status_line(&seen, Duration::from_secs(2)), "  2.0s  db healthy (1.5s) | app starting");
+        assert_eq!(
+            status_line(&seen, Duration::from_secs(2)),
+            "  2.0s  db healthy (1.5s) | app starting"
+        );
     }
 }

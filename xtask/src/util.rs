@@ -10,19 +10,30 @@ use std::{
 use anyhow::{Result, bail};
 
 pub fn project_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Calls `f` every `every` until it returns `Some`, fails, or `timeout` passes; a timeout
 /// reports the last error `f` saw rather than a bare "timed out".
-pub fn poll<T>(what: &str, timeout: Duration, every: Duration, mut f: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+pub fn poll<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f()? {
             return Ok(v);
         }
         if Instant::now() >= deadline {
-            bail!("timed out after {:.0}s waiting for {what}", timeout.as_secs_f64());
+            bail!(
+                "timed out after {:.0}s waiting for {what}",
+                timeout.as_secs_f64()
+            );
         }
         crate::signals::check()?;
         std::thread::sleep(every);
@@ -34,12 +45,21 @@ pub fn version_at_least(have: &str, want: &str) -> bool {
     fn nums(s: &str) -> Vec<u64> {
         s.trim_start_matches('v')
             .split('.')
-            .map(|p| p.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0))
+            .map(|p| {
+                p.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+                    .parse()
+                    .unwrap_or(0)
+            })
             .collect()
     }
     let (h, w) = (nums(have), nums(want));
     for i in 0..h.len().max(w.len()) {
-        let (a, b) = (h.get(i).copied().unwrap_or(0), w.get(i).copied().unwrap_or(0));
+        let (a, b) = (
+            h.get(i).copied().unwrap_or(0),
+            w.get(i).copied().unwrap_or(0),
+        );
         if a != b {
             return a > b;
         }
@@ -64,7 +84,10 @@ pub fn http_get(port: u16, path: &str, timeout: Duration) -> Result<HttpResponse
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAccept: */*\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAccept: */*\r\n\r\n"
+    )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let _ = s.shutdown(Shutdown::Both);
@@ -73,18 +96,33 @@ pub fn http_get(port: u16, path: &str, timeout: Duration) -> Result<HttpResponse
 
 pub fn parse_http_response(raw: &[u8]) -> Result<HttpResponse> {
     let text = String::from_utf8_lossy(raw);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else { bail!("incomplete HTTP response ({} bytes)", raw.len()) };
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        bail!("incomplete HTTP response ({} bytes)", raw.len())
+    };
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok());
-    let Some(status) = status else { bail!("not an HTTP response: {:?}", head.lines().next().unwrap_or("")) };
-    let chunked = head.lines().any(|l| l.to_ascii_lowercase().replace(' ', "") == "transfer-encoding:chunked");
-    let body = if chunked { dechunk(body) } else { body.to_string() };
+    let Some(status) = status else {
+        bail!(
+            "not an HTTP response: {:?}",
+            head.lines().next().unwrap_or("")
+        )
+    };
+    let chunked = head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().replace(' ', "") == "transfer-encoding:chunked");
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     Ok(HttpResponse { status, body })
 }
 
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16) else {
+            break;
+        };
         if n == 0 || rest.len() < n {
             break;
         }
@@ -101,9 +139,17 @@ pub fn secs(d: Duration) -> String {
 
 /// Wall-clock time of day for plain (non-terminal) progress lines.
 pub fn timestamp() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let s = now.as_secs() % 86_400;
-    format!("{:02}:{:02}:{:02}.{:03}", s / 3600, s / 60 % 60, s % 60, now.subsec_millis())
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        now.subsec_millis()
+    )
 }
 
 #[cfg(test)]
@@ -130,9 +176,22 @@ mod tests {
 
     #[test]
     fn poll_reports_what_it_waited_for() {
-        let e = poll("the moon", Duration::from_millis(30), Duration::from_millis(10), || Ok(None::<()>)).unwrap_err();
+        let e = poll(
+            "the moon",
+            Duration::from_millis(30),
+            Duration::from_millis(10),
+            || Ok(None::<()>),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("the moon"), "{e}");
         let mut n = 0;
-        assert_eq!(poll("n", Duration::from_secs(1), Duration::ZERO, || { n += 1; Ok((n == 3).then_some(n)) }).unwrap(), 3);
+        assert_eq!(
+            poll("n", Duration::from_secs(1), Duration::ZERO, || {
+                n += 1;
+                Ok((n == 3).then_some(n))
+            })
+            .unwrap(),
+            3
+        );
     }
 }

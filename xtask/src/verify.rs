@@ -40,8 +40,16 @@ pub struct Plan {
 /// Everything verify will run, decided before anything runs (and printed by --dry-run).
 pub fn plan(o: &flags::Verify, images: ImageSet, env_file: &str, ports: [u16; 3]) -> Plan {
     let kind = if o.prod { Kind::Prod } else { Kind::Dev };
-    let nonce = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() % 1_000_000_000;
-    let project = format!("axion-verify-{}-{}-{nonce}", if o.prod { "prod" } else { "dev" }, std::process::id());
+    let nonce = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
+        % 1_000_000_000;
+    let project = format!(
+        "axion-verify-{}-{}-{nonce}",
+        if o.prod { "prod" } else { "dev" },
+        std::process::id()
+    );
     let policy = Policy::new(o.cold || ci(), o.no_verify.clone());
     let mut env = crate::dev::stack_env(&images);
     env.extend([
@@ -50,12 +58,23 @@ pub fn plan(o: &flags::Verify, images: ImageSet, env_file: &str, ports: [u16; 3]
         ("REDIS_PORT".to_string(), ports[2].to_string()),
     ]);
     let stack = Stack {
-        file: if o.prod { "docker-compose.prod.yml" } else { "docker-compose.yml" }.into(),
+        file: if o.prod {
+            "docker-compose.prod.yml"
+        } else {
+            "docker-compose.yml"
+        }
+        .into(),
         project,
         env_file: Some(env_file.into()),
         env,
     };
-    Plan { stack, kind, app_port: ports[0], policy, images }
+    Plan {
+        stack,
+        kind,
+        app_port: ports[0],
+        policy,
+        images,
+    }
 }
 
 /// CI sets CI=true: there a cold install catches a bad lock entry a warm cache would hide.
@@ -65,16 +84,24 @@ pub fn ci() -> bool {
 
 fn distinct_free_ports() -> Result<[u16; 3]> {
     // Hold all three listeners at once so the kernel cannot hand out the same port twice.
-    let ls: Vec<std::net::TcpListener> =
-        (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<_>>()?;
-    let p: Vec<u16> = ls.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<std::io::Result<_>>()?;
+    let ls: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<_>>()?;
+    let p: Vec<u16> = ls
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<std::io::Result<_>>()?;
     Ok([p[0], p[1], p[2]])
 }
 
 impl flags::Verify {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let root = sh.current_dir();
-        let env_file = if root.join(".env").exists() { ".env" } else { ".env.example" };
+        let env_file = if root.join(".env").exists() {
+            ".env"
+        } else {
+            ".env.example"
+        };
         let env = EnvFile::load(&root.join(env_file))?;
         let ports = distinct_free_ports()?;
 
@@ -100,10 +127,18 @@ impl flags::Verify {
         let mut report = Report::new(&p, &versions);
         report.phase("preflight", started.elapsed());
         if !self.json {
-            eprintln!("verify: {} as project {} (app on 127.0.0.1:{})", p.stack.file, p.stack.project, p.app_port);
+            eprintln!(
+                "verify: {} as project {} (app on 127.0.0.1:{})",
+                p.stack.file, p.stack.project, p.app_port
+            );
         }
 
-        let guard = Teardown { sh, stack: &p.stack, keep: self.keep, quiet: self.json };
+        let guard = Teardown {
+            sh,
+            stack: &p.stack,
+            keep: self.keep,
+            quiet: self.json,
+        };
         let outcome = run_checks(sh, &self, &p, &mut report);
         if let Err(e) = &outcome {
             report.fail(e, &p);
@@ -135,7 +170,13 @@ fn run_checks(sh: &Shell, o: &flags::Verify, p: &Plan, report: &mut Report) -> R
     let built = integrity::build_with_policy(sh, p.kind, &p.policy, |flags| {
         let mut stack = p.stack.clone();
         stack.env.push(("BUN_INSTALL_FLAGS".into(), flags.into()));
-        run_logged(stack.duct(&["build"]), "compose build", &log, false, o.timeout_build.unwrap_or(TIMEOUT_BUILD))
+        run_logged(
+            stack.duct(&["build"]),
+            "compose build",
+            &log,
+            false,
+            o.timeout_build.unwrap_or(TIMEOUT_BUILD),
+        )
     })
     .with_context(|| format!("build log: {}", log.display()))?;
     report.phase("build", built.finished.elapsed);
@@ -145,7 +186,13 @@ fn run_checks(sh: &Shell, o: &flags::Verify, p: &Plan, report: &mut Report) -> R
     let started = Instant::now();
     let up = up_args(UpOpts::default(), &[]);
     let up: Vec<&str> = up.iter().map(String::as_str).collect();
-    let handle = p.stack.duct(&up).stderr_to_stdout().stdout_capture().unchecked().start()?;
+    let handle = p
+        .stack
+        .duct(&up)
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .start()?;
     let services = p.stack.cmd(sh, &["config", "--services"]).quiet().read()?;
     let spec = ReadySpec {
         services: services.lines().map(String::from).collect(),
@@ -155,7 +202,9 @@ fn run_checks(sh: &Shell, o: &flags::Verify, p: &Plan, report: &mut Report) -> R
     };
     let mut start_after = None;
     let mut progress = Progress::new(o.json);
-    let ready = wait_ready(sh, &p.stack, &spec, started, &mut progress, || match handle.try_wait()? {
+    let ready = wait_ready(sh, &p.stack, &spec, started, &mut progress, || match handle
+        .try_wait()?
+    {
         None => Ok(false),
         Some(out) if out.status.success() => {
             start_after.get_or_insert(started.elapsed());
@@ -163,7 +212,10 @@ fn run_checks(sh: &Shell, o: &flags::Verify, p: &Plan, report: &mut Report) -> R
         }
         Some(out) => {
             let text = String::from_utf8_lossy(&out.stdout);
-            let hints = known_problems(&text).into_iter().map(|h| format!("\n  cause: {h}")).collect::<String>();
+            let hints = known_problems(&text)
+                .into_iter()
+                .map(|h| format!("\n  cause: {h}"))
+                .collect::<String>();
             bail!("`compose up` failed:{hints}\n{}", tail(&text, 20))
         }
     });
@@ -176,7 +228,11 @@ fn run_checks(sh: &Shell, o: &flags::Verify, p: &Plan, report: &mut Report) -> R
     report.phase("healthy", ready.healthy_after);
     report.phase("first 200", ready.first_200_after);
     report.health = ready.health_body.clone();
-    report.services = ready.services.iter().map(|s| (s.service.clone(), s.state.clone(), s.ready_after)).collect();
+    report.services = ready
+        .services
+        .iter()
+        .map(|s| (s.service.clone(), s.state.clone(), s.ready_after))
+        .collect();
 
     // What the containers really got: images, limits, restart policies.
     let cs = containers(sh, &p.stack.project)?;
@@ -204,21 +260,38 @@ fn run_checks(sh: &Shell, o: &flags::Verify, p: &Plan, report: &mut Report) -> R
             continue;
         }
         seen.push(c.image.clone());
-        report.images.push((c.image.clone(), images::image_size(sh, &c.image).unwrap_or(0)));
+        report.images.push((
+            c.image.clone(),
+            images::image_size(sh, &c.image).unwrap_or(0),
+        ));
     }
     Ok(())
 }
 
 fn dry_run_text(p: &Plan, o: &flags::Verify) -> String {
-    let build_env = format!("BUN_INSTALL_FLAGS={}", crate::compose::shell_quote(&p.policy.flags()));
+    let build_env = format!(
+        "BUN_INSTALL_FLAGS={}",
+        crate::compose::shell_quote(&p.policy.flags())
+    );
     let up = up_args(UpOpts::default(), &[]);
     let up: Vec<&str> = up.iter().map(String::as_str).collect();
     let down = crate::compose::teardown_args();
     let down: Vec<&str> = down.iter().map(String::as_str).collect();
     let filter = format!("label=com.docker.compose.project={}", p.stack.project);
     let mut s = String::new();
-    s.push_str(&format!("# verify {} (dry run: nothing is run)\n", p.stack.file));
-    s.push_str(&format!("# images: {} ({})\n", p.images.env().map(|(_, i)| i).join(", "), if p.images.standin { "stand-ins" } else { "upstream" }));
+    s.push_str(&format!(
+        "# verify {} (dry run: nothing is run)\n",
+        p.stack.file
+    ));
+    s.push_str(&format!(
+        "# images: {} ({})\n",
+        p.images.env().map(|(_, i)| i).join(", "),
+        if p.images.standin {
+            "stand-ins"
+        } else {
+            "upstream"
+        }
+    ));
     s.push_str(&format!("# lockfile policy: {}\n", p.policy.describe()));
     s.push_str("docker version\ndocker buildx version\ndocker compose version --short\n");
     if p.images.standin {
@@ -227,7 +300,10 @@ fn dry_run_text(p: &Plan, o: &flags::Verify) -> String {
     s.push_str(&format!("{build_env} {}\n", p.stack.display(&["build"])));
     s.push_str(&format!("{}\n", p.stack.display(&up)));
     s.push_str(&format!("{}\n", p.stack.display(&["config", "--services"])));
-    s.push_str(&format!("# every {}ms until ready:\ndocker ps -aq --filter {filter}\ndocker inspect <ids>\n", crate::stack::POLL_EVERY.as_millis()));
+    s.push_str(&format!(
+        "# every {}ms until ready:\ndocker ps -aq --filter {filter}\ndocker inspect <ids>\n",
+        crate::stack::POLL_EVERY.as_millis()
+    ));
     s.push_str(&format!("# GET http://127.0.0.1:{0}/ then http://127.0.0.1:{0}/api/health until 200 with db and redis ok\n", p.app_port));
     if o.keep {
         s.push_str("# --keep: no teardown\n");
@@ -262,7 +338,11 @@ impl Report {
             stack: p.stack.file.clone(),
             project: p.stack.project.clone(),
             engine: engine::describe(v),
-            images_used: p.images.env().map(|(k, i)| (k.to_string(), i.to_string())).to_vec(),
+            images_used: p
+                .images
+                .env()
+                .map(|(k, i)| (k.to_string(), i.to_string()))
+                .to_vec(),
             phases: vec![],
             services: vec![],
             containers: vec![],
@@ -303,13 +383,24 @@ impl Report {
     fn human(&self) -> String {
         let mut s = String::new();
         let verdict = if self.error.is_none() { "PASS" } else { "FAIL" };
-        s.push_str(&format!("\nverify {verdict}: {} ({}) in {}\n", self.stack, self.project, secs(self.total)));
-        s.push_str(&format!("  {}\n  lockfile: {}\n", self.engine, self.lockfile_policy));
+        s.push_str(&format!(
+            "\nverify {verdict}: {} ({}) in {}\n",
+            self.stack,
+            self.project,
+            secs(self.total)
+        ));
+        s.push_str(&format!(
+            "  {}\n  lockfile: {}\n",
+            self.engine, self.lockfile_policy
+        ));
         for (n, d) in &self.phases {
             s.push_str(&format!("  {n:<10} {:>7}\n", secs(*d)));
         }
         for (svc, st, r) in &self.services {
-            s.push_str(&format!("  {svc:<10} {st:<10} {}\n", r.map(secs).unwrap_or_else(|| "-".into())));
+            s.push_str(&format!(
+                "  {svc:<10} {st:<10} {}\n",
+                r.map(secs).unwrap_or_else(|| "-".into())
+            ));
         }
         for (i, size) in &self.images {
             s.push_str(&format!("  image {i}: {:.0} MB\n", *size as f64 / 1e6));
@@ -335,16 +426,43 @@ mod tests {
 
     #[test]
     fn plans_are_isolated_per_run() {
-        let o = flags::Verify { prod: true, ..Default::default() };
-        let a = plan(&o, ImageSet::standin(), ".env.example", [40001, 40002, 40003]);
+        let o = flags::Verify {
+            prod: true,
+            ..Default::default()
+        };
+        let a = plan(
+            &o,
+            ImageSet::standin(),
+            ".env.example",
+            [40001, 40002, 40003],
+        );
         assert!(a.stack.project.starts_with("axion-verify-prod-"));
         assert_eq!(a.stack.file, "docker-compose.prod.yml");
-        let env: Vec<String> = a.stack.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        for want in ["APP_PORT=40001", "DB_PORT=40002", "REDIS_PORT=40003", "POSTGRES_IMAGE=axion-hub-standin/postgres:17"] {
-            assert!(env.contains(&want.to_string()), "{want} missing from {env:?}");
+        let env: Vec<String> = a
+            .stack
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        for want in [
+            "APP_PORT=40001",
+            "DB_PORT=40002",
+            "REDIS_PORT=40003",
+            "POSTGRES_IMAGE=axion-hub-standin/postgres:17",
+        ] {
+            assert!(
+                env.contains(&want.to_string()),
+                "{want} missing from {env:?}"
+            );
         }
         let text = dry_run_text(&a, &o);
-        assert!(text.contains(&format!("-p {} --env-file .env.example up --detach --no-build", a.stack.project)), "{text}");
+        assert!(
+            text.contains(&format!(
+                "-p {} --env-file .env.example up --detach --no-build",
+                a.stack.project
+            )),
+            "{text}"
+        );
         assert!(text.contains("down --volumes --remove-orphans"), "{text}");
     }
 }

@@ -1,1 +1,7 @@
+//! Integration tests: one binary (link time). `faults` drives the xtask against a scripted fake
+//! `docker` for failures a real engine cannot produce on demand; `real_engine` runs the real
+//! commands against the real engine, PostgreSQL, Redis and app.
 
+mod faults;
+mod real_engine;
+mod support;

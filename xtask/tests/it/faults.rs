@@ -1,0 +1,257 @@
+//! Failures a real engine cannot be made to produce on demand, through a scripted fake docker.
+
+use crate::support::{FakeDocker, text};
+
+fn rules(extra: &[(&'static str, i32, &'static str)]) -> Vec<(&'static str, i32, &'static str)> {
+    let mut r = extra.to_vec();
+    r.extend(FakeDocker::engine_rules());
+    r
+}
+
+#[test]
+fn registry_rate_limit_is_named_and_the_stack_is_torn_down() {
+    let fake = FakeDocker::new(
+        "ratelimit",
+        &rules(&[(
+            " up --detach",
+            18,
+            "Error response from daemon: toomanyrequests: You have reached your pull rate limit.\n",
+        )]),
+    );
+    let out = fake.xtask(&["verify"]);
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("registry rate limit (toomanyrequests)"),
+        "{all}"
+    );
+    assert!(
+        all.contains("--standin"),
+        "points to the stand-in images: {all}"
+    );
+    let calls = fake.calls();
+    let up = calls
+        .iter()
+        .position(|c| c.contains(" up --detach"))
+        .expect("up ran");
+    let down = calls
+        .iter()
+        .position(|c| c.contains(" down --volumes --remove-orphans"))
+        .expect("teardown ran");
+    assert!(down > up, "{calls:#?}");
+    assert!(
+        calls[down].contains("-p axion-verify-dev-"),
+        "tears down only its own project: {}",
+        calls[down]
+    );
+}
+
+#[test]
+fn unreachable_registry_points_to_the_standins() {
+    let fake = FakeDocker::new(
+        "offline",
+        &rules(&[(
+            " up --detach",
+            1,
+            "Error response from daemon: Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup registry-1.docker.io: no such host\n",
+        )]),
+    );
+    let all = text(&fake.xtask(&["verify", "--prod"]));
+    assert!(all.contains("no container registry reachable"), "{all}");
+    assert!(
+        fake.calls()
+            .iter()
+            .any(|c| c.contains("docker-compose.prod.yml") && c.contains(" down --volumes"))
+    );
+}
+
+const NATIVE_INTEGRITY: &str = "#9 [deps 2/2] RUN bun install --frozen-lockfile\n\
+    #9 2.1 error: Integrity check failed for tarball: @biomejs/cli-linux-x64-musl\n\
+    #9 2.1 error: IntegrityCheckFailed extracting tarball from @biomejs/cli-linux-x64-musl\n\
+    #9 ERROR: process \"/bin/sh -c bun install\" did not complete successfully: exit code: 1\n";
+
+#[test]
+fn dev_build_retries_native_integrity_failures_without_verify_and_says_so() {
+    let fake = FakeDocker::new(
+        "integrity-dev",
+        &rules(&[
+            (
+                "once: build | BUN_INSTALL_FLAGS=--frozen-lockfile",
+                1,
+                NATIVE_INTEGRITY,
+            ),
+            (
+                " up --detach",
+                1,
+                "Bind for 127.0.0.1:3000 failed: port is already allocated\n",
+            ),
+        ]),
+    );
+    let all = text(&fake.xtask(&["verify"]));
+    let builds: Vec<String> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.contains(" build |"))
+        .collect();
+    assert_eq!(builds.len(), 2, "one failed build, one retry: {builds:#?}");
+    assert!(
+        !builds[0].contains("--no-verify") && builds[1].contains("--frozen-lockfile --no-verify"),
+        "{builds:#?}"
+    );
+    assert!(
+        all.contains("Retrying this DEV build with --no-verify"),
+        "{all}"
+    );
+    assert!(
+        all.contains("@biomejs/cli-linux-x64-musl"),
+        "names the package: {all}"
+    );
+    assert!(
+        all.contains("port 3000 is already in use"),
+        "then the next failure is named: {all}"
+    );
+}
+
+#[test]
+fn prod_build_never_turns_integrity_off_by_itself() {
+    let fake = FakeDocker::new(
+        "integrity-prod",
+        &rules(&[(" build |", 1, NATIVE_INTEGRITY)]),
+    );
+    let out = fake.xtask(&["verify", "--prod"]);
+    let all = text(&out);
+    assert!(!out.status.success());
+    let builds = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.contains(" build |"))
+        .count();
+    assert_eq!(builds, 1, "no retry for prod");
+    assert!(
+        all.contains("IntegrityCheckFailed") || all.contains("integrity check"),
+        "{all}"
+    );
+    assert!(
+        all.contains("--no-verify \"<reason>\""),
+        "says how a person can accept the risk: {all}"
+    );
+}
+
+#[test]
+fn prod_no_verify_needs_and_records_a_reason() {
+    let fake = FakeDocker::new("integrity-reason", &rules(&[(" up --detach", 1, "boom\n")]));
+    let all = text(&fake.xtask(&[
+        "verify",
+        "--prod",
+        "--no-verify",
+        "mirror re-packs tarballs, INC-42",
+    ]));
+    let builds: Vec<String> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.contains(" build |"))
+        .collect();
+    assert!(builds[0].contains("--no-verify"), "{builds:#?}");
+    assert!(
+        all.contains("reason: mirror re-packs tarballs, INC-42"),
+        "{all}"
+    );
+}
+
+#[test]
+fn missing_buildx_and_compose_are_named_with_the_fix() {
+    let fake = FakeDocker::new(
+        "nobuildx",
+        &[
+            (
+                "buildx version",
+                1,
+                "docker: 'buildx' is not a docker command.\n",
+            ),
+            ("version --format", 0, "28.2.2|26.1.5|1.45\n"),
+        ],
+    );
+    let all = text(&fake.xtask(&["verify"]));
+    assert!(
+        all.contains("docker buildx is missing") && all.contains("docker-buildx"),
+        "{all}"
+    );
+    assert!(
+        fake.calls().iter().all(|c| !c.contains(" up ")),
+        "nothing started"
+    );
+
+    let fake = FakeDocker::new(
+        "nocompose",
+        &[
+            (
+                "compose version",
+                1,
+                "docker: 'compose' is not a docker command.\n",
+            ),
+            ("buildx version", 0, "github.com/docker/buildx 0.13.1 x\n"),
+            ("version --format", 0, "28.2.2|26.1.5|1.45\n"),
+        ],
+    );
+    let all = text(&fake.xtask(&["build-prod"]));
+    assert!(
+        all.contains("Compose v2 (`docker compose`) is missing"),
+        "{all}"
+    );
+}
+
+#[test]
+fn engine_down_is_named_with_the_fix() {
+    let fake = FakeDocker::new(
+        "nodaemon",
+        &[(
+            "version --format",
+            1,
+            "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n",
+        )],
+    );
+    let all = text(&fake.xtask(&["doctor"]));
+    assert!(
+        all.contains("FAIL") && all.contains("Cannot connect to the Docker daemon"),
+        "{all}"
+    );
+}
+
+#[test]
+fn dry_run_runs_nothing() {
+    let fake = FakeDocker::new("dryrun", &FakeDocker::engine_rules());
+    let out = fake.xtask(&["verify", "--dry-run", "--prod", "--upstream"]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        fake.calls().is_empty(),
+        "docker was called: {:#?}",
+        fake.calls()
+    );
+    for want in [
+        "compose -f docker-compose.prod.yml",
+        " build",
+        " up --detach --no-build",
+        " down --volumes --remove-orphans",
+    ] {
+        assert!(all.contains(want), "{want} missing from the plan:\n{all}");
+    }
+}
+
+#[test]
+fn bad_arguments_are_refused_before_anything_runs() {
+    let fake = FakeDocker::new("badargs", &FakeDocker::engine_rules());
+    let out = fake.xtask(&["verify", "--timeout-healthy", "soon"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("expected a number of seconds"));
+    let out = fake.xtask(&["build-prod", "--stage", "prod"]);
+    assert!(text(&out).contains("unknown stage `prod`"));
+    assert!(fake.calls().is_empty());
+    let help = fake.xtask(&[]);
+    for cmd in ["dev", "build-prod", "verify", "down", "doctor"] {
+        assert!(
+            text(&help).contains(&format!("  {cmd} ")),
+            "help lists {cmd}"
+        );
+    }
+}

@@ -1,0 +1,316 @@
+//! The real commands against the real Docker engine. These never skip silently: without an
+//! engine they fail, unless AXION_SKIP_ENGINE_TESTS=1 names the skip.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    path::PathBuf,
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::support::{project_root, text, xtask_bin};
+
+/// The engine tests share app/ and the image tags: one at a time.
+static ENGINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn engine_or_named_skip() -> bool {
+    if std::env::var("AXION_SKIP_ENGINE_TESTS").is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED: AXION_SKIP_ENGINE_TESTS=1");
+        return false;
+    }
+    let ok = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "no Docker engine answers: run `cargo xtask provision` (or set AXION_SKIP_ENGINE_TESTS=1 to skip by name)"
+    );
+    true
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn docker_lines(args: &[&str]) -> Vec<String> {
+    let o = Command::new("docker").args(args).output().unwrap();
+    assert!(o.status.success(), "docker {args:?}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(String::from)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+fn project_resources(project: &str) -> Vec<String> {
+    let f = format!("label=com.docker.compose.project={project}");
+    let mut all = docker_lines(&["ps", "-aq", "--filter", &f]);
+    all.extend(docker_lines(&["volume", "ls", "-q", "--filter", &f]));
+    all.extend(docker_lines(&["network", "ls", "-q", "--filter", &f]));
+    all
+}
+
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let status = raw.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, raw))
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// A dev stack of the test's own (project and ports), removed whatever happens.
+struct DevStack {
+    project: String,
+    ports: [u16; 3],
+}
+
+impl DevStack {
+    fn new(tag: &str) -> DevStack {
+        DevStack {
+            project: format!("axion-it-{tag}-{}", std::process::id()),
+            ports: [free_port(), free_port(), free_port()],
+        }
+    }
+    fn xtask(&self, args: &[&str]) -> Output {
+        Command::new(xtask_bin())
+            .args(args)
+            .env("AXION_DEV_PROJECT", &self.project)
+            .env("APP_PORT", self.ports[0].to_string())
+            .env("DB_PORT", self.ports[1].to_string())
+            .env("REDIS_PORT", self.ports[2].to_string())
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for DevStack {
+    fn drop(&mut self) {
+        let _ = self.xtask(&["down", "--volumes"]);
+    }
+}
+
+struct RemoveOnDrop(PathBuf);
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// dev --detach, hot reload, a verify beside it, then down keeping and down deleting volumes.
+#[test]
+fn dev_stack_lifecycle() {
+    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine_or_named_skip() {
+        return;
+    }
+    let dev = DevStack::new("dev");
+    let out = dev.xtask(&["dev", "--detach"]);
+    assert!(out.status.success(), "dev --detach failed:\n{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("dev stack ready in") && all.contains("first 200"),
+        "readiness summary: {all}"
+    );
+    let (status, body) = get(dev.ports[0], "/api/health").expect("app answers");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"db\":{\"ok\":true") && body.contains("\"redis\":{\"ok\":true"),
+        "{body}"
+    );
+
+    // Files the dev server writes into app/ belong to whoever ran the command.
+    let env_dts = project_root().join("app/next-env.d.ts");
+    wait_for("next-env.d.ts", Duration::from_secs(30), || {
+        env_dts.exists()
+    });
+    let uid = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        fs::metadata(&env_dts).unwrap().uid().to_string(),
+        uid.trim(),
+        "next-env.d.ts owner"
+    );
+
+    // Hot reload: an edit under app/ changes what is served, without a restart.
+    let dir = project_root().join("app/app/it-hot-reload");
+    let _cleanup = RemoveOnDrop(dir.clone());
+    fs::create_dir_all(&dir).unwrap();
+    let page = |marker: &str| {
+        format!("export default function Page() {{\n  return <p>{marker}</p>;\n}}\n")
+    };
+    fs::write(dir.join("page.tsx"), page("marker-one")).unwrap();
+    wait_for("the new page", Duration::from_secs(90), || {
+        get(dev.ports[0], "/it-hot-reload")
+            .is_some_and(|(s, b)| s == 200 && b.contains("marker-one"))
+    });
+    let started_at = docker_lines(&[
+        "inspect",
+        "--format",
+        "{{.State.StartedAt}}",
+        &format!("{}-app-1", dev.project),
+    ]);
+    fs::write(dir.join("page.tsx"), page("marker-two")).unwrap();
+    wait_for("the edit to be served", Duration::from_secs(60), || {
+        get(dev.ports[0], "/it-hot-reload").is_some_and(|(_, b)| b.contains("marker-two"))
+    });
+    let after = docker_lines(&[
+        "inspect",
+        "--format",
+        "{{.State.StartedAt}}",
+        &format!("{}-app-1", dev.project),
+    ]);
+    assert_eq!(started_at, after, "the app container was not restarted");
+
+    // verify runs beside the dev stack without touching it.
+    let v = Command::new(xtask_bin())
+        .args(["verify", "--json"])
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    assert!(
+        v.status.success(),
+        "verify beside dev failed:\n{}",
+        text(&v)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&v.stdout).expect("one JSON report on stdout");
+    assert_eq!(report["verdict"], "pass");
+    assert!(
+        report["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "first 200")
+    );
+    assert!(
+        project_resources(report["project"].as_str().unwrap()).is_empty(),
+        "verify left resources behind"
+    );
+    assert_eq!(
+        get(dev.ports[0], "/").map(|r| r.0),
+        Some(200),
+        "the dev stack still serves"
+    );
+
+    // down keeps the named volumes; --volumes deletes them and says so.
+    let out = dev.xtask(&["down"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let f = format!("label=com.docker.compose.project={}", dev.project);
+    assert!(
+        docker_lines(&["ps", "-aq", "--filter", &f]).is_empty(),
+        "containers gone"
+    );
+    let volumes = docker_lines(&["volume", "ls", "-q", "--filter", &f]);
+    assert_eq!(volumes.len(), 2, "pgdata and redisdata kept: {volumes:?}");
+    let out = dev.xtask(&["down", "--volumes"]);
+    let all = text(&out);
+    assert!(
+        volumes
+            .iter()
+            .all(|v| all.contains(&format!("deleted volume {v}"))),
+        "{all}"
+    );
+    assert!(project_resources(&dev.project).is_empty());
+}
+
+/// A taken port is refused before anything starts, naming the process that holds it.
+#[test]
+fn dev_refuses_a_taken_port_and_names_the_holder() {
+    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine_or_named_skip() {
+        return;
+    }
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut dev = DevStack::new("port");
+    dev.ports[0] = held.local_addr().unwrap().port();
+    let out = dev.xtask(&["dev", "--detach"]);
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains(&format!("APP_PORT={}", dev.ports[0]))
+            && all.contains(&format!("pid {}", std::process::id())),
+        "{all}"
+    );
+    assert!(
+        project_resources(&dev.project).is_empty(),
+        "nothing was started"
+    );
+}
+
+/// SIGTERM in the middle of a verify: it stops and removes everything of its run.
+#[test]
+fn verify_cleans_up_on_sigterm() {
+    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine_or_named_skip() {
+        return;
+    }
+    let mut child = Command::new(xtask_bin())
+        .args(["verify", "--prod"])
+        .env_remove("RUST_BACKTRACE")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut project = None;
+    let mut rest = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(p) = line.split("as project ").nth(1) {
+            project = Some(p.split_whitespace().next().unwrap().to_string());
+        }
+        // Signal once containers exist: the first readiness line names the services' states.
+        if project.is_some() && (line.contains(" starting") || line.contains(" healthy")) {
+            break;
+        }
+        rest.push(line);
+    }
+    let project =
+        project.unwrap_or_else(|| panic!("verify never named its project:\n{}", rest.join("\n")));
+    assert!(
+        !project_resources(&project).is_empty(),
+        "the stack was up when signalled"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let tail: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "an interrupted verify is not a pass");
+    assert!(
+        tail.iter().any(|l| l.contains("SIGTERM")),
+        "says why it stopped: {tail:#?}"
+    );
+    assert!(
+        project_resources(&project).is_empty(),
+        "left behind after SIGTERM: {:?}",
+        project_resources(&project)
+    );
+}

@@ -1,0 +1,122 @@
+//! Test helpers: running the xtask binary, and a fake `docker` that logs its argv and follows a
+//! script (xshell's `xecho`, jj's fake-editor).
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+pub fn xtask_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_xtask"))
+}
+
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A fake `docker` in its own directory, first on PATH. Each call appends one line to
+/// `calls.log`: the argv joined by spaces, then ` | BUN_INSTALL_FLAGS=<value>`. Rules are
+/// `(substring of that line, exit code, output)`; the first match wins, and a rule whose
+/// substring starts with `once:` applies to its first match only. No match: exit 0, no output.
+pub struct FakeDocker {
+    pub dir: PathBuf,
+}
+
+impl FakeDocker {
+    pub fn new(name: &str, rules: &[(&str, i32, &str)]) -> FakeDocker {
+        let dir = std::env::temp_dir().join(format!("xtask-fake-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut script = String::from(
+            "#!/usr/bin/env bash\n\
+             dir=$(dirname \"$0\")\n\
+             line=\"$* | BUN_INSTALL_FLAGS=${BUN_INSTALL_FLAGS:-}\"\n\
+             echo \"$line\" >> \"$dir/calls.log\"\n",
+        );
+        for (i, (pat, code, out)) in rules.iter().enumerate() {
+            let out_file = dir.join(format!("out{i}"));
+            fs::write(&out_file, out).unwrap();
+            let (once, pat) = match pat.strip_prefix("once:") {
+                Some(p) => (true, p),
+                None => (false, *pat),
+            };
+            let guard = if once {
+                format!(" && [ ! -e \"$dir/used{i}\" ]")
+            } else {
+                String::new()
+            };
+            let mark = if once {
+                format!("touch \"$dir/used{i}\"; ")
+            } else {
+                String::new()
+            };
+            script.push_str(&format!(
+                "if [[ \"$line\" == *{}* ]]{guard}; then {mark}cat \"{}\"; exit {code}; fi\n",
+                shell_quote(pat),
+                out_file.display()
+            ));
+        }
+        script.push_str("exit 0\n");
+        let bin = dir.join("docker");
+        fs::write(&bin, script).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+        FakeDocker { dir }
+    }
+
+    /// The healthy-engine answers every scenario starts from.
+    pub fn engine_rules() -> Vec<(&'static str, i32, &'static str)> {
+        vec![
+            ("version --format", 0, "28.2.2|26.1.5|1.45\n"),
+            (
+                "buildx version",
+                0,
+                "github.com/docker/buildx 0.13.1 deadbeef\n",
+            ),
+            ("compose version --short", 0, "2.26.1\n"),
+            ("config --services", 0, "app\ndb\nredis\n"),
+        ]
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.join("calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    /// Runs the xtask with only the fake docker (and the basic system tools) on PATH.
+    pub fn xtask(&self, args: &[&str]) -> Output {
+        Command::new(xtask_bin())
+            .args(args)
+            .env("PATH", format!("{}:/usr/bin:/bin", self.dir.display()))
+            .env("AXION_IMAGES", "upstream")
+            .env_remove("CI")
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for FakeDocker {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
