@@ -77,9 +77,22 @@ pub fn bake_file(stages: &[&str], rev: &str, args: &[(String, String)]) -> serde
     serde_json::json!({ "group": { "default": { "targets": stages } }, "target": targets })
 }
 
-/// Whether a stage came from cache: its Dockerfile steps (`#N [stage k/n] ...`, FROM aside)
-/// all print `#N CACHED`. Returns (cached steps, steps).
-pub fn cache_use(log: &str, stage: &str) -> (usize, usize) {
+/// The stages a target builds: docker/Dockerfile's FROM and `COPY --from` edges.
+pub fn ancestry(target: &str) -> &'static [&'static str] {
+    match target {
+        "base" => &["base"],
+        "deps" => &["base", "deps"],
+        "dev" => &["base", "deps", "dev"],
+        "builder" => &["base", "deps", "builder"],
+        _ => &["base", "deps", "builder", "runner"],
+    }
+}
+
+/// Whether a target came from cache: the Dockerfile steps of its stages (`#N [stage k/n]`, or
+/// `#N [target stage k/n]` from bake, which lists a shared step once), FROM aside, all print
+/// `#N CACHED`. Returns (cached steps, steps).
+pub fn cache_use(log: &str, target: &str) -> (usize, usize) {
+    let stages = ancestry(target);
     let mut steps: Vec<&str> = Vec::new();
     for line in log.lines() {
         let Some((id, rest)) = line.split_once(' ') else {
@@ -88,19 +101,21 @@ pub fn cache_use(log: &str, stage: &str) -> (usize, usize) {
         if !id.starts_with('#') || steps.contains(&id) {
             continue;
         }
-        // bake prefixes the target: `[runner builder 3/4]`; plain builds: `[builder 3/4]`.
-        let Some(head) = rest.strip_prefix('[').and_then(|r| r.split_once(']')) else {
+        let Some((head, what)) = rest.strip_prefix('[').and_then(|r| r.split_once(']')) else {
             continue;
         };
-        let words: Vec<&str> = head.0.split_whitespace().collect();
-        let belongs = match words.as_slice() {
-            [target, _stage, _step] => *target == stage,
-            [_stage, _step] => true,
-            _ => false, // [internal], [auth]
+        let words: Vec<&str> = head.split_whitespace().collect();
+        // The stage is the word before `k/n`; `[internal]`, `[auth]` and exports have none.
+        let Some(stage) = words.len().checked_sub(2).map(|i| words[i]) else {
+            continue;
         };
-        if belongs && !head.1.trim_start().starts_with("FROM") {
-            steps.push(id);
+        if !words.last().is_some_and(|w| w.contains('/'))
+            || !stages.contains(&stage)
+            || what.trim_start().starts_with("FROM")
+        {
+            continue;
         }
+        steps.push(id);
     }
     let cached = steps
         .iter()
@@ -329,8 +344,19 @@ mod tests {
                    #6 [deps 1/2] COPY package.json bun.lock ./\n#6 CACHED\n\
                    #7 [deps 2/2] RUN bun install\n#7 CACHED\n\
                    #8 [builder 3/3] RUN bun run build\n#8 DONE 11.2s\n";
-        assert_eq!(cache_use(log, "deps"), (2, 3));
-        let bake = "#6 [deps deps 1/2] COPY package.json bun.lock ./\n#6 CACHED\n#9 [runner builder 3/3] RUN bun run build\n#9 DONE 9.0s\n";
-        assert_eq!(cache_use(bake, "runner"), (0, 1));
+        assert_eq!(
+            cache_use(log, "deps"),
+            (2, 2),
+            "builder's step is not part of deps"
+        );
+        assert_eq!(cache_use(log, "builder"), (2, 3));
+        let bake = "#6 [builder deps 1/2] COPY package.json bun.lock ./\n#6 CACHED\n#9 [runner builder 3/3] RUN bun run build\n#9 DONE 9.0s\n\
+                    #9 [builder builder 3/3] RUN bun run build\n";
+        assert_eq!(
+            cache_use(bake, "deps"),
+            (1, 1),
+            "a shared step counts for every target that needs it"
+        );
+        assert_eq!(cache_use(bake, "runner"), (1, 2));
     }
 }

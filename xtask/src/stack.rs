@@ -3,7 +3,7 @@
 
 use std::{
     io::{IsTerminal, Write},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Result, bail};
@@ -94,6 +94,8 @@ pub struct ServiceReady {
     pub state: String,
     /// Time from `started` to ready, as the xtask first saw it.
     pub ready_after: Option<Duration>,
+    /// How long after Docker's first passing health probe the xtask noticed it.
+    pub notice_delay: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +132,7 @@ pub fn wait_ready(
         .services
         .iter()
         .map(|s| ServiceReady {
+            notice_delay: None,
             service: s.clone(),
             state: "waiting".into(),
             ready_after: None,
@@ -145,8 +148,11 @@ pub fn wait_ready(
         for s in seen.iter_mut() {
             let c = cs.iter().find(|c| c.service == s.service);
             s.state = c.map_or("not created".into(), Container::state_word);
-            if s.ready_after.is_none() && c.is_some_and(Container::ready) {
+            if let Some(c) = c.filter(|c| s.ready_after.is_none() && c.ready()) {
                 s.ready_after = Some(started.elapsed());
+                s.notice_delay = c
+                    .healthy_since()
+                    .and_then(|t| SystemTime::now().duration_since(t).ok());
             }
         }
         progress.show_keyed(

@@ -228,11 +228,7 @@ fn run_checks(sh: &Shell, o: &flags::Verify, p: &Plan, report: &mut Report) -> R
     report.phase("healthy", ready.healthy_after);
     report.phase("first 200", ready.first_200_after);
     report.health = ready.health_body.clone();
-    report.services = ready
-        .services
-        .iter()
-        .map(|s| (s.service.clone(), s.state.clone(), s.ready_after))
-        .collect();
+    report.services = ready.services.clone();
 
     // What the containers really got: images, limits, restart policies.
     let cs = containers(sh, &p.stack.project)?;
@@ -321,7 +317,7 @@ struct Report {
     engine: String,
     images_used: Vec<(String, String)>,
     phases: Vec<(String, Duration)>,
-    services: Vec<(String, String, Option<Duration>)>,
+    services: Vec<crate::stack::ServiceReady>,
     containers: Vec<Value>,
     images: Vec<(String, u64)>,
     lockfile_policy: String,
@@ -370,7 +366,11 @@ impl Report {
             "base_images": self.images_used.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "lockfile_policy": self.lockfile_policy,
             "phases": self.phases.iter().map(|(n, d)| json!({"name": n, "seconds": round(d)})).collect::<Vec<_>>(),
-            "services": self.services.iter().map(|(s, st, r)| json!({"service": s, "state": st, "ready_after_seconds": r.map(|d| round(&d))})).collect::<Vec<_>>(),
+            "services": self.services.iter().map(|s| json!({
+                "service": s.service, "state": s.state,
+                "ready_after_seconds": s.ready_after.map(|d| round(&d)),
+                "noticed_after_healthy_ms": s.notice_delay.map(|d| d.as_millis() as u64),
+            })).collect::<Vec<_>>(),
             "containers": self.containers,
             "images": self.images.iter().map(|(i, s)| json!({"image": i, "size_bytes": s})).collect::<Vec<_>>(),
             "health": self.health,
@@ -396,10 +396,20 @@ impl Report {
         for (n, d) in &self.phases {
             s.push_str(&format!("  {n:<10} {:>7}\n", secs(*d)));
         }
-        for (svc, st, r) in &self.services {
+        for sr in &self.services {
+            let noticed = sr
+                .notice_delay
+                .map(|d| {
+                    format!(
+                        " (noticed {} ms after its health check passed)",
+                        d.as_millis()
+                    )
+                })
+                .unwrap_or_default();
+            let ready = sr.ready_after.map(secs).unwrap_or_else(|| "-".into());
             s.push_str(&format!(
-                "  {svc:<10} {st:<10} {}\n",
-                r.map(secs).unwrap_or_else(|| "-".into())
+                "  {:<10} {:<10} {ready}{noticed}\n",
+                sr.service, sr.state
             ));
         }
         for (i, size) in &self.images {
