@@ -447,11 +447,13 @@ mod tests {
                 service: "db".into(),
                 state: "healthy".into(),
                 ready_after: Some(Duration::from_millis(1500)),
+                notice_delay: None,
             },
             ServiceReady {
                 service: "app".into(),
                 state: "starting".into(),
                 ready_after: None,
+                notice_delay: None,
             },
         ];
         assert_eq!(
