@@ -15,6 +15,7 @@ Commands:
   doctor      check every prerequisite and say how to fix what is missing
   provision   install and start a Docker engine with buildx and Compose v2 (Debian/Ubuntu, root)
   ci          everything CI needs on a bare machine: provision, cargo test, verify dev and prod
+  bench       timing report: warm verify against plain compose up --wait + curl + down
 
 Options:
   dev         --detach  --no-build  [image options]
@@ -24,6 +25,7 @@ Options:
               --timeout-build <secs>  --timeout-healthy <secs>  --timeout-http <secs>  [image options]
   down        --volumes
   provision   --standin (also build the registry-free stand-in images)
+  bench       --runs <n> (default 5)  --prod  [image options]
 Image options:
   --standin   use the project's registry-free stand-in images (built once, then reused)
   --upstream  use the upstream images (oven/bun, postgres, redis) even if no registry answers
@@ -41,6 +43,7 @@ pub enum Command {
     Doctor,
     Provision(Provision),
     Ci,
+    Bench(Bench),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,6 +87,13 @@ pub struct Verify {
 #[derive(Debug, Default, PartialEq)]
 pub struct Down {
     pub volumes: bool,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Bench {
+    pub runs: usize,
+    pub prod: bool,
+    pub images: ImageChoice,
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -175,6 +185,27 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
                 }
             }
             Command::Provision(o)
+        }
+        "bench" => {
+            let mut o = Bench {
+                runs: 5,
+                prod: false,
+                images: ImageChoice::Auto,
+            };
+            while let Some(a) = p.next_flag()? {
+                match a.as_str() {
+                    "--prod" => o.prod = true,
+                    "--runs" => {
+                        let v = p.value(&a)?;
+                        o.runs =
+                            v.parse().ok().filter(|n| *n > 0).with_context(|| {
+                                format!("`--runs {v}`: expected a positive number")
+                            })?;
+                    }
+                    _ => o.images = p.image_flag(&a, o.images)?,
+                }
+            }
+            Command::Bench(o)
         }
         "ci" => {
             p.no_flags()?;

@@ -1,5 +1,6 @@
 //! `cargo xtask`: builds, runs, verifies and tears down the AXion Hub stack.
 
+mod bench;
 mod build_prod;
 mod ci;
 mod compose;
@@ -43,6 +44,7 @@ fn main() -> Result<()> {
             }
         }
         flags::Command::Ci => ci::run(&sh)?,
+        flags::Command::Bench(o) => o.run(&sh)?,
     }
     Ok(())
 }

@@ -18,6 +18,8 @@ use crate::{
 /// How often readiness is sampled: one `docker ps` + `docker inspect` costs about 40 ms here,
 /// so a service is noticed at most ~150 ms after its health check passes.
 pub const POLL_EVERY: Duration = Duration::from_millis(100);
+/// While waiting for HTTP, how often the containers are checked for a crash.
+const CRASH_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// One HTTP probe: the dev server compiles a route on its first request (about 5 s on 2 cores).
 const HTTP_PROBE: Duration = Duration::from_secs(30);
 
@@ -25,7 +27,11 @@ const HTTP_PROBE: Duration = Duration::from_secs(30);
 pub fn containers(sh: &Shell, project: &str) -> Result<Vec<Container>> {
     let filter = format!("label=com.docker.compose.project={project}");
     let ids = cmd!(sh, "docker ps -aq --filter {filter}").quiet().read()?;
-    let ids: Vec<&str> = ids.split_whitespace().collect();
+    let ids: Vec<String> = ids.split_whitespace().map(String::from).collect();
+    inspect(sh, &ids)
+}
+
+fn inspect(sh: &Shell, ids: &[String]) -> Result<Vec<Container>> {
     if ids.is_empty() {
         return Ok(vec![]);
     }
@@ -33,6 +39,28 @@ pub fn containers(sh: &Shell, project: &str) -> Result<Vec<Container>> {
     let mut cs = parse_inspect(&json)?;
     cs.sort_by(|a, b| a.service.cmp(&b.service));
     Ok(cs)
+}
+
+/// Samples a project's containers; once every expected service has one, only `docker inspect`
+/// runs (one CLI call a tick instead of two: the app compiling next to it shares 2 cores).
+struct Sampler<'a> {
+    sh: &'a Shell,
+    project: &'a str,
+    expected: usize,
+    ids: Vec<String>,
+}
+
+impl Sampler<'_> {
+    fn sample(&mut self) -> Result<Vec<Container>> {
+        if self.ids.len() >= self.expected
+            && let Ok(cs) = inspect(self.sh, &self.ids)
+        {
+            return Ok(cs);
+        }
+        let cs = containers(self.sh, self.project)?;
+        self.ids = cs.iter().map(|c| c.id.clone()).collect();
+        Ok(cs)
+    }
 }
 
 /// Live state: one line rewritten in place on a terminal, timestamped lines otherwise (CI).
@@ -139,12 +167,18 @@ pub fn wait_ready(
         })
         .collect();
     let deadline = started + spec.timeout_healthy;
+    let mut sampler = Sampler {
+        sh,
+        project: &stack.project,
+        expected: spec.services.len(),
+        ids: vec![],
+    };
     let healthy_after = loop {
         if let Err(e) = crate::signals::check() {
             return Err(fail(None, e.to_string()));
         }
         let up_finished = up_done().map_err(|e| fail(None, format!("{e:#}")))?;
-        let cs = containers(sh, &stack.project).map_err(|e| fail(None, format!("{e:#}")))?;
+        let cs = sampler.sample().map_err(|e| fail(None, format!("{e:#}")))?;
         for s in seen.iter_mut() {
             let c = cs.iter().find(|c| c.service == s.service);
             s.state = c.map_or("not created".into(), Container::state_word);
@@ -196,6 +230,7 @@ pub fn wait_ready(
     let http_deadline = Instant::now() + spec.timeout_http;
     let mut last = String::from("no answer yet");
     let mut first_200_after = None;
+    let mut last_check = Instant::now();
     loop {
         if let Err(e) = crate::signals::check() {
             return Err(fail(None, e.to_string()));
@@ -238,7 +273,13 @@ pub fn wait_ready(
             Ok(r) => last = format!("{}", r.status),
             Err(e) => last = e.to_string(),
         }
-        if let Ok(cs) = containers(sh, &stack.project)
+        // A crash while waiting for HTTP: checked once a second, not every tick.
+        let check_containers = last_check.elapsed() >= CRASH_CHECK_EVERY;
+        if check_containers {
+            last_check = Instant::now();
+        }
+        if check_containers
+            && let Ok(cs) = sampler.sample()
             && let Some(c) = cs.iter().find(|c| c.failed())
         {
             progress.done();

@@ -1,0 +1,172 @@
+//! `cargo xtask bench`: a timing report of warm `verify` against the same work done by hand
+//! (`docker compose up --build --wait`, curl until 200, `down -v`), interleaved, same machine.
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use xshell::Shell;
+
+use crate::{
+    compose::Stack,
+    dev::stack_env,
+    engine,
+    env_file::EnvFile,
+    flags, images,
+    util::{http_get, secs},
+};
+
+/// The plain run may wait this long for the stack and for each URL, like verify's defaults.
+const PLAIN_TIMEOUT: Duration = Duration::from_secs(150);
+
+impl flags::Bench {
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        engine::preflight(sh)?;
+        let root = sh.current_dir();
+        let env = EnvFile::load(&root.join(".env.example"))?;
+        let chosen = images::choose(sh, self.images, &env)?;
+        let image_flag = if chosen.standin {
+            "--standin"
+        } else {
+            "--upstream"
+        };
+        let file = if self.prod {
+            "docker-compose.prod.yml"
+        } else {
+            "docker-compose.yml"
+        };
+        let exe = std::env::current_exe()?;
+        let verify = |i: usize| -> Result<Duration> {
+            let mut c = Command::new(&exe);
+            c.args(["verify", "--json", image_flag]).env_remove("CI");
+            if self.prod {
+                c.arg("--prod");
+            }
+            let t = Instant::now();
+            let out = c.output().context("running verify")?;
+            let d = t.elapsed();
+            if !out.status.success() {
+                bail!(
+                    "verify run {i} failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Ok(d)
+        };
+        eprintln!("warm-up: one verify builds and caches every image");
+        verify(0)?;
+
+        let (mut ours, mut plain) = (Vec::new(), Vec::new());
+        for i in 1..=self.runs {
+            let v = verify(i)?;
+            let p = plain_run(sh, file, &chosen, i)?;
+            eprintln!("run {i}: verify {}  plain compose {}", secs(v), secs(p));
+            ours.push(v);
+            plain.push(p);
+        }
+        let (mv, mp) = (median(&mut ours), median(&mut plain));
+        println!(
+            "{file}, {} runs, median: cargo xtask verify {}  vs  compose up --build --wait + curl + down -v {}  ({:+.1} %)",
+            self.runs,
+            secs(mv),
+            secs(mp),
+            (mv.as_secs_f64() / mp.as_secs_f64() - 1.0) * 100.0
+        );
+        Ok(())
+    }
+}
+
+/// The hand-written equivalent: what a careful shell script does, without diagnosis.
+fn plain_run(sh: &Shell, file: &str, chosen: &images::ImageSet, i: usize) -> Result<Duration> {
+    let ports: Vec<u16> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<std::io::Result<_>>()?;
+    let mut env = stack_env(chosen);
+    env.extend(
+        [
+            ("APP_PORT", ports[0]),
+            ("DB_PORT", ports[1]),
+            ("REDIS_PORT", ports[2]),
+        ]
+        .map(|(k, p)| (k.to_string(), p.to_string())),
+    );
+    let stack = Stack {
+        file: file.into(),
+        project: format!("axion-bench-plain-{}-{i}", std::process::id()),
+        env_file: Some(".env.example".into()),
+        env,
+    };
+    let t = Instant::now();
+    let wait = PLAIN_TIMEOUT.as_secs().to_string();
+    let up = stack
+        .cmd(
+            sh,
+            &[
+                "up",
+                "--detach",
+                "--build",
+                "--wait",
+                "--wait-timeout",
+                &wait,
+            ],
+        )
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run();
+    let mut ok = up.is_ok();
+    for path in ["/", "/api/health"] {
+        let deadline = Instant::now() + PLAIN_TIMEOUT;
+        while ok {
+            if curl_200(ports[0], path) {
+                break;
+            }
+            if Instant::now() > deadline {
+                ok = false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    stack
+        .cmd(sh, &["down", "--volumes", "--remove-orphans"])
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()?;
+    let d = t.elapsed();
+    if !ok {
+        bail!("the plain compose run {i} did not reach 200");
+    }
+    Ok(d)
+}
+
+/// curl when it is installed (what a script would use), else the xtask's own GET.
+fn curl_200(port: u16, path: &str) -> bool {
+    let url = format!("http://127.0.0.1:{port}{path}");
+    match Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "30",
+            &url,
+        ])
+        .output()
+    {
+        Ok(o) => o.stdout == b"200",
+        Err(_) => http_get(port, path, Duration::from_secs(30)).is_ok_and(|r| r.status == 200),
+    }
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
