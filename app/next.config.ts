@@ -4,6 +4,9 @@ const nextConfig: NextConfig = {
   // server.js plus the traced node_modules: the runner image holds only this.
   output: "standalone",
   poweredByHeader: false,
+  // The dev image keeps dependencies in /app/node_modules, above the sources in /app/src
+  // (docker/Dockerfile, stage dev); elsewhere Next.js infers the root as usual.
+  ...(process.env.TURBOPACK_ROOT ? { turbopack: { root: process.env.TURBOPACK_ROOT } } : {}),
 };
 
 export default nextConfig;

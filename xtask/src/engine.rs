@@ -53,11 +53,8 @@ pub fn versions(sh: &Shell) -> Result<Versions> {
     let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let parts: Vec<&str> = text.split('|').collect();
     if !out.status.success() || parts.len() != 3 || parts[1].is_empty() {
-        let err = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stderr).trim(),
-            if parts.len() == 3 { "" } else { text.as_str() }
-        );
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let err = if stderr.is_empty() { text } else { stderr };
         bail!(
             "the Docker engine does not answer: {err}\n  fix: start it (`sudo systemctl start docker`, or as root here: \
              `cargo xtask provision`, which starts `dockerd` when there is no systemd)"
