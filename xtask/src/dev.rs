@@ -260,10 +260,17 @@ fn follow(sh: &Shell, stack: &Stack, app_port: u16) -> Result<()> {
         std::thread::sleep(WATCH_EVERY);
         if let Some(sig) = crate::signals::received() {
             let _ = logs.kill();
-            eprintln!(
+            crate::util::note(format!(
                 "\n{sig}: stopping the dev stack (volumes kept; `cargo xtask dev` starts it again)"
-            );
-            stack.cmd(sh, &["stop", "--timeout", "5"]).quiet().run()?;
+            ));
+            let t = Instant::now();
+            stack
+                .cmd(sh, &["stop", "--timeout", "5"])
+                .quiet()
+                .ignore_stdout()
+                .ignore_stderr()
+                .run()?;
+            crate::util::note(format!("dev stack stopped in {}", secs(t.elapsed())));
             return Ok(());
         }
         if logs.try_wait()?.is_some() {

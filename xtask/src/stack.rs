@@ -12,7 +12,7 @@ use xshell::{Shell, cmd};
 
 use crate::{
     compose::{Container, Stack, parse_inspect},
-    util::{http_get, secs, timestamp},
+    util::{http_get, note, secs, timestamp},
 };
 
 /// How often readiness is sampled: one `docker ps` + `docker inspect` costs about 40 ms here,
@@ -417,23 +417,23 @@ impl Teardown<'_> {
 impl Drop for Teardown<'_> {
     fn drop(&mut self) {
         if self.keep {
-            eprintln!(
+            note(format!(
                 "--keep: the stack `{}` stays up. Remove it with:\n  {}",
                 self.stack.project,
                 self.stack
                     .display(&["down", "--volumes", "--remove-orphans"])
-            );
+            ));
             return;
         }
         let t = Instant::now();
         match self.run() {
-            Ok(()) if !self.quiet => eprintln!(
+            Ok(()) if !self.quiet => note(format!(
                 "teardown: {} removed in {}",
                 self.stack.project,
                 secs(t.elapsed())
-            ),
+            )),
             Ok(()) => {}
-            Err(e) => eprintln!("teardown failed: {e:#}"),
+            Err(e) => note(format!("teardown failed: {e:#}")),
         }
     }
 }

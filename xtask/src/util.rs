@@ -132,6 +132,12 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
+/// A line on stderr that never panics: on the way out (a signal, a teardown while unwinding)
+/// stderr may be a pipe whose reader is gone, and `eprintln!` would panic there.
+pub fn note(msg: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stderr(), "{msg}");
+}
+
 /// Seconds with one decimal, for reports.
 pub fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
