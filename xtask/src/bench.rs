@@ -23,7 +23,7 @@ const PLAIN_TIMEOUT: Duration = Duration::from_secs(150);
 
 impl flags::Bench {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        engine::preflight(sh)?;
+        engine::preflight()?;
         let root = sh.current_dir();
         let env = EnvFile::load(&root.join(".env.example"))?;
         let chosen = images::choose(sh, self.images, &env)?;

@@ -148,7 +148,7 @@ struct StageResult {
 impl flags::BuildProd {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let t0 = Instant::now();
-        let v = engine::preflight(sh)?;
+        let v = engine::preflight()?;
         eprintln!("docker: {}", engine::describe(&v));
         let root = sh.current_dir();
         let env = if root.join(".env").exists() {
@@ -262,9 +262,12 @@ impl flags::BuildProd {
             }
         })?;
 
-        for r in results.iter_mut() {
-            let image = format!("axion-hub:{}", r.stage);
-            r.size = images::image_size(sh, &image).unwrap_or(0);
+        let tags: Vec<String> = results
+            .iter()
+            .map(|r| format!("axion-hub:{}", r.stage))
+            .collect();
+        for (r, size) in results.iter_mut().zip(images::image_sizes(sh, &tags)) {
+            r.size = size;
         }
         eprintln!(
             "\n{:<8} {:>8}  {:<18} {:>8}",

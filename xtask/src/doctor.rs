@@ -49,7 +49,7 @@ pub fn run(sh: &Shell) -> Result<()> {
         },
     });
     if docker.is_ok() {
-        match engine::versions(sh) {
+        match engine::versions() {
             Ok(v) => {
                 rows.push(Row {
                     what: "engine",

@@ -11,7 +11,7 @@ use crate::{
 
 impl flags::Down {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        crate::engine::preflight(sh)?;
+        crate::engine::preflight()?;
         // Images do not matter for stopping; the upstream set keeps compose's interpolation happy.
         let stack = dev_stack(sh, &ImageSet::upstream());
         let filter = format!("label=com.docker.compose.project={}", dev_project());

@@ -10,7 +10,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
 
-use crate::util::{poll, version_at_least};
+use crate::util::{docker_all, poll, version_at_least};
 
 /// dockerd on 2 cores answers `docker info` 2-5 s after start; a first start that also
 /// initialises /var/lib/docker can take longer.
@@ -43,35 +43,46 @@ pub fn docker_path() -> Result<PathBuf> {
 }
 
 /// Engine, buildx and compose versions; an error says which piece is missing and how to get it.
-pub fn versions(sh: &Shell) -> Result<Versions> {
+pub fn versions() -> Result<Versions> {
     docker_path()?;
-    let format = "{{.Client.Version}}|{{.Server.Version}}|{{.Server.APIVersion}}";
-    let out = cmd!(sh, "docker version --format {format}")
-        .quiet()
-        .ignore_status()
-        .output()?;
+    let calls: Vec<Vec<String>> = [
+        vec![
+            "version",
+            "--format",
+            "{{.Client.Version}}|{{.Server.Version}}|{{.Server.APIVersion}}",
+        ],
+        vec!["buildx", "version"],
+        vec!["compose", "version", "--short"],
+    ]
+    .iter()
+    .map(|c| c.iter().map(|s| s.to_string()).collect())
+    .collect();
+    let [version, buildx, compose]: [std::io::Result<std::process::Output>; 3] = docker_all(&calls)
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("docker_all"))?;
+    let out = version.context("running `docker version`")?;
     let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let parts: Vec<&str> = text.split('|').collect();
     if !out.status.success() || parts.len() != 3 || parts[1].is_empty() {
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        let err = if stderr.is_empty() { text } else { stderr };
+        let err = if stderr.is_empty() {
+            text.clone()
+        } else {
+            stderr
+        };
         bail!(
             "the Docker engine does not answer: {err}\n  fix: start it (`sudo systemctl start docker`, or as root here: \
              `cargo xtask provision`, which starts `dockerd` when there is no systemd)"
         );
     }
-    let buildx = cmd!(sh, "docker buildx version")
-        .quiet()
-        .ignore_status()
-        .read()
-        .ok()
-        .and_then(|s| parse_buildx_version(&s));
-    let compose = cmd!(sh, "docker compose version --short")
-        .quiet()
-        .ignore_status()
-        .read()
-        .ok()
-        .map(|s| s.trim().trim_start_matches('v').to_string())
+    let stdout = |o: std::io::Result<std::process::Output>| {
+        o.ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let buildx = stdout(buildx).and_then(|s| parse_buildx_version(&s));
+    let compose = stdout(compose)
+        .map(|s| s.trim_start_matches('v').to_string())
         .filter(|s| s.starts_with(|c: char| c.is_ascii_digit()));
     Ok(Versions {
         client: parts[0].into(),
@@ -93,8 +104,8 @@ pub fn parse_buildx_version(s: &str) -> Option<String> {
 }
 
 /// Preflight: everything the stack commands need from the engine, or the fix.
-pub fn preflight(sh: &Shell) -> Result<Versions> {
-    let v = versions(sh)?;
+pub fn preflight() -> Result<Versions> {
+    let v = versions()?;
     let Some(buildx) = &v.buildx else {
         bail!(
             "docker buildx is missing: `docker build` with BuildKit and compose builds need it.\n  fix: install the \
@@ -135,7 +146,7 @@ pub fn describe(v: &Versions) -> String {
 /// Preflight, provisioning first when nothing usable is installed and this machine is one
 /// `provision` knows how to set up (Debian/Ubuntu as root): the README's commands start bare.
 pub fn ensure(sh: &Shell) -> Result<Versions> {
-    match preflight(sh) {
+    match preflight() {
         Ok(v) => Ok(v),
         Err(e) if is_root() && OsRelease::read()?.is_debian_like() => {
             eprintln!(
@@ -151,7 +162,7 @@ provisioning a Docker engine (Debian packages) ..."
 /// `cargo xtask provision`: an engine with buildx and Compose v2, installed from Debian packages
 /// and started without systemd. Idempotent: a healthy setup is left alone.
 pub fn provision(sh: &Shell) -> Result<Versions> {
-    if let Ok(v) = preflight(sh) {
+    if let Ok(v) = preflight() {
         eprintln!("docker: {} (already provisioned)", describe(&v));
         return Ok(v);
     }
@@ -182,7 +193,7 @@ pub fn provision(sh: &Shell) -> Result<Versions> {
         apt_install(sh, &plan)?;
     }
     start_daemon(sh)?;
-    let v = preflight(sh).context("after installing the engine")?;
+    let v = preflight().context("after installing the engine")?;
     eprintln!(
         "provision: {} ready in {:.1}s",
         describe(&v),

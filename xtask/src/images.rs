@@ -138,26 +138,47 @@ pub fn image_exists(sh: &Shell, image: &str) -> bool {
         .is_ok()
 }
 
-/// Size in bytes as the engine reports it.
-pub fn image_size(sh: &Shell, image: &str) -> Option<u64> {
+/// Sizes in bytes as the engine reports them, in one call (0 where an image is missing).
+pub fn image_sizes(sh: &Shell, images: &[String]) -> Vec<u64> {
     let format = "{{.Size}}";
-    cmd!(sh, "docker image inspect --format {format} {image}")
+    let all = cmd!(sh, "docker image inspect --format {format} {images...}")
         .quiet()
         .ignore_stderr()
+        .ignore_status()
         .read()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+        .unwrap_or_default();
+    let sizes: Vec<u64> = all.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    if sizes.len() == images.len() {
+        sizes
+    } else {
+        vec![0; images.len()]
+    }
 }
 
-fn image_label(sh: &Shell, image: &str) -> Option<String> {
+/// The recipe labels of several images in one `docker image inspect` (None where missing).
+fn image_labels(sh: &Shell, images: &[String]) -> Vec<Option<String>> {
     let format = format!("{{{{index .Config.Labels \"{RECIPE_LABEL}\"}}}}");
-    cmd!(sh, "docker image inspect --format {format} {image}")
+    if let Ok(all) = cmd!(sh, "docker image inspect --format {format} {images...}")
         .quiet()
         .ignore_stderr()
         .read()
-        .ok()
+    {
+        let lines: Vec<Option<String>> = all.lines().map(|l| Some(l.to_string())).collect();
+        if lines.len() == images.len() {
+            return lines;
+        }
+    }
+    // Some image is missing: ask one by one to know which.
+    images
+        .iter()
+        .map(|i| {
+            cmd!(sh, "docker image inspect --format {format} {i}")
+                .quiet()
+                .ignore_stderr()
+                .read()
+                .ok()
+        })
+        .collect()
 }
 
 /// The CAs this host trusts beyond the distribution's (a TLS-intercepting proxy's, a corporate
@@ -237,10 +258,9 @@ pub fn ensure_standins(sh: &Shell) -> Result<()> {
         recipe.extend(ca.as_bytes());
         recipe.extend(s.base.as_bytes());
         let hash = format!("{:016x}", fnv1a(&recipe));
-        let fresh = s
-            .tags
+        let fresh = image_labels(sh, &s.tags)
             .iter()
-            .all(|t| image_label(sh, t).as_deref() == Some(hash.as_str()));
+            .all(|l| l.as_deref() == Some(hash.as_str()));
         if !fresh {
             plans.push((s, dir, hash));
         }

@@ -401,7 +401,7 @@ impl Teardown<'_> {
             .quiet()
             .ignore_status()
             .output()?;
-        let left = leftovers(self.sh, &self.stack.project)?;
+        let left = leftovers(&self.stack.project)?;
         if !left.is_empty() {
             bail!(
                 "teardown of {} left {}\n{}",
@@ -439,28 +439,36 @@ impl Drop for Teardown<'_> {
 }
 
 /// Containers, volumes and networks still labelled with the project.
-pub fn leftovers(sh: &Shell, project: &str) -> Result<Vec<String>> {
+pub fn leftovers(project: &str) -> Result<Vec<String>> {
     let filter = format!("label=com.docker.compose.project={project}");
+    let kinds = ["container", "volume", "network"];
+    let calls: Vec<Vec<String>> = [
+        &["ps", "-aq"][..],
+        &["volume", "ls", "-q"],
+        &["network", "ls", "-q"],
+    ]
+    .iter()
+    .map(|c| {
+        c.iter()
+            .map(|s| s.to_string())
+            .chain(["--filter".to_string(), filter.clone()])
+            .collect()
+    })
+    .collect();
     let mut left = Vec::new();
-    for (kind, list) in [
-        (
-            "container",
-            cmd!(sh, "docker ps -aq --filter {filter}").quiet().read()?,
-        ),
-        (
-            "volume",
-            cmd!(sh, "docker volume ls -q --filter {filter}")
-                .quiet()
-                .read()?,
-        ),
-        (
-            "network",
-            cmd!(sh, "docker network ls -q --filter {filter}")
-                .quiet()
-                .read()?,
-        ),
-    ] {
-        left.extend(list.split_whitespace().map(|id| format!("{kind} {id}")));
+    for (kind, out) in kinds.iter().zip(crate::util::docker_all(&calls)) {
+        let out = out?;
+        if !out.status.success() {
+            bail!(
+                "listing {kind}s: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        left.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(|id| format!("{kind} {id}")),
+        );
     }
     Ok(left)
 }

@@ -132,6 +132,27 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
+/// Runs several `docker` commands at once (each CLI start costs 20-150 ms; preflight and
+/// cleanup checks do not depend on each other) and returns their outputs in order.
+pub fn docker_all(calls: &[Vec<String>]) -> Vec<std::io::Result<std::process::Output>> {
+    use std::process::{Command, Stdio};
+    let children: Vec<_> = calls
+        .iter()
+        .map(|args| {
+            Command::new("docker")
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| c.and_then(|c| c.wait_with_output()))
+        .collect()
+}
+
 /// A line on stderr that never panics: on the way out (a signal, a teardown while unwinding)
 /// stderr may be a pipe whose reader is gone, and `eprintln!` would panic there.
 pub fn note(msg: impl std::fmt::Display) {

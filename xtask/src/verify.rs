@@ -120,7 +120,7 @@ impl flags::Verify {
         }
 
         let started = Instant::now();
-        let versions = engine::preflight(sh)?;
+        let versions = engine::preflight()?;
         let images = images::choose(sh, self.images, &env)?;
         let p = plan(&self, images, env_file, ports);
         crate::dev::prepare_source_tree(&root)?;
@@ -250,17 +250,11 @@ fn run_checks(sh: &Shell, o: &flags::Verify, p: &Plan, report: &mut Report) -> R
             }
         }
     }
-    let mut seen = Vec::new();
-    for c in &cs {
-        if seen.contains(&c.image) {
-            continue;
-        }
-        seen.push(c.image.clone());
-        report.images.push((
-            c.image.clone(),
-            images::image_size(sh, &c.image).unwrap_or(0),
-        ));
-    }
+    let mut used: Vec<String> = cs.iter().map(|c| c.image.clone()).collect();
+    used.sort();
+    used.dedup();
+    let sizes = images::image_sizes(sh, &used);
+    report.images = used.into_iter().zip(sizes).collect();
     Ok(())
 }
 
