@@ -67,12 +67,17 @@ impl flags::Bench {
             plain.push(p);
         }
         let (mv, mp) = (median(&mut ours), median(&mut plain));
+        let (av, ap) = (mean(&ours), mean(&plain));
         println!(
-            "{file}, {} runs, median: cargo xtask verify {}  vs  compose up --build --wait + curl + down -v {}  ({:+.1} %)",
+            "{file}, {} runs interleaved: cargo xtask verify median {} mean {}  vs  compose up --build --wait \
+             + curl + down -v median {} mean {}  (median {:+.1} %, mean {:+.1} %)",
             self.runs,
             secs(mv),
+            secs(av),
             secs(mp),
-            (mv.as_secs_f64() / mp.as_secs_f64() - 1.0) * 100.0
+            secs(ap),
+            (mv.as_secs_f64() / mp.as_secs_f64() - 1.0) * 100.0,
+            (av.as_secs_f64() / ap.as_secs_f64() - 1.0) * 100.0
         );
         Ok(())
     }
@@ -164,6 +169,10 @@ fn curl_200(port: u16, path: &str) -> bool {
         Ok(o) => o.stdout == b"200",
         Err(_) => http_get(port, path, Duration::from_secs(30)).is_ok_and(|r| r.status == 200),
     }
+}
+
+fn mean(v: &[Duration]) -> Duration {
+    v.iter().sum::<Duration>() / v.len() as u32
 }
 
 fn median(v: &mut [Duration]) -> Duration {

@@ -20,7 +20,7 @@ use crate::{
     integrity::{self, Kind, Policy},
     ports,
     proc::{run_logged, tail},
-    stack::{Progress, ReadySpec, diagnose, wait_ready},
+    stack::{Progress, ReadySpec, SERVICES, diagnose, wait_ready},
     util::secs,
     verify::{TIMEOUT_BUILD, TIMEOUT_HEALTHY, TIMEOUT_HTTP},
 };
@@ -127,7 +127,7 @@ impl flags::Dev {
             .unchecked()
             .start()?;
         let spec = ReadySpec {
-            services: vec!["app".into(), "db".into(), "redis".into()],
+            services: SERVICES.map(String::from).to_vec(),
             app_port,
             timeout_healthy: TIMEOUT_HEALTHY,
             timeout_http: TIMEOUT_HTTP,

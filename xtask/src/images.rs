@@ -245,6 +245,9 @@ pub fn ensure_standins(sh: &Shell) -> Result<()> {
     let started = Instant::now();
     let ca = extra_ca_pem();
     let root = sh.current_dir();
+    // One `docker image inspect` for every tag when all exist (the usual, warm case).
+    let all_tags: Vec<String> = standins().into_iter().flat_map(|s| s.tags).collect();
+    let mut labels = image_labels(sh, &all_tags).into_iter();
     let mut plans = Vec::new();
     for s in standins() {
         let dir = root.join("docker/standin").join(s.name);
@@ -258,9 +261,9 @@ pub fn ensure_standins(sh: &Shell) -> Result<()> {
         recipe.extend(ca.as_bytes());
         recipe.extend(s.base.as_bytes());
         let hash = format!("{:016x}", fnv1a(&recipe));
-        let fresh = image_labels(sh, &s.tags)
-            .iter()
-            .all(|l| l.as_deref() == Some(hash.as_str()));
+        // Take this image's labels whole (`all` alone would stop early and shift the rest).
+        let mine: Vec<Option<String>> = labels.by_ref().take(s.tags.len()).collect();
+        let fresh = mine.iter().all(|l| l.as_deref() == Some(hash.as_str()));
         if !fresh {
             plans.push((s, dir, hash));
         }

@@ -38,15 +38,25 @@ impl Events {
     fn start(project: &str) -> Option<Events> {
         use std::io::BufRead;
         let filter = format!("label=com.docker.compose.project={project}");
-        let args = [
+        // Only what changes readiness, not the exec events each health probe makes.
+        let mut args = vec![
             "events",
+            "--format",
+            "{{.Status}}",
             "--filter",
             "type=container",
             "--filter",
             &filter,
-            "--format",
-            "{{.Status}}",
         ];
+        for event in [
+            "event=start",
+            "event=die",
+            "event=health_status",
+            "event=oom",
+        ] {
+            args.push("--filter");
+            args.push(event);
+        }
         let reader = std::sync::Arc::new(
             duct::cmd("docker", args)
                 .stderr_null()
@@ -189,6 +199,9 @@ impl Progress {
 }
 
 /// What readiness means for a stack, and how long each part may take.
+/// The services of both compose files (a unit test holds the files to it).
+pub const SERVICES: [&str; 3] = ["app", "db", "redis"];
+
 pub struct ReadySpec {
     pub services: Vec<String>,
     pub app_port: u16,
@@ -577,6 +590,29 @@ pub fn leftovers(project: &str) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compose_files_define_exactly_the_known_services() {
+        for file in ["docker-compose.yml", "docker-compose.prod.yml"] {
+            let text = std::fs::read_to_string(crate::util::project_root().join(file)).unwrap();
+            let body = text
+                .split("\nservices:\n")
+                .nth(1)
+                .unwrap()
+                .split("\nvolumes:\n")
+                .next()
+                .unwrap();
+            let mut names: Vec<&str> = body
+                .lines()
+                .filter(|l| {
+                    l.starts_with("  ") && !l.starts_with("   ") && l.trim_end().ends_with(':')
+                })
+                .map(|l| l.trim().trim_end_matches(':'))
+                .collect();
+            names.sort();
+            assert_eq!(names, SERVICES, "{file}");
+        }
+    }
 
     #[test]
     fn health_needs_both_checks() {

@@ -16,7 +16,7 @@ use crate::{
     images::{self, ImageSet},
     integrity::{self, Kind, Policy},
     proc::{run_logged, tail},
-    stack::{Progress, ReadySpec, Teardown, containers, diagnose, wait_ready},
+    stack::{Progress, ReadySpec, SERVICES, Teardown, containers, diagnose, wait_ready},
     util::secs,
 };
 
@@ -193,9 +193,9 @@ fn run_checks(sh: &Shell, o: &flags::Verify, p: &Plan, report: &mut Report) -> R
         .stdout_capture()
         .unchecked()
         .start()?;
-    let services = p.stack.cmd(sh, &["config", "--services"]).quiet().read()?;
+
     let spec = ReadySpec {
-        services: services.lines().map(String::from).collect(),
+        services: SERVICES.map(String::from).to_vec(),
         app_port: p.app_port,
         timeout_healthy: o.timeout_healthy.unwrap_or(TIMEOUT_HEALTHY),
         timeout_http: o.timeout_http.unwrap_or(TIMEOUT_HTTP),
@@ -289,7 +289,6 @@ fn dry_run_text(p: &Plan, o: &flags::Verify) -> String {
     }
     s.push_str(&format!("{build_env} {}\n", p.stack.display(&["build"])));
     s.push_str(&format!("{}\n", p.stack.display(&up)));
-    s.push_str(&format!("{}\n", p.stack.display(&["config", "--services"])));
     s.push_str(&format!(
         "# every {}ms until ready:\ndocker ps -aq --filter {filter}\ndocker inspect <ids>\n",
         crate::stack::POLL_EVERY.as_millis()
