@@ -12,15 +12,14 @@ use xshell::Shell;
 
 use crate::{
     compose::{Stack, UpOpts, up_args},
-    diagnose::known_problems,
     engine,
     env_file::{EnvFile, ensure_dotenv},
     flags,
     images::{self, ImageSet},
     integrity::{self, Kind, Policy},
     ports,
-    proc::{run_logged, tail},
-    stack::{Progress, ReadySpec, SERVICES, diagnose, wait_ready},
+    proc::run_logged,
+    stack::{Progress, ReadySpec, SERVICES, diagnose, up_and_wait},
     util::secs,
     verify::{TIMEOUT_BUILD, TIMEOUT_HEALTHY, TIMEOUT_HTTP},
 };
@@ -111,33 +110,17 @@ impl flags::Dev {
             build_app(sh, &stack)?
         };
 
-        let started = Instant::now();
-        let up = up_args(
-            UpOpts {
-                renew_anon_volumes: true,
-                no_deps: false,
-            },
-            &[],
-        );
-        let up: Vec<&str> = up.iter().map(String::as_str).collect();
-        let handle = stack
-            .duct(&up)
-            .stderr_to_stdout()
-            .stdout_capture()
-            .unchecked()
-            .start()?;
         let spec = ReadySpec {
             services: SERVICES.map(String::from).to_vec(),
             app_port,
             timeout_healthy: TIMEOUT_HEALTHY,
             timeout_http: TIMEOUT_HTTP,
         };
-        let mut start_after = None;
-        let mut progress = Progress::new(false);
-        let ready = wait_ready(sh, &stack, &spec, started, &mut progress, || {
-            up_finished(&handle, &mut start_after, started)
-        });
-        let _ = handle.kill();
+        let opts = UpOpts {
+            renew_anon_volumes: true,
+            no_deps: false,
+        };
+        let (ready, start_after) = up_and_wait(sh, &stack, opts, &spec, &mut Progress::new(false))?;
         let ready = match ready {
             Ok(r) => r,
             Err(e) => {
@@ -158,7 +141,7 @@ impl flags::Dev {
             "  phases: preflight {}  build {}  start {}  healthy {}  first 200 {}",
             secs(preflight),
             secs(build_time),
-            secs(start_after.unwrap_or_default()),
+            secs(start_after),
             secs(ready.healthy_after),
             secs(ready.first_200_after)
         );
@@ -189,28 +172,6 @@ impl flags::Dev {
         }
         eprintln!("following logs; Ctrl-C stops the stack (volumes are kept)\n");
         follow(sh, &stack, app_port)
-    }
-}
-
-fn up_finished(
-    handle: &duct::Handle,
-    start_after: &mut Option<Duration>,
-    started: Instant,
-) -> Result<bool> {
-    match handle.try_wait()? {
-        None => Ok(false),
-        Some(out) if out.status.success() => {
-            start_after.get_or_insert(started.elapsed());
-            Ok(true)
-        }
-        Some(out) => {
-            let text = String::from_utf8_lossy(&out.stdout);
-            let hints = known_problems(&text)
-                .into_iter()
-                .map(|h| format!("\n  cause: {h}"))
-                .collect::<String>();
-            bail!("`compose up` failed:{hints}\n{}", tail(&text, 20))
-        }
     }
 }
 

@@ -11,7 +11,9 @@ use serde_json::Value;
 use xshell::{Shell, cmd};
 
 use crate::{
-    compose::{Container, Stack, parse_inspect},
+    compose::{Container, Stack, UpOpts, parse_inspect, up_args},
+    diagnose::known_problems,
+    proc::tail,
     util::{http_get, note, secs, timestamp},
 };
 
@@ -232,6 +234,47 @@ pub struct Ready {
 pub struct NotReady {
     pub service: Option<String>,
     pub message: String,
+}
+
+/// Runs `compose up --detach` in the background (it blocks until the dependencies are healthy)
+/// while `wait_ready` watches, so progress shows from the first container on. Returns the
+/// readiness and when `up` itself returned.
+pub fn up_and_wait(
+    sh: &Shell,
+    stack: &Stack,
+    opts: UpOpts,
+    spec: &ReadySpec,
+    progress: &mut Progress,
+) -> Result<(std::result::Result<Ready, NotReady>, Duration)> {
+    let started = Instant::now();
+    let up = up_args(opts, &[]);
+    let up: Vec<&str> = up.iter().map(String::as_str).collect();
+    let handle = stack
+        .duct(&up)
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .start()?;
+    let mut start_after = None;
+    let ready = wait_ready(sh, stack, spec, started, progress, || {
+        match handle.try_wait()? {
+            None => Ok(false),
+            Some(out) if out.status.success() => {
+                start_after.get_or_insert(started.elapsed());
+                Ok(true)
+            }
+            Some(out) => {
+                let text = String::from_utf8_lossy(&out.stdout);
+                let hints: String = known_problems(&text)
+                    .into_iter()
+                    .map(|h| format!("\n  cause: {h}"))
+                    .collect();
+                bail!("`compose up` failed:{hints}\n{}", tail(&text, 20))
+            }
+        }
+    });
+    let _ = handle.kill();
+    Ok((ready, start_after.unwrap_or_default()))
 }
 
 /// Waits until every service is ready (healthy, or running when it has no health check), then

@@ -9,14 +9,13 @@ use xshell::Shell;
 
 use crate::{
     compose::{Stack, UpOpts, up_args},
-    diagnose::known_problems,
     engine,
     env_file::EnvFile,
     flags::{self, ImageChoice},
     images::{self, ImageSet},
     integrity::{self, Kind, Policy},
-    proc::{run_logged, tail},
-    stack::{Progress, ReadySpec, SERVICES, Teardown, containers, diagnose, wait_ready},
+    proc::run_logged,
+    stack::{Progress, ReadySpec, SERVICES, Teardown, containers, diagnose, up_and_wait},
     util::secs,
 };
 
@@ -182,49 +181,25 @@ fn run_checks(sh: &Shell, o: &flags::Verify, p: &Plan, report: &mut Report) -> R
     report.phase("build", built.finished.elapsed);
     report.lockfile_policy = built.policy;
 
-    // Start, and wait for readiness while `up` runs (it blocks until dependencies are healthy).
-    let started = Instant::now();
-    let up = up_args(UpOpts::default(), &[]);
-    let up: Vec<&str> = up.iter().map(String::as_str).collect();
-    let handle = p
-        .stack
-        .duct(&up)
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .start()?;
-
+    // Start, and wait for readiness while `up` runs.
     let spec = ReadySpec {
         services: SERVICES.map(String::from).to_vec(),
         app_port: p.app_port,
         timeout_healthy: o.timeout_healthy.unwrap_or(TIMEOUT_HEALTHY),
         timeout_http: o.timeout_http.unwrap_or(TIMEOUT_HTTP),
     };
-    let mut start_after = None;
-    let mut progress = Progress::new(o.json);
-    let ready = wait_ready(sh, &p.stack, &spec, started, &mut progress, || match handle
-        .try_wait()?
-    {
-        None => Ok(false),
-        Some(out) if out.status.success() => {
-            start_after.get_or_insert(started.elapsed());
-            Ok(true)
-        }
-        Some(out) => {
-            let text = String::from_utf8_lossy(&out.stdout);
-            let hints = known_problems(&text)
-                .into_iter()
-                .map(|h| format!("\n  cause: {h}"))
-                .collect::<String>();
-            bail!("`compose up` failed:{hints}\n{}", tail(&text, 20))
-        }
-    });
-    let _ = handle.kill();
+    let (ready, start_after) = up_and_wait(
+        sh,
+        &p.stack,
+        UpOpts::default(),
+        &spec,
+        &mut Progress::new(o.json),
+    )?;
     let ready = ready.map_err(|e| {
         report.failed_service = e.service.clone();
         anyhow::anyhow!(e.message)
     })?;
-    report.phase("start", start_after.unwrap_or_default());
+    report.phase("start", start_after);
     report.phase("healthy", ready.healthy_after);
     report.phase("first 200", ready.first_200_after);
     report.health = ready.health_body.clone();
