@@ -575,10 +575,8 @@ impl Drop for Teardown<'_> {
     fn drop(&mut self) {
         if self.keep {
             note(format!(
-                "--keep: the stack `{}` stays up. Remove it with:\n  {}",
-                self.stack.project,
-                self.stack
-                    .display(&["down", "--volumes", "--remove-orphans"])
+                "--keep: the stack `{0}` stays up. Remove it with:\n  docker compose -p {0} down --volumes --remove-orphans",
+                self.stack.project
             ));
             return;
         }
