@@ -146,20 +146,7 @@ impl flags::Dev {
             secs(ready.first_200_after)
         );
         for s in &ready.services {
-            let noticed = s
-                .notice_delay
-                .map(|d| {
-                    format!(
-                        " (noticed {} ms after its health check passed)",
-                        d.as_millis()
-                    )
-                })
-                .unwrap_or_default();
-            let after = s.ready_after.map(secs).unwrap_or_else(|| "-".into());
-            eprintln!(
-                "  {:<6} {:<8} ready after {after}{noticed}",
-                s.service, s.state
-            );
+            eprintln!("  {}", s.summary());
         }
         eprintln!(
             "  app        http://localhost:{app_port}  (health: http://localhost:{app_port}/api/health)"

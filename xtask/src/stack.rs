@@ -229,6 +229,23 @@ pub struct Ready {
     pub health_body: Value,
 }
 
+impl ServiceReady {
+    /// `db         healthy    2.2s (noticed 19 ms after its health check passed)`
+    pub fn summary(&self) -> String {
+        let ready = self.ready_after.map(secs).unwrap_or_else(|| "-".into());
+        let noticed = self
+            .notice_delay
+            .map(|d| {
+                format!(
+                    " (noticed {} ms after its health check passed)",
+                    d.as_millis()
+                )
+            })
+            .unwrap_or_default();
+        format!("{:<10} {:<10} {ready}{noticed}", self.service, self.state)
+    }
+}
+
 /// Why waiting stopped short, with the service to blame when there is one.
 #[derive(Debug)]
 pub struct NotReady {

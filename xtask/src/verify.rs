@@ -365,20 +365,7 @@ impl Report {
             s.push_str(&format!("  {n:<10} {:>7}\n", secs(*d)));
         }
         for sr in &self.services {
-            let noticed = sr
-                .notice_delay
-                .map(|d| {
-                    format!(
-                        " (noticed {} ms after its health check passed)",
-                        d.as_millis()
-                    )
-                })
-                .unwrap_or_default();
-            let ready = sr.ready_after.map(secs).unwrap_or_else(|| "-".into());
-            s.push_str(&format!(
-                "  {:<10} {:<10} {ready}{noticed}\n",
-                sr.service, sr.state
-            ));
+            s.push_str(&format!("  {}\n", sr.summary()));
         }
         for (i, size) in &self.images {
             s.push_str(&format!("  image {i}: {:.0} MB\n", *size as f64 / 1e6));
