@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use xshell::{Shell, cmd};
 
 use crate::{
-    dev::stack_env,
     engine,
     env_file::EnvFile,
     flags::{self, STAGES},
@@ -168,11 +167,7 @@ impl flags::BuildProd {
         };
         let rev = git_rev(sh);
         let policy = Policy::new(self.cold || crate::verify::ci(), self.no_verify.clone());
-        let extra_ca = stack_env(&images)
-            .into_iter()
-            .find(|(k, _)| k == "EXTRA_CA_CERTS")
-            .map(|(_, v)| v)
-            .unwrap_or_default();
+        let extra_ca = images::extra_ca_pem();
         let log_dir = root.join("target/xtask/logs");
         let strategy = if self.sequential {
             "sequential `docker build --target` per stage"

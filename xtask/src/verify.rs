@@ -140,7 +140,7 @@ impl flags::Verify {
         };
         let outcome = run_checks(sh, &self, &p, &mut report);
         if let Err(e) = &outcome {
-            report.fail(e, &p);
+            report.error = Some(format!("{e:#}"));
             report.diagnosis = diagnose(sh, &p.stack, report.failed_service.as_deref());
         }
         let t = Instant::now();
@@ -321,9 +321,6 @@ impl Report {
     }
     fn phase(&mut self, name: &str, d: Duration) {
         self.phases.push((name.into(), d));
-    }
-    fn fail(&mut self, e: &anyhow::Error, _p: &Plan) {
-        self.error = Some(format!("{e:#}"));
     }
     fn to_json(&self) -> Value {
         json!({
