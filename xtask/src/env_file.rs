@@ -1,6 +1,10 @@
-//! `.env` files: the subset of compose's syntax the xtask needs to read ports and overrides.
+//! `.env` files: the one rule for which file a command reads, and the subset of compose's
+//! syntax the xtask needs to read ports and overrides from it.
 
-use std::{fs, path::Path};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context, Result, bail};
 
@@ -54,20 +58,6 @@ impl EnvFile {
             .filter(|v| !v.is_empty())
     }
 
-    /// A port variable: the process environment wins over the file, as in compose.
-    pub fn port(&self, key: &str, default: u16) -> Result<u16> {
-        let from_env = std::env::var(key).ok().filter(|v| !v.is_empty());
-        let Some(v) = from_env.as_deref().or(self.get(key)) else {
-            return Ok(default);
-        };
-        match v.parse::<u16>() {
-            Ok(p) if p > 0 => Ok(p),
-            _ => {
-                bail!("{key}={v} is not a port number (1-65535): fix it in .env or the environment")
-            }
-        }
-    }
-
     fn check(&self) -> Result<()> {
         for (k, _) in &self.vars {
             if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -75,6 +65,51 @@ impl EnvFile {
             }
         }
         Ok(())
+    }
+}
+
+/// The env file a command reads, by the one rule every command follows: `.env` when it
+/// exists, else `.env.example`; the process environment wins over either, as in compose.
+/// Compose gets the same file with `--env-file`, so the xtask and compose never disagree.
+#[derive(Debug, Clone)]
+pub struct EnvSource {
+    /// Relative to the project root: `.env` or `.env.example`.
+    pub path: PathBuf,
+    pub file: EnvFile,
+}
+
+impl EnvSource {
+    pub fn resolve(root: &Path) -> Result<EnvSource> {
+        let path = PathBuf::from(if root.join(".env").exists() {
+            ".env"
+        } else {
+            ".env.example"
+        });
+        Ok(EnvSource {
+            file: EnvFile::load(&root.join(&path))?,
+            path,
+        })
+    }
+
+    /// A variable: the process environment first, then the file; empty counts as unset.
+    pub fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(|| self.file.get(key).map(String::from))
+    }
+
+    pub fn port(&self, key: &str, default: u16) -> Result<u16> {
+        let Some(v) = self.get(key) else {
+            return Ok(default);
+        };
+        match v.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(p),
+            _ => bail!(
+                "{key}={v} is not a port number (1-65535): fix it in {} or the environment",
+                self.path.display()
+            ),
+        }
     }
 }
 
@@ -104,13 +139,36 @@ mod tests {
         assert_eq!(e.get("REDIS_URL"), Some("redis://redis:6379"));
         assert_eq!(e.get("POSTGRES_IMAGE"), None);
         assert_eq!(e.get("EMPTY"), None);
-        assert_eq!(e.port("APP_PORT", 3000).unwrap(), 3001);
-        assert_eq!(e.port("XTASK_TEST_UNSET_PORT", 6379).unwrap(), 6379);
+        let src = EnvSource {
+            path: ".env".into(),
+            file: EnvFile::parse("XTASK_TEST_FILE_PORT=3001\n"),
+        };
+        assert_eq!(src.port("XTASK_TEST_FILE_PORT", 3000).unwrap(), 3001);
+        assert_eq!(src.port("XTASK_TEST_UNSET_PORT", 6379).unwrap(), 6379);
+    }
+
+    #[test]
+    fn the_rule_prefers_dotenv() {
+        let dir = std::env::temp_dir().join(format!("xtask-envrule-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(".env.example"), "APP_PORT=3000\n").unwrap();
+        assert_eq!(
+            EnvSource::resolve(&dir).unwrap().path,
+            Path::new(".env.example")
+        );
+        fs::write(dir.join(".env"), "XTASK_TEST_RULE_PORT=4000\n").unwrap();
+        let src = EnvSource::resolve(&dir).unwrap();
+        assert_eq!(src.path, Path::new(".env"));
+        assert_eq!(src.port("XTASK_TEST_RULE_PORT", 1).unwrap(), 4000);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn bad_values_are_named() {
-        let e = EnvFile::parse("XTASK_TEST_BAD_PORT=30o0\n");
+        let e = EnvSource {
+            path: ".env".into(),
+            file: EnvFile::parse("XTASK_TEST_BAD_PORT=30o0\n"),
+        };
         let err = e.port("XTASK_TEST_BAD_PORT", 1).unwrap_err().to_string();
         assert!(
             err.contains("XTASK_TEST_BAD_PORT=30o0") && err.contains("not a port"),

@@ -7,15 +7,11 @@ use anyhow::{Result, bail};
 use xshell::{Shell, cmd};
 
 use crate::{
-    diagnose::{integrity_failures, is_platform_native, known_problems},
-    proc::{Finished, tail},
+    known_errors::{integrity_failures, is_platform_native, known_problems},
+    proc::Finished,
+    stack::StackKind,
+    util::tail,
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Dev,
-    Prod,
-}
 
 /// How `bun install` runs inside the image build.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +24,10 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// A run's policy: cold when asked or when CI=true (a warm cache hides a bad lock entry).
+    pub fn for_run(cold: bool, no_verify: Option<String>) -> Policy {
+        Policy::new(cold || crate::host::in_ci(), no_verify)
+    }
     pub fn new(cold: bool, no_verify: Option<String>) -> Policy {
         let nonce = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -75,7 +75,7 @@ pub struct Built {
 /// package is a platform-specific native one (the known cross-platform case).
 pub fn build_with_policy(
     sh: &Shell,
-    kind: Kind,
+    kind: StackKind,
     policy: &Policy,
     mut build: impl FnMut(&str) -> Result<Finished>,
 ) -> Result<Built> {
@@ -101,7 +101,7 @@ pub fn build_with_policy(
         verdicts.join("\n  ")
     );
     let all_native = pkgs.iter().all(|p| is_platform_native(p));
-    if kind == Kind::Dev && all_native && policy.no_verify.is_none() {
+    if kind == StackKind::Dev && all_native && policy.no_verify.is_none() {
         let bar = "!".repeat(100);
         eprintln!(
             "\n{bar}\n!!! {report}\n!!! Every failing package is a platform-specific native build ({}), the known\n\
@@ -129,10 +129,10 @@ pub fn build_with_policy(
         });
     }
     let fix = match kind {
-        Kind::Prod => {
+        StackKind::Prod => {
             "prod builds keep integrity checks on; if you accept the risk, rerun with --no-verify \"<reason>\", which the report records"
         }
-        Kind::Dev => {
+        StackKind::Dev => {
             "some failing packages are not platform-native builds, so no automatic --no-verify retry"
         }
     };

@@ -1,49 +1,72 @@
 //! `cargo xtask`: builds, runs, verifies and tears down the AXion Hub stack.
+//!
+//! Map: `flags` (the command line) -> `cmd/*` (one module per command) -> domain modules:
+//! `stack` (a stack's facts), `env_file` (which env file), `images` + `standin` (base
+//! images), `lifecycle` (build, up, teardown), `readiness` (when is it ready), `docker/*` (every
+//! docker call and its JSON), `engine` + `install` (the engine), `integrity` + `known_errors`
+//! (build failures), `host`, `http`, `ports`, `proc`, `progress`, `signals`, `util`.
 
-mod bench;
-mod build_prod;
-mod ci;
-mod compose;
-mod dev;
-mod diagnose;
-mod doctor;
-mod down;
+mod cmd;
+mod docker;
 mod engine;
 mod env_file;
 mod flags;
+mod host;
+mod http;
 mod images;
+mod install;
 mod integrity;
+mod known_errors;
+mod lifecycle;
 mod ports;
 mod proc;
+mod progress;
+mod readiness;
 mod signals;
 mod stack;
+mod standin;
 mod util;
-mod verify;
+
+use std::process::ExitCode;
 
 use anyhow::Result;
 use xshell::Shell;
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     signals::install();
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Formatted here, not by anyhow's Debug: no backtrace for a user-facing error even
+            // with RUST_BACKTRACE set.
+            util::note(format!("error: {e}"));
+            for cause in e.chain().skip(1) {
+                util::note(format!("  caused by: {cause}"));
+            }
+            // 128 + signal, as shells report a process a signal stopped.
+            match signals::received_number() {
+                Some(sig) => ExitCode::from(128 + sig as u8),
+                None => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let command = flags::parse(std::env::args().skip(1))?;
     // The process too, not only the Shell: duct children and relative paths (compose's
     // --env-file) resolve against it, and `cargo test` starts us in xtask/.
     std::env::set_current_dir(util::project_root())?;
     let sh = Shell::new()?;
     match command {
-        flags::Command::Help => print!("{}", flags::HELP),
+        flags::Command::Help(c) => print!("{}", flags::help(c)),
         flags::Command::Dev(o) => o.run(&sh)?,
         flags::Command::BuildProd(o) => o.run(&sh)?,
         flags::Command::Verify(o) => o.run(&sh)?,
         flags::Command::Down(o) => o.run(&sh)?,
-        flags::Command::Doctor => doctor::run(&sh)?,
-        flags::Command::Provision(o) => {
-            engine::provision(&sh)?;
-            if o.standin {
-                images::ensure_standins(&sh)?;
-            }
-        }
-        flags::Command::Ci => ci::run(&sh)?,
+        flags::Command::Doctor(o) => o.run(&sh)?,
+        flags::Command::Provision(o) => o.run(&sh)?,
+        flags::Command::Ci => cmd::ci::run(&sh)?,
         flags::Command::Bench(o) => o.run(&sh)?,
     }
     Ok(())

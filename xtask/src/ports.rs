@@ -1,10 +1,13 @@
 //! Host ports: is one free, and if not, which process holds it (read from /proc, as `ss -p` does).
 
-use std::fs;
+use std::{fs, net::TcpListener};
 
 use anyhow::{Result, bail};
 
-use crate::util::port_taken;
+/// Is something listening on 127.0.0.1:port (or on all interfaces)?
+pub fn port_taken(port: u16) -> bool {
+    TcpListener::bind(("0.0.0.0", port)).is_err() || TcpListener::bind(("127.0.0.1", port)).is_err()
+}
 
 pub fn check_free(ports: &[(&str, u16)]) -> Result<()> {
     let mut problems = Vec::new();
@@ -33,13 +36,7 @@ pub fn holder(port: u16) -> String {
     let found = inodes.iter().find_map(|i| pid_of_socket(*i));
     match found {
         Some((pid, comm)) if comm == "docker-proxy" => {
-            let filter = format!("publish={port}");
-            let name = std::process::Command::new("docker")
-                .args(["ps", "--filter", &filter, "--format", "{{.Names}}"])
-                .output()
-                .ok()
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-                .filter(|s| !s.is_empty());
+            let name = crate::docker::publisher_of(port);
             match name {
                 Some(n) => format!("pid {pid} (docker-proxy) for container {n}"),
                 None => format!("pid {pid} (docker-proxy), a published container port"),

@@ -1,4 +1,5 @@
-//! Running a long child (builds, `compose up`) with a log, a deadline and signal checks.
+//! Running a long build (compose build, docker build, buildx bake) to completion: its output
+//! teed into a log file, with a deadline, and stopped by Ctrl-C or SIGTERM.
 
 use std::{
     fs,
@@ -20,14 +21,13 @@ pub struct Finished {
     pub elapsed: Duration,
 }
 
-/// Runs `expr` to completion, teeing its merged output into `log` (and the terminal when
-/// `echo`). A deadline or a signal kills it; compose children are cleaned up by the caller's
-/// guard (`compose down`), since killing the client does not stop what it started.
+/// Runs `expr` to completion, teeing its merged output into `log`. A deadline or a signal
+/// kills it; what a compose child started is cleaned up by the caller's guard (`compose
+/// down`), since killing the client does not stop it.
 pub fn run_logged(
     expr: duct::Expression,
     what: &str,
     log: &Path,
-    echo: bool,
     timeout: Duration,
 ) -> Result<Finished> {
     if let Some(dir) = log.parent() {
@@ -58,9 +58,6 @@ pub fn run_logged(
     loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(line) => {
-                if echo {
-                    eprint!("{line}");
-                }
                 let _ = file.write_all(line.as_bytes());
                 output.push_str(&line);
                 lines.push((started.elapsed(), line));
@@ -94,10 +91,4 @@ pub fn run_logged(
         lines,
         elapsed: started.elapsed(),
     })
-}
-
-/// The last `n` lines of a text, for error messages.
-pub fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -38,6 +38,10 @@ pub fn received() -> Option<&'static str> {
     }
 }
 
+pub fn received_number() -> Option<i32> {
+    Some(RECEIVED.load(Ordering::SeqCst)).filter(|s| *s != 0)
+}
+
 /// An error once a signal has arrived, so `?` unwinds to the cleanup guards.
 pub fn check() -> anyhow::Result<()> {
     match received() {

@@ -1,8 +1,8 @@
-//! Small shared helpers: polling with a deadline, version comparison, ports, a tiny HTTP GET.
+//! Small generic helpers: the project root, polling with a deadline, version comparison,
+//! and text for people (notes, durations, clock, tails).
 
 use std::{
-    io::{Read, Write},
-    net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs},
+    io::Write,
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -67,92 +67,6 @@ pub fn version_at_least(have: &str, want: &str) -> bool {
     true
 }
 
-/// Is something listening on 127.0.0.1:port (or on all interfaces)?
-pub fn port_taken(port: u16) -> bool {
-    TcpListener::bind(("0.0.0.0", port)).is_err() || TcpListener::bind(("127.0.0.1", port)).is_err()
-}
-
-pub struct HttpResponse {
-    pub status: u16,
-    pub body: String,
-}
-
-/// A minimal HTTP/1.1 GET for readiness checks on loopback (a full client crate would cost
-/// more compile time than the whole xtask). Connection: close, so the body ends at EOF.
-pub fn http_get(port: u16, path: &str, timeout: Duration) -> Result<HttpResponse> {
-    let addr: SocketAddr = ("127.0.0.1", port).to_socket_addrs()?.next().unwrap();
-    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAccept: */*\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let _ = s.shutdown(Shutdown::Both);
-    parse_http_response(&raw)
-}
-
-pub fn parse_http_response(raw: &[u8]) -> Result<HttpResponse> {
-    let text = String::from_utf8_lossy(raw);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        bail!("incomplete HTTP response ({} bytes)", raw.len())
-    };
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok());
-    let Some(status) = status else {
-        bail!(
-            "not an HTTP response: {:?}",
-            head.lines().next().unwrap_or("")
-        )
-    };
-    let chunked = head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().replace(' ', "") == "transfer-encoding:chunked");
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Ok(HttpResponse { status, body })
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-/// Runs several `docker` commands at once (each CLI start costs 20-150 ms; preflight and
-/// cleanup checks do not depend on each other) and returns their outputs in order.
-pub fn docker_all(calls: &[Vec<String>]) -> Vec<std::io::Result<std::process::Output>> {
-    use std::process::{Command, Stdio};
-    let children: Vec<_> = calls
-        .iter()
-        .map(|args| {
-            Command::new("docker")
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-        })
-        .collect();
-    children
-        .into_iter()
-        .map(|c| c.and_then(|c| c.wait_with_output()))
-        .collect()
-}
-
 /// A line on stderr that never panics: on the way out (a signal, a teardown while unwinding)
 /// stderr may be a pipe whose reader is gone, and `eprintln!` would panic there.
 pub fn note(msg: impl std::fmt::Display) {
@@ -179,6 +93,12 @@ pub fn timestamp() -> String {
     )
 }
 
+/// The last `n` lines of a text, for error messages.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,15 +110,6 @@ mod tests {
         assert!(!version_at_least("20.10.24", "25"));
         assert!(!version_at_least("0.13.1", "0.17"));
         assert!(version_at_least("v2.40.3", "2.37"));
-    }
-
-    #[test]
-    fn http_responses_parse() {
-        let r = parse_http_response(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\r\n{\"ok\":false}").unwrap();
-        assert_eq!((r.status, r.body.as_str()), (503, "{\"ok\":false}"));
-        let r = parse_http_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n").unwrap();
-        assert_eq!(r.body, "Wikipedia");
-        assert!(parse_http_response(b"garbage").is_err());
     }
 
     #[test]

@@ -56,7 +56,9 @@ fn unreachable_registry_points_to_the_standins() {
             "Error response from daemon: Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup registry-1.docker.io: no such host\n",
         )]),
     );
-    let all = text(&fake.xtask(&["verify", "--prod"]));
+    let out = fake.xtask(&["verify", "--prod"]);
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
     assert!(all.contains("no container registry reachable"), "{all}");
     assert!(
         fake.calls()
@@ -87,7 +89,12 @@ fn dev_build_retries_native_integrity_failures_without_verify_and_says_so() {
             ),
         ]),
     );
-    let all = text(&fake.xtask(&["verify"]));
+    let out = fake.xtask(&["verify"]);
+    let all = text(&out);
+    assert!(
+        !out.status.success(),
+        "the port conflict fails the run: {all}"
+    );
     let builds: Vec<String> = fake
         .calls()
         .into_iter()
@@ -140,12 +147,14 @@ fn prod_build_never_turns_integrity_off_by_itself() {
 #[test]
 fn prod_no_verify_needs_and_records_a_reason() {
     let fake = FakeDocker::new("integrity-reason", &rules(&[(" up --detach", 1, "boom\n")]));
-    let all = text(&fake.xtask(&[
+    let out = fake.xtask(&[
         "verify",
         "--prod",
         "--no-verify",
         "mirror re-packs tarballs, INC-42",
-    ]));
+    ]);
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
     let builds: Vec<String> = fake
         .calls()
         .into_iter()
@@ -171,7 +180,9 @@ fn missing_buildx_and_compose_are_named_with_the_fix() {
             ("version --format", 0, "28.2.2|26.1.5|1.45\n"),
         ],
     );
-    let all = text(&fake.xtask(&["verify"]));
+    let out = fake.xtask(&["verify"]);
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
     assert!(
         all.contains("docker buildx is missing") && all.contains("docker-buildx"),
         "{all}"
@@ -193,7 +204,9 @@ fn missing_buildx_and_compose_are_named_with_the_fix() {
             ("version --format", 0, "28.2.2|26.1.5|1.45\n"),
         ],
     );
-    let all = text(&fake.xtask(&["build-prod"]));
+    let out = fake.xtask(&["build-prod"]);
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
     assert!(
         all.contains("Compose v2 (`docker compose`) is missing"),
         "{all}"
@@ -210,17 +223,36 @@ fn engine_down_is_named_with_the_fix() {
             "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n",
         )],
     );
-    let all = text(&fake.xtask(&["doctor"]));
+    let out = fake.xtask(&["doctor"]);
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
     assert!(
         all.contains("FAIL") && all.contains("Cannot connect to the Docker daemon"),
         "{all}"
     );
+    let out = fake.xtask(&["doctor", "--json"]);
+    assert!(!out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(report["verdict"], "fail");
+    let engine = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "engine")
+        .expect("an engine check");
+    assert_eq!(engine["status"], "fail");
 }
 
 #[test]
 fn dry_run_runs_nothing() {
     let fake = FakeDocker::new("dryrun", &FakeDocker::engine_rules());
-    let out = fake.xtask(&["verify", "--dry-run", "--prod", "--upstream"]);
+    let out = fake.xtask(&[
+        "verify",
+        "--dry-run",
+        "--prod",
+        "--upstream",
+        "--timeout-http=5",
+    ]);
     let all = text(&out);
     assert!(out.status.success(), "{all}");
     assert!(
@@ -233,6 +265,8 @@ fn dry_run_runs_nothing() {
         " build",
         " up --detach --no-build",
         " down --volumes --remove-orphans",
+        "docker events",
+        "within 5s",
     ] {
         assert!(all.contains(want), "{want} missing from the plan:\n{all}");
     }
@@ -247,6 +281,14 @@ fn bad_arguments_are_refused_before_anything_runs() {
     let out = fake.xtask(&["build-prod", "--stage", "prod"]);
     assert!(text(&out).contains("unknown stage `prod`"));
     assert!(fake.calls().is_empty());
+    let out = fake.xtask(&["verify", "--timeout-htp", "5"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("did you mean `--timeout-http`?"),
+        "{}",
+        text(&out)
+    );
+    assert!(fake.calls().is_empty());
     let help = fake.xtask(&[]);
     for cmd in ["dev", "build-prod", "verify", "down", "doctor"] {
         assert!(
@@ -254,4 +296,46 @@ fn bad_arguments_are_refused_before_anything_runs() {
             "help lists {cmd}"
         );
     }
+}
+
+#[test]
+fn command_help_prints_that_commands_options_and_exits_0() {
+    let fake = FakeDocker::new("help", &FakeDocker::engine_rules());
+    let out = fake.xtask(&["verify", "--help"]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(!all.contains("Error") && !all.contains("error:"), "{all}");
+    for want in [
+        "cargo xtask verify [options]",
+        "--timeout-http <SECS>",
+        "--json",
+        "--standin",
+    ] {
+        assert!(all.contains(want), "{want}:\n{all}");
+    }
+    assert!(!all.contains("--volumes"), "only verify's options: {all}");
+    assert!(fake.calls().is_empty());
+}
+
+#[test]
+fn errors_read_cleanly_even_with_rust_backtrace_set() {
+    let fake = FakeDocker::new(
+        "cleanerr",
+        &[(
+            "version --format",
+            1,
+            "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.\n",
+        )],
+    );
+    let out = fake.xtask(&["verify"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("error: the Docker engine does not answer"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("Stack backtrace") && !err.contains("Caused by:") && !err.contains("Error:"),
+        "{err}"
+    );
 }

@@ -10,12 +10,13 @@ use anyhow::{Context, Result, bail};
 use xshell::Shell;
 
 use crate::{
-    compose::Stack,
-    dev::stack_env,
+    docker::compose::words,
     engine,
-    env_file::EnvFile,
-    flags, images,
-    util::{http_get, secs},
+    env_file::EnvSource,
+    flags, http,
+    images::{self, ImageSet},
+    stack::{Ports, Stack, StackKind},
+    util::secs,
 };
 
 /// The plain run may wait this long for the stack and for each URL, like verify's defaults.
@@ -24,19 +25,15 @@ const PLAIN_TIMEOUT: Duration = Duration::from_secs(150);
 impl flags::Bench {
     pub fn run(self, sh: &Shell) -> Result<()> {
         engine::preflight()?;
-        let root = sh.current_dir();
-        let env = EnvFile::load(&root.join(".env.example"))?;
-        let chosen = images::choose(sh, self.images, &env)?;
+        // The env-file rule is the same for the verify child and the plain run below.
+        let env = EnvSource::resolve(&sh.current_dir())?;
+        let chosen = images::choose(sh, self.images, &env)?.set;
         let image_flag = if chosen.standin {
             "--standin"
         } else {
             "--upstream"
         };
-        let file = if self.prod {
-            "docker-compose.prod.yml"
-        } else {
-            "docker-compose.yml"
-        };
+        let kind = StackKind::from_prod(self.prod);
         let exe = std::env::current_exe()?;
         let verify = |i: usize| -> Result<Duration> {
             let mut c = Command::new(&exe);
@@ -61,7 +58,7 @@ impl flags::Bench {
         let (mut ours, mut plain) = (Vec::new(), Vec::new());
         for i in 1..=self.runs {
             let v = verify(i)?;
-            let p = plain_run(sh, file, &chosen, i)?;
+            let p = plain_run(sh, kind, &env, &chosen, i)?;
             eprintln!("run {i}: verify {}  plain compose {}", secs(v), secs(p));
             ours.push(v);
             plain.push(p);
@@ -69,8 +66,9 @@ impl flags::Bench {
         let (mv, mp) = (median(&mut ours), median(&mut plain));
         let (av, ap) = (mean(&ours), mean(&plain));
         println!(
-            "{file}, {} runs interleaved: cargo xtask verify median {} mean {}  vs  compose up --build --wait \
+            "{}, {} runs interleaved: cargo xtask verify median {} mean {}  vs  compose up --build --wait \
              + curl + down -v median {} mean {}  (median {:+.1} %, mean {:+.1} %)",
+            kind.compose_file(),
             self.runs,
             secs(mv),
             secs(av),
@@ -84,41 +82,29 @@ impl flags::Bench {
 }
 
 /// The hand-written equivalent: what a careful shell script does, without diagnosis.
-fn plain_run(sh: &Shell, file: &str, chosen: &images::ImageSet, i: usize) -> Result<Duration> {
-    let ports: Vec<u16> = (0..3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()?
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<std::io::Result<_>>()?;
-    let mut env = stack_env(chosen);
-    env.extend(
-        [
-            ("APP_PORT", ports[0]),
-            ("DB_PORT", ports[1]),
-            ("REDIS_PORT", ports[2]),
-        ]
-        .map(|(k, p)| (k.to_string(), p.to_string())),
-    );
-    let stack = Stack {
-        file: file.into(),
-        project: format!("axion-bench-plain-{}-{i}", std::process::id()),
-        env_file: Some(".env.example".into()),
-        env,
-    };
+fn plain_run(
+    sh: &Shell,
+    kind: StackKind,
+    env: &EnvSource,
+    images: &ImageSet,
+    i: usize,
+) -> Result<Duration> {
+    let project = kind.throwaway_project(&format!("bench-plain{i}"));
+    let stack = Stack::new(kind, project, env, images, Ports::free()?);
+    let compose = &stack.compose;
     let t = Instant::now();
     let wait = PLAIN_TIMEOUT.as_secs().to_string();
-    let up = stack
+    let up = compose
         .cmd(
             sh,
-            &[
+            &words(&[
                 "up",
                 "--detach",
                 "--build",
                 "--wait",
                 "--wait-timeout",
                 &wait,
-            ],
+            ]),
         )
         .quiet()
         .ignore_stdout()
@@ -128,7 +114,7 @@ fn plain_run(sh: &Shell, file: &str, chosen: &images::ImageSet, i: usize) -> Res
     for path in ["/", "/api/health"] {
         let deadline = Instant::now() + PLAIN_TIMEOUT;
         while ok {
-            if curl_200(ports[0], path) {
+            if curl_200(stack.ports.app, path) {
                 break;
             }
             if Instant::now() > deadline {
@@ -137,8 +123,8 @@ fn plain_run(sh: &Shell, file: &str, chosen: &images::ImageSet, i: usize) -> Res
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    stack
-        .cmd(sh, &["down", "--volumes", "--remove-orphans"])
+    compose
+        .cmd(sh, &words(&["down", "--volumes", "--remove-orphans"]))
         .quiet()
         .ignore_stdout()
         .ignore_stderr()
@@ -167,7 +153,7 @@ fn curl_200(port: u16, path: &str) -> bool {
         .output()
     {
         Ok(o) => o.stdout == b"200",
-        Err(_) => http_get(port, path, Duration::from_secs(30)).is_ok_and(|r| r.status == 200),
+        Err(_) => http::get(port, path, Duration::from_secs(30)).is_ok_and(|r| r.status == 200),
     }
 }
 

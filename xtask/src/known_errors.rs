@@ -1,4 +1,4 @@
-//! Reading build and compose output for the failures people hit, and naming them with the fix.
+//! Known failures in build and compose output, recognised by their text and named with the fix.
 
 /// Packages bun names in `IntegrityCheckFailed` errors, in order, without repeats.
 /// bun prints `error: Integrity check failed for tarball: <pkg>` and then

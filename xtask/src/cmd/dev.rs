@@ -1,0 +1,255 @@
+//! `cargo xtask dev`: preflight, build, start, prove ready, then follow the logs with
+//! dependency changes picked up; Ctrl-C stops the stack and keeps its volumes.
+
+use std::{
+    fs,
+    path::Path,
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{Context, Result, bail};
+use xshell::Shell;
+
+use crate::{
+    docker::{
+        self,
+        compose::{UpOpts, up_args, words},
+    },
+    env_file::{EnvSource, ensure_dotenv},
+    flags, http, images,
+    install::ensure as ensure_engine,
+    integrity::Policy,
+    lifecycle, ports,
+    progress::Progress,
+    readiness::{Ready, ReadySpec},
+    stack::{
+        Ports, SERVICES, Stack, StackKind, TIMEOUT_BUILD, TIMEOUT_HEALTHY, TIMEOUT_HTTP, log_path,
+        prepare_source_tree,
+    },
+    util::{note, poll, secs},
+};
+
+/// How often package.json and bun.lock are checked for changes while following logs.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+
+impl flags::Dev {
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        let t0 = Instant::now();
+        let stack = self.prepare(sh)?;
+        let preflight = t0.elapsed();
+        let build = if self.no_build {
+            Duration::ZERO
+        } else {
+            build_app(sh, &stack)?
+        };
+        let spec = ReadySpec {
+            services: SERVICES.map(String::from).to_vec(),
+            app_port: stack.ports.app,
+            timeout_healthy: TIMEOUT_HEALTHY,
+            timeout_http: TIMEOUT_HTTP,
+        };
+        let opts = UpOpts {
+            renew_anon_volumes: true,
+            no_deps: false,
+        };
+        let (ready, up_after) =
+            lifecycle::up_and_wait(sh, &stack.compose, opts, &spec, &mut Progress::new(false))?;
+        let ready = ready.or_else(|e| {
+            eprintln!("{}", lifecycle::failure_dump(sh, stack.project(), e.service.as_deref()));
+            bail!(
+                "the dev stack did not become ready: {}\n  it is left running for inspection: `docker compose logs`; \
+                 stop it with `cargo xtask down`",
+                e.message
+            )
+        })?;
+        let phases = [
+            ("preflight", preflight),
+            ("build", build),
+            ("start", up_after),
+            ("healthy", ready.healthy_after),
+            ("first 200", ready.first_200_after),
+        ];
+        print_summary(&stack, &ready, t0.elapsed(), &phases);
+        if self.detach {
+            eprintln!("running detached; stop it with `cargo xtask down` (volumes are kept)");
+            return Ok(());
+        }
+        eprintln!("following logs; Ctrl-C stops the stack (volumes are kept)\n");
+        follow(sh, &stack)
+    }
+
+    /// Engine, .env, free ports (unless our own stack holds them), images, source tree.
+    fn prepare(&self, sh: &Shell) -> Result<Stack> {
+        let root = sh.current_dir();
+        let v = ensure_engine(sh)?;
+        eprintln!("docker: {}", crate::engine::describe(&v));
+        if ensure_dotenv(&root)? {
+            eprintln!(
+                "created .env from .env.example (edit it to change ports, passwords, images)"
+            );
+        }
+        let env = EnvSource::resolve(&root)?;
+        let ports = Ports::from_env(&env)?;
+        let project = StackKind::Dev.project();
+        // Our own running dev stack holds these ports legitimately: `up` reuses it.
+        let running = docker::containers(sh, &project)?
+            .iter()
+            .any(|c| c.status == "running");
+        if !running {
+            ports::check_free(&ports.named())?;
+        }
+        let images = images::choose(sh, self.images, &env)?;
+        prepare_source_tree(&root)?;
+        Ok(Stack::new(
+            StackKind::Dev,
+            project,
+            &env,
+            &images.set,
+            ports,
+        ))
+    }
+}
+
+fn print_summary(stack: &Stack, ready: &Ready, total: Duration, phases: &[(&str, Duration)]) {
+    eprintln!(
+        "\ndev stack ready in {} (from `cargo xtask dev`)",
+        secs(total)
+    );
+    let phases: Vec<String> = phases
+        .iter()
+        .map(|(n, d)| format!("{n} {}", secs(*d)))
+        .collect();
+    eprintln!("  phases: {}", phases.join("  "));
+    for s in &ready.services {
+        eprintln!("  {}", s.summary());
+    }
+    let p = stack.ports;
+    eprintln!(
+        "  app        http://localhost:{0}  (health: http://localhost:{0}/api/health)",
+        p.app
+    );
+    eprintln!("  postgres   127.0.0.1:{}", p.db);
+    eprintln!("  redis      127.0.0.1:{}", p.redis);
+}
+
+/// Builds the dev image under the lockfile policy; returns the build time.
+fn build_app(sh: &Shell, stack: &Stack) -> Result<Duration> {
+    let log = log_path(&sh.current_dir(), "dev-build.log");
+    let mut progress = Progress::new(false);
+    progress.show("building the app image (dev target)...");
+    let built = lifecycle::build(
+        sh,
+        &stack.compose,
+        StackKind::Dev,
+        &Policy::new(false, None),
+        &["app"],
+        &log,
+        TIMEOUT_BUILD,
+    )
+    .with_context(|| format!("build log: {}", log.display()))?;
+    progress.done();
+    eprintln!(
+        "built axion-hub:dev in {} ({})",
+        secs(built.finished.elapsed),
+        built.policy
+    );
+    Ok(built.finished.elapsed)
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// Follows the logs in the foreground. A change to package.json or bun.lock rebuilds the app
+/// image and recreates the app with fresh anonymous volumes, so node_modules is never stale.
+fn follow(sh: &Shell, stack: &Stack) -> Result<()> {
+    let root = sh.current_dir();
+    let watched = [root.join("app/package.json"), root.join("app/bun.lock")];
+    let stamp = || watched.iter().map(|p| mtime(p)).collect::<Vec<_>>();
+    let mut last = stamp();
+    let logs = |tail: &str| {
+        stack
+            .compose
+            .expr(&words(&["logs", "--follow", "--tail", tail]))
+            .unchecked()
+            .start()
+    };
+    let mut follower = logs("20")?;
+    loop {
+        std::thread::sleep(WATCH_EVERY);
+        if let Some(sig) = crate::signals::received() {
+            let _ = follower.kill();
+            return stop(sh, stack, sig);
+        }
+        if follower.try_wait()?.is_some() {
+            eprintln!("the log stream ended: the stack is no longer running");
+            return Ok(());
+        }
+        let now = stamp();
+        if now != last {
+            last = now;
+            if recreate_app(sh, stack)? {
+                let _ = follower.kill();
+                follower = logs("0")?;
+            }
+        }
+    }
+}
+
+fn stop(sh: &Shell, stack: &Stack, sig: &str) -> Result<()> {
+    note(format!(
+        "\n{sig}: stopping the dev stack (volumes kept; `cargo xtask dev` starts it again)"
+    ));
+    let t = Instant::now();
+    stack
+        .compose
+        .cmd(sh, &words(&["stop", "--timeout", "5"]))
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()?;
+    note(format!("dev stack stopped in {}", secs(t.elapsed())));
+    Ok(())
+}
+
+/// Rebuilds the app with the new dependencies and recreates its container; says whether the
+/// app came back, and how long that took. Returns whether the container was recreated.
+fn recreate_app(sh: &Shell, stack: &Stack) -> Result<bool> {
+    eprintln!(
+        "\n[xtask] app/package.json or app/bun.lock changed: rebuilding the app with fresh dependencies"
+    );
+    let t = Instant::now();
+    if let Err(e) = build_app(sh, stack) {
+        eprintln!("[xtask] rebuild failed; the running app is unchanged:\n{e:#}");
+        return Ok(false);
+    }
+    let opts = UpOpts {
+        renew_anon_volumes: true,
+        no_deps: true,
+    };
+    stack
+        .compose
+        .cmd(sh, &up_args(opts, &["app"]))
+        .quiet()
+        .run()?;
+    let answered = poll(
+        "the app to answer",
+        TIMEOUT_HTTP,
+        Duration::from_millis(200),
+        || {
+            let r = http::get(stack.ports.app, "/", Duration::from_secs(30));
+            Ok(r.ok().filter(|r| r.status == 200))
+        },
+    );
+    match answered {
+        Ok(_) => eprintln!(
+            "[xtask] app recreated with new dependencies; serving again after {}",
+            secs(t.elapsed())
+        ),
+        Err(e) => eprintln!(
+            "[xtask] app recreated with new dependencies, but it does not answer: {e:#}\n\
+             [xtask] its logs follow; `cargo xtask down` and `cargo xtask dev` start over"
+        ),
+    }
+    Ok(true)
+}

@@ -1,0 +1,11 @@
+//! The commands, one module each: `impl flags::<Command> { fn run }`. They are leaves: each
+//! uses flags and the domain modules, never another command.
+
+mod bench;
+mod build_prod;
+pub mod ci;
+mod dev;
+mod doctor;
+mod down;
+mod provision;
+mod verify;

@@ -1,0 +1,129 @@
+//! `cargo xtask verify`: build, start, prove healthy and tear down a throw-away stack under its
+//! own project name and free ports; exit 0 only if it works.
+
+mod plan;
+mod report;
+
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use serde_json::json;
+use xshell::Shell;
+
+use crate::{
+    docker, engine,
+    env_file::EnvSource,
+    flags, images,
+    lifecycle::{self, Teardown},
+    progress::Progress,
+    stack::{Ports, StackKind, prepare_source_tree},
+};
+use plan::Plan;
+use report::Report;
+
+impl flags::Verify {
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        let root = sh.current_dir();
+        let env = EnvSource::resolve(&root)?;
+        if self.dry_run {
+            // The same resolution as a run, without the docker calls a dry run may not make.
+            let choice = images::effective_choice(self.images)?;
+            let images = images::resolve(choice, &env, None, images::registry_reachable);
+            print!(
+                "{}",
+                Plan::new(&self, &env, images, Ports::free()?, &root).render()
+            );
+            return Ok(());
+        }
+
+        let started = Instant::now();
+        let versions = engine::preflight()?;
+        let images = images::choose(sh, self.images, &env)?;
+        let plan = Plan::new(&self, &env, images, Ports::free()?, &root);
+        prepare_source_tree(&root)?;
+        let mut report = Report::new(&plan, &versions);
+        report.phase("preflight", started.elapsed());
+        if !self.json {
+            eprintln!(
+                "verify: {} as project {} (app on 127.0.0.1:{})",
+                plan.stack.compose.file,
+                plan.stack.project(),
+                plan.stack.ports.app
+            );
+        }
+
+        let guard = Teardown {
+            sh,
+            compose: &plan.stack.compose,
+            keep: plan.keep,
+            quiet: self.json,
+        };
+        let outcome = run_checks(sh, &plan, &mut report, self.json);
+        if let Err(e) = &outcome {
+            report.error = Some(format!("{e:#}"));
+            report.diagnosis =
+                lifecycle::failure_dump(sh, plan.stack.project(), report.failed_service.as_deref());
+        }
+        let t = Instant::now();
+        drop(guard);
+        if !plan.keep {
+            report.phase("teardown", t.elapsed());
+        }
+        report.total = started.elapsed();
+
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+        } else {
+            eprint!("{}", report.human());
+        }
+        outcome.map_err(|e| e.context(format!("verify of {} failed", plan.stack.compose.file)))
+    }
+}
+
+fn run_checks(sh: &Shell, p: &Plan, report: &mut Report, quiet: bool) -> Result<()> {
+    let c = &p.stack.compose;
+    let built = lifecycle::build(sh, c, p.stack.kind, &p.policy, &[], &p.log, p.timeout_build)
+        .map_err(|e| e.context(format!("build log: {}", p.log.display())))?;
+    report.phase("build", built.finished.elapsed);
+    report.lockfile_policy = built.policy;
+
+    let opts = Default::default();
+    let (ready, up_after) =
+        lifecycle::up_and_wait(sh, c, opts, &p.spec, &mut Progress::new(quiet))?;
+    let ready = ready.map_err(|e| {
+        report.failed_service = e.service.clone();
+        anyhow::anyhow!(e.message)
+    })?;
+    report.phase("start", up_after);
+    report.phase("healthy", ready.healthy_after);
+    report.phase("first 200", ready.first_200_after);
+    report.health = ready.health_body.clone();
+    report.services = ready.services.clone();
+
+    // What the containers really got: images, limits, restart policies.
+    let cs = docker::containers(sh, &c.project)?;
+    for c in &cs {
+        report.containers.push(json!({
+            "service": c.service, "image": c.image, "state": c.state_word(),
+            "memory_limit_bytes": c.memory_limit, "restart_policy": c.restart_policy,
+        }));
+    }
+    if p.stack.kind == StackKind::Prod {
+        for c in &cs {
+            if c.memory_limit <= 0 {
+                report.failed_service = Some(c.service.clone());
+                bail!("prod service `{}` runs without a memory limit", c.service);
+            }
+            if c.restart_policy.is_empty() || c.restart_policy == "no" {
+                report.failed_service = Some(c.service.clone());
+                bail!("prod service `{}` has no restart policy", c.service);
+            }
+        }
+    }
+    let mut used: Vec<String> = cs.iter().map(|c| c.image.clone()).collect();
+    used.sort();
+    used.dedup();
+    let sizes = docker::image_sizes(sh, &used);
+    report.images = used.into_iter().zip(sizes).collect();
+    Ok(())
+}

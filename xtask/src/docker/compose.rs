@@ -1,0 +1,175 @@
+//! Compose command lines: planned as argv (tests assert on them, `--dry-run` prints them) and
+//! turned into one-shot (`xshell`) or long-running (`duct`) children.
+
+use std::path::PathBuf;
+
+/// One compose invocation target: which file, which project, and the environment compose
+/// interpolates with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compose {
+    pub file: String,
+    pub project: String,
+    pub env_file: PathBuf,
+    /// Variables for compose's interpolation (they win over the env file).
+    pub env: Vec<(String, String)>,
+}
+
+/// Build-time variables that are not shown (a PEM bundle is long and says nothing).
+const HIDDEN: [&str; 1] = ["EXTRA_CA_CERTS"];
+
+impl Compose {
+    /// `compose -f <file> -p <project> --env-file <f> <sub...>` (without the leading `docker`).
+    pub fn args(&self, sub: &[String]) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "compose".into(),
+            "-f".into(),
+            self.file.clone(),
+            "-p".into(),
+            self.project.clone(),
+            "--env-file".into(),
+            self.env_file.display().to_string(),
+        ];
+        a.extend(sub.iter().cloned());
+        a
+    }
+
+    /// A one-shot compose command with the stack's environment.
+    pub fn cmd<'a>(&self, sh: &'a xshell::Shell, sub: &[String]) -> xshell::Cmd<'a> {
+        let mut c = super::cmd(sh, &self.args(sub));
+        for (k, v) in &self.env {
+            c = c.env(k, v);
+        }
+        c
+    }
+
+    /// A long-running compose child (up, build, logs -f).
+    pub fn expr(&self, sub: &[String]) -> duct::Expression {
+        let mut e = super::expr(&self.args(sub));
+        for (k, v) in &self.env {
+            e = e.env(k, v);
+        }
+        e
+    }
+
+    /// Shown with --dry-run and in messages: the environment, then argv, as a shell would take it.
+    pub fn display(&self, sub: &[String]) -> String {
+        let mut words: Vec<String> = self
+            .env
+            .iter()
+            .map(|(k, v)| match HIDDEN.contains(&k.as_str()) {
+                true => format!("{k}=<pem>"),
+                false => format!("{k}={}", shell_quote(v)),
+            })
+            .collect();
+        words.push("docker".into());
+        words.extend(self.args(sub).iter().map(|a| shell_quote(a)));
+        words.join(" ")
+    }
+}
+
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+%".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// What `up` does; planned here so tests can assert on the argv.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct UpOpts {
+    /// Fresh anonymous volumes (node_modules, .next) so a dependency change is never shadowed
+    /// by a stale copy (compose keeps anonymous volumes across recreation otherwise).
+    pub renew_anon_volumes: bool,
+    pub no_deps: bool,
+}
+
+pub fn up_args(o: UpOpts, services: &[&str]) -> Vec<String> {
+    let mut a = words(&["up", "--detach", "--no-build", "--quiet-pull"]);
+    if o.renew_anon_volumes {
+        a.push("--renew-anon-volumes".into());
+    }
+    if o.no_deps {
+        a.push("--no-deps".into());
+    }
+    a.extend(services.iter().map(|s| s.to_string()));
+    a
+}
+
+pub fn build_args(services: &[&str]) -> Vec<String> {
+    let mut a = words(&["build"]);
+    a.extend(services.iter().map(|s| s.to_string()));
+    a
+}
+
+/// `down` for a stack the xtask owns outright (verify): containers, networks, named and
+/// anonymous volumes. Never used on the dev stack unless `--volumes` was asked for.
+pub fn teardown_args() -> Vec<String> {
+    words(&["down", "--volumes", "--remove-orphans", "--timeout", "5"])
+}
+
+pub fn words(w: &[&str]) -> Vec<String> {
+    w.iter().map(|s| s.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compose() -> Compose {
+        Compose {
+            file: "docker-compose.yml".into(),
+            project: "axion-verify-1".into(),
+            env_file: ".env.example".into(),
+            env: vec![
+                ("APP_PORT".into(), "40001".into()),
+                (
+                    "EXTRA_CA_CERTS".into(),
+                    "-----BEGIN CERTIFICATE-----".into(),
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn argv_names_file_project_and_env_file() {
+        assert_eq!(
+            compose().args(&words(&["ps"])),
+            words(&[
+                "compose",
+                "-f",
+                "docker-compose.yml",
+                "-p",
+                "axion-verify-1",
+                "--env-file",
+                ".env.example",
+                "ps"
+            ])
+        );
+        assert_eq!(
+            compose().display(&words(&["up"])),
+            "APP_PORT=40001 EXTRA_CA_CERTS=<pem> docker compose -f docker-compose.yml -p axion-verify-1 --env-file .env.example up"
+        );
+    }
+
+    #[test]
+    fn up_plans() {
+        assert_eq!(
+            up_args(UpOpts::default(), &[]),
+            words(&["up", "--detach", "--no-build", "--quiet-pull"])
+        );
+        let o = UpOpts {
+            renew_anon_volumes: true,
+            no_deps: true,
+        };
+        assert_eq!(
+            up_args(o, &["app"]).join(" "),
+            "up --detach --no-build --quiet-pull --renew-anon-volumes --no-deps app"
+        );
+        assert!(teardown_args().contains(&"--volumes".to_string()));
+        assert_eq!(shell_quote("a b"), "'a b'");
+    }
+}

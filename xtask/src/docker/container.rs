@@ -1,0 +1,197 @@
+//! A container as `docker inspect` describes it, and Docker's timestamps: the one model of
+//! "what state is this service in" that readiness, diagnosis and reports share.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+fn str_field(v: &Value, k: &str) -> String {
+    v.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A container as `docker inspect` describes it: the fields readiness and diagnosis need.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub service: String,
+    pub status: String,
+    /// "" when the service has no health check.
+    pub health: String,
+    pub exit_code: i64,
+    pub oom_killed: bool,
+    pub health_log: Vec<HealthProbe>,
+    pub memory_limit: i64,
+    pub restart_policy: String,
+    pub image: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthProbe {
+    pub exit_code: i64,
+    pub output: String,
+    pub end: Option<SystemTime>,
+}
+
+impl Container {
+    /// Ready: healthy when it has a health check, running otherwise.
+    pub fn ready(&self) -> bool {
+        self.status == "running" && (self.health.is_empty() || self.health == "healthy")
+    }
+    /// A state it will not leave by waiting.
+    pub fn failed(&self) -> bool {
+        matches!(self.status.as_str(), "exited" | "dead") || self.health == "unhealthy"
+    }
+    /// When the health check first passed in the current run of passing probes: the moment
+    /// the service became ready as Docker saw it.
+    pub fn healthy_since(&self) -> Option<SystemTime> {
+        let passing = self
+            .health_log
+            .iter()
+            .rev()
+            .take_while(|p| p.exit_code == 0)
+            .last()?;
+        passing.end
+    }
+    pub fn state_word(&self) -> String {
+        match (self.status.as_str(), self.health.as_str()) {
+            ("running", "") => "running".into(),
+            ("running", h) => h.into(),
+            ("exited", _) => format!("exited({})", self.exit_code),
+            (s, _) => s.into(),
+        }
+    }
+}
+
+/// `docker inspect <ids...>` output: a JSON array of containers.
+pub fn parse_inspect(text: &str) -> Result<Vec<Container>> {
+    let values: Vec<Value> =
+        serde_json::from_str(text.trim()).context("parsing `docker inspect` JSON")?;
+    Ok(values
+        .iter()
+        .map(|v| {
+            let state = &v["State"];
+            let health = &state["Health"];
+            Container {
+                id: str_field(v, "Id"),
+                name: str_field(v, "Name").trim_start_matches('/').to_string(),
+                service: v["Config"]["Labels"]["com.docker.compose.service"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                status: str_field(state, "Status"),
+                health: health["Status"].as_str().unwrap_or_default().to_string(),
+                exit_code: state["ExitCode"].as_i64().unwrap_or(0),
+                oom_killed: state["OOMKilled"].as_bool().unwrap_or(false),
+                health_log: health["Log"]
+                    .as_array()
+                    .map(|log| {
+                        log.iter()
+                            .map(|p| HealthProbe {
+                                exit_code: p["ExitCode"].as_i64().unwrap_or(-1),
+                                output: p["Output"].as_str().unwrap_or_default().trim().to_string(),
+                                end: p["End"].as_str().and_then(parse_rfc3339),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                memory_limit: v["HostConfig"]["Memory"].as_i64().unwrap_or(0),
+                restart_policy: v["HostConfig"]["RestartPolicy"]["Name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                image: v["Config"]["Image"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            }
+        })
+        .collect())
+}
+
+/// Docker's timestamps (`2026-11-27T22:37:37.526205326Z`, or with a `+hh:mm` offset), by hand
+/// rather than with a date crate: only this one format is ever read.
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let (clock, offset) = if let Some(c) = time.strip_suffix('Z') {
+        (c, 0)
+    } else {
+        let i = time.rfind(['+', '-'])?;
+        let (h, mi) = time[i + 1..].split_once(':')?;
+        let sign = if &time[i..i + 1] == "-" { -1 } else { 1 };
+        (
+            &time[..i],
+            sign * (h.parse::<i64>().ok()? * 3600 + mi.parse::<i64>().ok()? * 60),
+        )
+    };
+    let (hms, frac) = clock.split_once('.').unwrap_or((clock, "0"));
+    let mut t = hms.split(':').map(|x| x.parse::<i64>());
+    let (h, mi, sec) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset;
+    let nanos: u32 = format!("{:0<9}", &frac[..frac.len().min(9)]).parse().ok()?;
+    Some(UNIX_EPOCH + Duration::new(u64::try_from(secs).ok()?, nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_timestamps() {
+        let t = parse_rfc3339("2026-11-27T22:37:37.526205326Z").unwrap();
+        assert_eq!(
+            t.duration_since(UNIX_EPOCH).unwrap(),
+            Duration::new(1_795_819_057, 526_205_326)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-27T23:37:37.526205326+01:00"),
+            Some(t)
+        );
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(UNIX_EPOCH));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn inspect_gives_health_log_and_limits() {
+        let text = r#"[{"Id":"abc","Name":"/p-db-1","State":{"Status":"running","ExitCode":0,"OOMKilled":false,
+            "Health":{"Status":"unhealthy","FailingStreak":5,"Log":[{"ExitCode":2,"Output":"127.0.0.1:5432 - no response\n"}]}},
+            "Config":{"Image":"postgres:17-alpine","Labels":{"com.docker.compose.service":"db"}},
+            "HostConfig":{"Memory":536870912,"RestartPolicy":{"Name":"unless-stopped"}}}]"#;
+        let c = &parse_inspect(text).unwrap()[0];
+        assert_eq!((c.name.as_str(), c.service.as_str()), ("p-db-1", "db"));
+        assert!(c.failed() && !c.ready());
+        assert_eq!(c.health_log[0].output, "127.0.0.1:5432 - no response");
+        assert_eq!(c.healthy_since(), None, "the last probe failed");
+        assert_eq!(
+            (c.memory_limit, c.restart_policy.as_str()),
+            (536870912, "unless-stopped")
+        );
+        let no_check = Container {
+            status: "running".into(),
+            ..Default::default()
+        };
+        assert!(no_check.ready());
+        assert_eq!(
+            Container {
+                status: "exited".into(),
+                exit_code: 137,
+                ..Default::default()
+            }
+            .state_word(),
+            "exited(137)"
+        );
+    }
+}

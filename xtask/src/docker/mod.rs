@@ -1,0 +1,189 @@
+//! The one docker layer: every `docker` and `docker compose` child is spawned here, and every
+//! piece of JSON docker prints is parsed here.
+
+pub mod compose;
+pub mod container;
+pub mod events;
+
+use std::process::{Command, Output, Stdio};
+
+use anyhow::{Result, bail};
+use xshell::Shell;
+
+pub use container::Container;
+
+/// A one-shot `docker <args>` (xshell: checked exit status, quiet by default at call sites).
+pub fn cmd<'a>(sh: &'a Shell, args: &[String]) -> xshell::Cmd<'a> {
+    sh.cmd("docker").args(args)
+}
+
+/// A long-running `docker <args>` child (duct).
+pub fn expr(args: &[String]) -> duct::Expression {
+    duct::cmd("docker", args)
+}
+
+/// Runs several `docker` commands at once (each CLI start costs 20-150 ms; preflight and
+/// cleanup checks do not depend on each other) and returns their outputs in order.
+pub fn run_all(calls: &[Vec<String>]) -> Vec<std::io::Result<Output>> {
+    let children: Vec<_> = calls
+        .iter()
+        .map(|args| {
+            Command::new("docker")
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| c.and_then(|c| c.wait_with_output()))
+        .collect()
+}
+
+/// The filter that selects everything compose made for a project.
+pub fn label_filter(project: &str) -> String {
+    format!("label=com.docker.compose.project={project}")
+}
+
+fn words(w: &[&str]) -> Vec<String> {
+    compose::words(w)
+}
+
+/// The containers of a project, running or not, sorted by service.
+pub fn containers(sh: &Shell, project: &str) -> Result<Vec<Container>> {
+    let ids = cmd(
+        sh,
+        &words(&["ps", "-aq", "--filter", &label_filter(project)]),
+    )
+    .quiet()
+    .read()?;
+    let ids: Vec<String> = ids.split_whitespace().map(String::from).collect();
+    inspect(sh, &ids)
+}
+
+pub fn inspect(sh: &Shell, ids: &[String]) -> Result<Vec<Container>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut args = words(&["inspect"]);
+    args.extend(ids.iter().cloned());
+    let json = cmd(sh, &args).quiet().read()?;
+    let mut cs = container::parse_inspect(&json)?;
+    cs.sort_by(|a, b| a.service.cmp(&b.service));
+    Ok(cs)
+}
+
+/// The last `n` lines a container printed (stdout and stderr).
+pub fn logs_tail(sh: &Shell, id: &str, n: usize) -> String {
+    let args = words(&["logs", "--tail", &n.to_string(), id]);
+    match cmd(sh, &args).quiet().ignore_status().output() {
+        Ok(o) => format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => format!("(docker logs failed: {e})"),
+    }
+}
+
+/// Names of the project's volumes.
+pub fn volumes(sh: &Shell, project: &str) -> Result<Vec<String>> {
+    let args = words(&["volume", "ls", "-q", "--filter", &label_filter(project)]);
+    let out = cmd(sh, &args).quiet().read()?;
+    Ok(out.split_whitespace().map(String::from).collect())
+}
+
+/// Containers, volumes and networks still labelled with the project.
+pub fn leftovers(project: &str) -> Result<Vec<String>> {
+    let filter = label_filter(project);
+    let kinds = ["container", "volume", "network"];
+    let calls: Vec<Vec<String>> = [
+        &["ps", "-aq"][..],
+        &["volume", "ls", "-q"],
+        &["network", "ls", "-q"],
+    ]
+    .iter()
+    .map(|c| {
+        let mut a = words(c);
+        a.extend(["--filter".into(), filter.clone()]);
+        a
+    })
+    .collect();
+    let mut left = Vec::new();
+    for (kind, out) in kinds.iter().zip(run_all(&calls)) {
+        let out = out?;
+        if !out.status.success() {
+            bail!(
+                "listing {kind}s: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        left.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(|id| format!("{kind} {id}")),
+        );
+    }
+    Ok(left)
+}
+
+pub fn image_exists(sh: &Shell, image: &str) -> bool {
+    cmd(sh, &words(&["image", "inspect", "--format", "x", image]))
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
+}
+
+/// One `docker image inspect --format <f>` line per image, or None when some image is missing.
+fn image_field(sh: &Shell, format: &str, images: &[String]) -> Option<Vec<String>> {
+    if images.is_empty() {
+        return Some(vec![]);
+    }
+    let mut args = words(&["image", "inspect", "--format", format]);
+    args.extend(images.iter().cloned());
+    let all = cmd(sh, &args).quiet().ignore_stderr().read().ok()?;
+    let lines: Vec<String> = all.lines().map(String::from).collect();
+    (lines.len() == images.len()).then_some(lines)
+}
+
+/// Sizes in bytes as the engine reports them, in one call (0 where an image is missing).
+pub fn image_sizes(sh: &Shell, images: &[String]) -> Vec<u64> {
+    match image_field(sh, "{{.Size}}", images) {
+        Some(lines) => lines
+            .iter()
+            .map(|l| l.trim().parse().unwrap_or(0))
+            .collect(),
+        None => vec![0; images.len()],
+    }
+}
+
+/// One label of several images in one call when all exist (the warm case); otherwise one
+/// call per image to know which is missing (None).
+pub fn image_labels(sh: &Shell, label: &str, images: &[String]) -> Vec<Option<String>> {
+    let format = format!("{{{{index .Config.Labels \"{label}\"}}}}");
+    if let Some(lines) = image_field(sh, &format, images) {
+        return lines.into_iter().map(Some).collect();
+    }
+    images
+        .iter()
+        .map(|i| image_field(sh, &format, std::slice::from_ref(i)).and_then(|mut l| l.pop()))
+        .collect()
+}
+
+/// The container publishing a host port, if docker knows one.
+pub fn publisher_of(port: u16) -> Option<String> {
+    let args = words(&[
+        "ps",
+        "--filter",
+        &format!("publish={port}"),
+        "--format",
+        "{{.Names}}",
+    ]);
+    let out = run_all(&[args]).pop()?.ok()?;
+    let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (!name.is_empty()).then_some(name)
+}

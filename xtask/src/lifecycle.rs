@@ -1,0 +1,248 @@
+//! A stack's life through the engine: build its images under the lockfile policy, start it
+//! while readiness watches (the real probe), dump what a failed service left, and the guard
+//! that tears a throw-away stack down whatever happens.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{Result, bail};
+use xshell::Shell;
+
+use crate::{
+    docker::{
+        self, Container,
+        compose::{Compose, UpOpts, build_args, teardown_args, up_args},
+        events::{Events, Wake},
+    },
+    http,
+    integrity::{self, Built, Policy},
+    known_errors::known_problems,
+    proc::run_logged,
+    progress::Progress,
+    readiness::{self, NotReady, Probe, Ready, ReadySpec},
+    stack::StackKind,
+    util::{note, secs, tail},
+};
+
+/// One HTTP probe: the dev server compiles a route on its first request (about 5 s on 2 cores).
+const HTTP_PROBE: Duration = Duration::from_secs(30);
+
+/// `compose build <services>` under the lockfile policy: the install flags reach the
+/// Dockerfile as BUN_INSTALL_FLAGS, and an integrity failure is diagnosed (and, for dev,
+/// perhaps retried) by `integrity`.
+pub fn build(
+    sh: &Shell,
+    compose: &Compose,
+    kind: StackKind,
+    policy: &Policy,
+    services: &[&str],
+    log: &Path,
+    timeout: Duration,
+) -> Result<Built> {
+    integrity::build_with_policy(sh, kind, policy, |flags| {
+        let expr = compose
+            .expr(&build_args(services))
+            .env("BUN_INSTALL_FLAGS", flags);
+        run_logged(expr, "compose build", log, timeout)
+    })
+}
+
+/// Runs `compose up --detach` in the background (it blocks until the dependencies are healthy)
+/// while readiness watches, so progress shows from the first container on. Returns the
+/// readiness and when `up` itself returned.
+pub fn up_and_wait(
+    sh: &Shell,
+    compose: &Compose,
+    opts: UpOpts,
+    spec: &ReadySpec,
+    progress: &mut Progress,
+) -> Result<(Result<Ready, NotReady>, Duration)> {
+    let up = compose
+        .expr(&up_args(opts, &[]))
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .start()?;
+    let mut probe = EngineProbe {
+        sh,
+        project: &compose.project,
+        expected: spec.services.len(),
+        ids: vec![],
+        up: &up,
+        up_after: None,
+        events: Events::start(&compose.project),
+        app_port: spec.app_port,
+        started: Instant::now(),
+    };
+    let ready = readiness::wait(&mut probe, spec, progress);
+    let up_after = probe.up_after.unwrap_or_default();
+    drop(probe);
+    let _ = up.kill();
+    Ok((ready, up_after))
+}
+
+/// The real world behind readiness: `compose up`'s exit, `docker events`, `docker inspect`,
+/// and HTTP on the app's port.
+struct EngineProbe<'a> {
+    sh: &'a Shell,
+    project: &'a str,
+    expected: usize,
+    /// Once every service has a container, only `docker inspect` runs (one CLI call a sample
+    /// instead of two: the app compiling next to it shares 2 cores).
+    ids: Vec<String>,
+    up: &'a duct::Handle,
+    up_after: Option<Duration>,
+    events: Option<Events>,
+    app_port: u16,
+    started: Instant,
+}
+
+impl Probe for EngineProbe<'_> {
+    fn up_done(&mut self) -> Result<bool, String> {
+        match self.up.try_wait().map_err(|e| e.to_string())? {
+            None => Ok(false),
+            Some(out) if out.status.success() => {
+                self.up_after.get_or_insert(self.started.elapsed());
+                Ok(true)
+            }
+            Some(out) => {
+                let text = String::from_utf8_lossy(&out.stdout);
+                let hints: String = known_problems(&text)
+                    .into_iter()
+                    .map(|h| format!("\n  cause: {h}"))
+                    .collect();
+                Err(format!("`compose up` failed:{hints}\n{}", tail(&text, 20)))
+            }
+        }
+    }
+    fn containers(&mut self) -> Result<Vec<Container>, String> {
+        if self.ids.len() >= self.expected
+            && let Ok(cs) = docker::inspect(self.sh, &self.ids)
+        {
+            return Ok(cs);
+        }
+        let cs = docker::containers(self.sh, self.project).map_err(|e| format!("{e:#}"))?;
+        self.ids = cs.iter().map(|c| c.id.clone()).collect();
+        Ok(cs)
+    }
+    fn wait(&mut self, max: Duration) -> Wake {
+        let wake = self.events.as_ref().map_or(Wake::Ended, |e| e.wait(max));
+        if wake == Wake::Ended {
+            std::thread::sleep(max);
+        }
+        wake
+    }
+    fn sleep(&mut self, d: Duration) {
+        std::thread::sleep(d);
+    }
+    fn get(&mut self, path: &str) -> Result<http::Response, http::Error> {
+        http::get(self.app_port, path, HTTP_PROBE)
+    }
+    fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+    fn interrupted(&self) -> Option<String> {
+        crate::signals::received().map(String::from)
+    }
+}
+
+/// Everything a person needs to see about a service that failed: state, exit code, OOM, the
+/// health check's own log, and the last 50 lines of its output. Without a service named,
+/// every container that is not ready.
+pub fn failure_dump(sh: &Shell, project: &str, service: Option<&str>) -> String {
+    let Ok(cs) = docker::containers(sh, project) else {
+        return "could not inspect the containers".into();
+    };
+    let chosen: Vec<&Container> = match service {
+        Some(s) if cs.iter().any(|c| c.service == s) => {
+            cs.iter().filter(|c| c.service == s).collect()
+        }
+        _ => cs.iter().filter(|c| !c.ready()).collect(),
+    };
+    let mut out = String::new();
+    for c in chosen {
+        out.push_str(&format!(
+            "\n--- service `{}` ({}): {}, exit code {}{}\n",
+            c.service,
+            c.name,
+            c.state_word(),
+            c.exit_code,
+            if c.oom_killed {
+                ", killed for running out of memory"
+            } else {
+                ""
+            }
+        ));
+        if !c.health_log.is_empty() {
+            out.push_str("health check log (.State.Health.Log), oldest first:\n");
+            for p in &c.health_log {
+                out.push_str(&format!(
+                    "  exit {}: {}\n",
+                    p.exit_code,
+                    p.output.replace('\n', "\n    ")
+                ));
+            }
+        }
+        out.push_str("last 50 lines of its log:\n");
+        out.push_str(&docker::logs_tail(sh, &c.id, 50));
+    }
+    out
+}
+
+/// Removes a throw-away stack on every way out: success, error, timeout, Ctrl-C, SIGTERM (via
+/// the signal flag turning into an error) and panic (Drop runs while unwinding).
+pub struct Teardown<'a> {
+    pub sh: &'a Shell,
+    pub compose: &'a Compose,
+    pub keep: bool,
+    pub quiet: bool,
+}
+
+impl Teardown<'_> {
+    /// Down, then proof: nothing labelled with the project may remain.
+    pub fn run(&self) -> Result<()> {
+        let out = self
+            .compose
+            .cmd(self.sh, &teardown_args())
+            .quiet()
+            .ignore_status()
+            .output()?;
+        let left = docker::leftovers(&self.compose.project)?;
+        if !left.is_empty() {
+            bail!(
+                "teardown of {} left {}\n{}",
+                self.compose.project,
+                left.join(", "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Teardown<'_> {
+    fn drop(&mut self) {
+        if self.keep {
+            note(format!(
+                "--keep: the stack `{0}` stays up. Remove it with:\n  docker compose -p {0} down --volumes --remove-orphans",
+                self.compose.project
+            ));
+            return;
+        }
+        let t = Instant::now();
+        match self.run() {
+            Ok(()) if !self.quiet => note(format!(
+                "teardown: {} removed in {}",
+                self.compose.project,
+                secs(t.elapsed())
+            )),
+            Ok(()) => {}
+            Err(e) => note(format!("teardown failed: {e:#}")),
+        }
+    }
+}

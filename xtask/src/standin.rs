@@ -1,0 +1,279 @@
+//! The registry-free stand-in images: minimal Debian roots (mmdebstrap piped into `docker
+//! import`), then bun, PostgreSQL and Redis built on them. Built once, rebuilt when their
+//! recipe changes (a content hash in a label).
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use anyhow::{Context, Result, bail};
+use xshell::Shell;
+
+use crate::{
+    docker::{self, compose::words},
+    host,
+    images::{ImageSet, STANDIN},
+    stack::work_dir,
+    util::{secs, tail},
+};
+
+const RECIPE_LABEL: &str = "org.axion-hub.recipe";
+/// The files of a stand-in's recipe, in docker/standin/<name>/.
+const RECIPE_FILES: [&str; 2] = ["Dockerfile", "docker-entrypoint.sh"];
+
+struct Standin {
+    name: &'static str,
+    base: &'static str,
+    tags: Vec<String>,
+}
+
+fn standins() -> Vec<Standin> {
+    let s = ImageSet::standin();
+    vec![
+        Standin {
+            name: "bun",
+            base: "trixie",
+            tags: vec![s.bun, s.bun_slim],
+        },
+        Standin {
+            name: "postgres",
+            base: "trixie",
+            tags: vec![s.postgres],
+        },
+        Standin {
+            name: "redis",
+            base: "bookworm",
+            tags: vec![s.redis],
+        },
+    ]
+}
+
+/// A stand-in to (re)build, with its recipe's hash.
+struct Stale {
+    standin: Standin,
+    dir: PathBuf,
+    hash: String,
+}
+
+/// Builds what is missing or stale and reuses the rest: a warm call costs one
+/// `docker image inspect`.
+pub fn ensure(sh: &Shell) -> Result<()> {
+    let started = Instant::now();
+    let ca = host::extra_ca_pem();
+    let stale = stale(sh, &ca)?;
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let mut suites: Vec<&str> = stale.iter().map(|s| s.standin.base).collect();
+    suites.dedup();
+    ensure_debian_bases(sh, &suites)?;
+    build(sh, &stale, &ca)?;
+    eprintln!("stand-in images ready in {}", secs(started.elapsed()));
+    Ok(())
+}
+
+/// The stand-ins whose recipe label differs from their recipe's hash (or that are missing).
+fn stale(sh: &Shell, ca: &str) -> Result<Vec<Stale>> {
+    let root = sh.current_dir();
+    let all_tags: Vec<String> = standins().into_iter().flat_map(|s| s.tags).collect();
+    let mut labels = docker::image_labels(sh, RECIPE_LABEL, &all_tags).into_iter();
+    let mut out = Vec::new();
+    for s in standins() {
+        let dir = root.join("docker/standin").join(s.name);
+        let mut recipe = Vec::new();
+        for f in RECIPE_FILES {
+            let path = dir.join(f);
+            recipe.extend(fs::read(&path).with_context(|| format!("reading {}", path.display()))?);
+        }
+        recipe.extend(ca.as_bytes());
+        recipe.extend(s.base.as_bytes());
+        let hash = format!("{:016x}", fnv1a(&recipe));
+        // Take this image's labels whole (`all` alone would stop early and shift the rest).
+        let mine: Vec<Option<String>> = labels.by_ref().take(s.tags.len()).collect();
+        if !mine.iter().all(|l| l.as_deref() == Some(hash.as_str())) {
+            out.push(Stale {
+                standin: s,
+                dir,
+                hash,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn build_argv(s: &Standin, hash: &str, ctx: &Path) -> Vec<String> {
+    let mut args = words(&["build", "--progress=plain"]);
+    for t in &s.tags {
+        args.extend(["-t".into(), t.clone()]);
+    }
+    args.extend([
+        "--label".into(),
+        format!("{RECIPE_LABEL}={hash}"),
+        "--build-arg".into(),
+        format!("BASE={STANDIN}/debian:{}", s.base),
+        ctx.display().to_string(),
+    ]);
+    args
+}
+
+/// Builds the stale stand-ins in parallel, each from a context of its recipe plus the host's
+/// extra CAs.
+fn build(sh: &Shell, stale: &[Stale], ca: &str) -> Result<()> {
+    let work = work_dir(&sh.current_dir(), "standin");
+    let mut running = Vec::new();
+    for Stale {
+        standin: s,
+        dir,
+        hash,
+    } in stale
+    {
+        let ctx = work.join(s.name);
+        let _ = fs::remove_dir_all(&ctx);
+        fs::create_dir_all(ctx.join("extra-ca"))?;
+        for f in RECIPE_FILES {
+            fs::copy(dir.join(f), ctx.join(f))?;
+        }
+        fs::write(ctx.join("extra-ca/extra.crt"), ca)?;
+        let log = work.join(format!("{}.log", s.name));
+        eprintln!(
+            "stand-in: building {} (log: {})",
+            s.tags.join(", "),
+            log.display()
+        );
+        let handle = docker::expr(&build_argv(s, hash, &ctx))
+            .stderr_to_stdout()
+            .stdout_path(&log)
+            .unchecked()
+            .start()?;
+        running.push((s.name, handle, log, Instant::now()));
+    }
+    for (name, handle, log, t) in running {
+        let out = handle.wait()?;
+        if !out.status.success() {
+            let text = fs::read_to_string(&log).unwrap_or_default();
+            bail!(
+                "building the {name} stand-in image failed:\n{}\n(full log: {})",
+                tail(&text, 25),
+                log.display()
+            );
+        }
+        eprintln!("stand-in: {name} built in {}", secs(t.elapsed()));
+    }
+    Ok(())
+}
+
+/// Minimal Debian root filesystems from deb.debian.org, imported as images: the only way to a
+/// base image when no container registry answers.
+fn ensure_debian_bases(sh: &Shell, suites: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = suites
+        .iter()
+        .copied()
+        .filter(|s| !docker::image_exists(sh, &format!("{STANDIN}/debian:{s}")))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if which::which("mmdebstrap").is_err() {
+        if !host::is_root() {
+            bail!(
+                "building the stand-in base images needs mmdebstrap.\n  fix: sudo apt-get install mmdebstrap"
+            );
+        }
+        eprintln!("stand-in: installing mmdebstrap");
+        crate::install::apt_install(sh, &["mmdebstrap"])?;
+    }
+    let mut running = Vec::new();
+    for suite in missing {
+        eprintln!("stand-in: creating {STANDIN}/debian:{suite} with mmdebstrap");
+        let import = words(&[
+            "import",
+            "--change",
+            "CMD [\"bash\"]",
+            "--change",
+            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "-",
+            &format!("{STANDIN}/debian:{suite}"),
+        ]);
+        let handle = duct::cmd("mmdebstrap", mmdebstrap_args(suite))
+            .pipe(docker::expr(&import))
+            .stdout_null()
+            .start()?;
+        running.push((suite, handle, Instant::now()));
+    }
+    for (suite, handle, t) in running {
+        handle
+            .wait()
+            .with_context(|| format!("mmdebstrap {suite} | docker import"))?;
+        eprintln!("stand-in: debian:{suite} in {}", secs(t.elapsed()));
+    }
+    Ok(())
+}
+
+pub fn mmdebstrap_args(suite: &str) -> Vec<String> {
+    let mirror = std::env::var("DEBIAN_MIRROR").unwrap_or_else(|_| "http://deb.debian.org".into());
+    let clean = r#"printf "%s\n" "DPkg::Post-Invoke { \"rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true\"; };" "Dir::Cache::pkgcache \"\"; Dir::Cache::srcpkgcache \"\";" > "$1/etc/apt/apt.conf.d/docker-clean""#;
+    let mut a: Vec<String> = [
+        "--quiet",
+        "--variant=minbase",
+        "--mode=root",
+        "--aptopt=APT::Install-Recommends \"false\"",
+        "--aptopt=Acquire::Languages \"none\"",
+        "--dpkgopt=path-exclude=/usr/share/man/*",
+        "--dpkgopt=path-exclude=/usr/share/locale/*",
+        "--dpkgopt=path-include=/usr/share/locale/locale.alias",
+        "--dpkgopt=path-exclude=/usr/share/doc/*",
+        "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+    ]
+    .map(String::from)
+    .into();
+    a.push(format!("--customize-hook={clean}"));
+    a.push(r#"--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/log/*.log "$1"/var/log/apt/*"#.into());
+    a.extend([
+        suite.to_string(),
+        "-".into(),
+        format!("deb {mirror}/debian {suite} main"),
+        format!("deb {mirror}/debian {suite}-updates main"),
+        format!("deb {mirror}/debian-security {suite}-security main"),
+    ]);
+    a
+}
+
+/// FNV-1a: a stable content hash for recipe labels without a hashing crate (std's hasher is
+/// not guaranteed stable across Rust releases).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_is_stable() {
+        assert_eq!(fnv1a(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a(b"a"), 0xaf63dc4c8601ec8c);
+    }
+
+    #[test]
+    fn mmdebstrap_writes_to_stdout() {
+        let a = mmdebstrap_args("trixie");
+        let i = a.iter().position(|x| x == "trixie").unwrap();
+        assert_eq!(a[i + 1], "-");
+        assert!(a.contains(&"--variant=minbase".to_string()));
+    }
+
+    #[test]
+    fn build_argv_labels_the_recipe() {
+        let s = &standins()[2];
+        let a = build_argv(s, "00ff", Path::new("/ctx")).join(" ");
+        assert_eq!(
+            a,
+            "build --progress=plain -t axion-hub-standin/redis:7 --label org.axion-hub.recipe=00ff \
+             --build-arg BASE=axion-hub-standin/debian:bookworm /ctx"
+        );
+    }
+}
