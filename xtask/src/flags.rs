@@ -14,7 +14,7 @@ pub struct Flag {
     pub help: &'static str,
 }
 
-const fn switch(long: &'static str, help: &'static str) -> Flag {
+pub(super) const fn switch(long: &'static str, help: &'static str) -> Flag {
     Flag {
         long,
         short: None,
@@ -22,7 +22,7 @@ const fn switch(long: &'static str, help: &'static str) -> Flag {
         help,
     }
 }
-const fn short(long: &'static str, s: char, help: &'static str) -> Flag {
+pub(super) const fn short(long: &'static str, s: char, help: &'static str) -> Flag {
     Flag {
         long,
         short: Some(s),
@@ -30,7 +30,7 @@ const fn short(long: &'static str, s: char, help: &'static str) -> Flag {
         help,
     }
 }
-const fn valued(long: &'static str, value: &'static str, help: &'static str) -> Flag {
+pub(super) const fn valued(long: &'static str, value: &'static str, help: &'static str) -> Flag {
     Flag {
         long,
         short: None,
@@ -47,143 +47,10 @@ pub struct CommandSpec {
     pub images: bool,
 }
 
-const IMAGE_FLAGS: [Flag; 2] = [
-    switch(
-        "--standin",
-        "use the registry-free stand-in images (built once, then reused)",
-    ),
-    switch(
-        "--upstream",
-        "use the upstream images (oven/bun, postgres, redis) even if no registry answers",
-    ),
-];
-const TIMEOUT_HELP: &str = "seconds (a decimal is fine)";
+mod table;
 
-pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec {
-        name: "dev",
-        about: "build and start the dev stack (hot reload on :3000), wait until healthy, follow logs",
-        flags: &[
-            short(
-                "--detach",
-                'd',
-                "return once the stack is ready instead of following its logs",
-            ),
-            switch(
-                "--no-build",
-                "start with the images as they are (no rebuild of the app image)",
-            ),
-        ],
-        images: true,
-    },
-    CommandSpec {
-        name: "build-prod",
-        about: "build every stage of docker/Dockerfile (base dev deps builder runner), timed and sized",
-        flags: &[
-            valued(
-                "--stage",
-                "STAGE",
-                "build only this stage (base, dev, deps, builder, runner); repeatable",
-            ),
-            switch(
-                "--cold",
-                "install dependencies without the install cache (default when CI=true)",
-            ),
-            valued(
-                "--no-verify",
-                "REASON",
-                "turn bun's integrity checks off, for a reason the report records",
-            ),
-            switch(
-                "--sequential",
-                "one `docker build --target` per stage instead of one bake graph",
-            ),
-            switch("--json", "print one JSON report on stdout"),
-        ],
-        images: true,
-    },
-    CommandSpec {
-        name: "verify",
-        about: "build, start, prove healthy and tear down a throw-away stack; exit 0 only if it works",
-        flags: &[
-            switch(
-                "--prod",
-                "the prod stack (docker-compose.prod.yml) instead of the dev stack",
-            ),
-            switch("--keep", "leave the stack up and print how to remove it"),
-            switch("--json", "print one JSON report on stdout"),
-            switch(
-                "--dry-run",
-                "print the plan (every docker command) without running any",
-            ),
-            switch(
-                "--cold",
-                "install dependencies without the install cache (default when CI=true)",
-            ),
-            valued(
-                "--no-verify",
-                "REASON",
-                "turn bun's integrity checks off, for a reason the report records",
-            ),
-            valued(
-                "--timeout-build",
-                "SECS",
-                "limit for the image build (default 1200)",
-            ),
-            valued(
-                "--timeout-healthy",
-                "SECS",
-                "limit for every service to be healthy (default 150)",
-            ),
-            valued(
-                "--timeout-http",
-                "SECS",
-                "limit for / and /api/health to answer 200 (default 120)",
-            ),
-        ],
-        images: true,
-    },
-    CommandSpec {
-        name: "down",
-        about: "stop the dev stack, keep its volumes (--volumes deletes them)",
-        flags: &[short(
-            "--volumes",
-            'v',
-            "also delete the named volumes (database and Redis data)",
-        )],
-        images: false,
-    },
-    CommandSpec {
-        name: "doctor",
-        about: "check every prerequisite and say how to fix what is missing",
-        flags: &[switch("--json", "print one JSON report on stdout")],
-        images: false,
-    },
-    CommandSpec {
-        name: "provision",
-        about: "install and start a Docker engine with buildx and Compose v2 (Debian/Ubuntu, root)",
-        flags: &[switch(
-            "--standin",
-            "also build the registry-free stand-in images",
-        )],
-        images: false,
-    },
-    CommandSpec {
-        name: "ci",
-        about: "everything CI needs on a bare machine: provision, cargo test, verify dev and prod",
-        flags: &[],
-        images: false,
-    },
-    CommandSpec {
-        name: "bench",
-        about: "timing report: warm verify against plain compose up --wait + curl + down",
-        flags: &[
-            valued("--runs", "N", "interleaved runs of each (default 5)"),
-            switch("--prod", "the prod stack instead of the dev stack"),
-        ],
-        images: true,
-    },
-];
+pub use table::COMMANDS;
+use table::{IMAGE_FLAGS, TIMEOUT_HELP};
 
 #[derive(Debug, PartialEq)]
 pub enum Command {
@@ -541,151 +408,4 @@ pub fn help(command: Option<&str>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(s: &str) -> Result<Command> {
-        parse(s.split_whitespace().map(String::from))
-    }
-
-    #[test]
-    fn help_overview_and_per_command() {
-        assert_eq!(p("").unwrap(), Command::Help(None));
-        assert_eq!(p("--help").unwrap(), Command::Help(None));
-        assert_eq!(p("verify --help").unwrap(), Command::Help(Some("verify")));
-        assert_eq!(p("help down").unwrap(), Command::Help(Some("down")));
-        let h = help(Some("verify"));
-        for want in [
-            "--timeout-http <SECS>",
-            "--dry-run",
-            "--standin",
-            "-h, --help",
-        ] {
-            assert!(h.contains(want), "{want} missing:\n{h}");
-        }
-        assert!(help(Some("down")).contains("-v, --volumes"));
-        assert!(help(Some("dev")).contains("-d, --detach"));
-        let overview = help(None);
-        for c in COMMANDS {
-            assert!(overview.contains(&format!("  {} ", c.name)), "{}", c.name);
-        }
-    }
-
-    #[test]
-    fn every_declared_flag_is_converted() {
-        // Each command with every one of its flags: the conversion asks only for declared
-        // names (`declared` panics otherwise) and accepts each.
-        for c in COMMANDS {
-            for f in all_flags(c) {
-                if f.long == "--upstream" {
-                    continue; // excludes --standin, tested below
-                }
-                let value = match f.value {
-                    Some("STAGE") => vec!["runner"],
-                    Some("REASON") => vec!["mirror re-packs tarballs"],
-                    Some(_) => vec!["3"],
-                    None => vec![],
-                };
-                let mut args = vec![c.name, f.long];
-                args.extend(value);
-                parse(args.into_iter().map(String::from))
-                    .unwrap_or_else(|e| panic!("{} {}: {e}", c.name, f.long));
-            }
-        }
-    }
-
-    #[test]
-    fn verify_flags_both_spellings() {
-        let Command::Verify(v) =
-            p("verify --prod --json --timeout-healthy 90 --timeout-http=5 --standin").unwrap()
-        else {
-            panic!()
-        };
-        assert!(v.prod && v.json && !v.keep);
-        assert_eq!(v.timeout_healthy, Some(Duration::from_secs(90)));
-        assert_eq!(v.timeout_http, Some(Duration::from_secs(5)));
-        assert_eq!(v.images, ImageChoice::Standin);
-        let Command::Dev(d) = p("dev -d").unwrap() else {
-            panic!()
-        };
-        assert!(d.detach);
-        assert_eq!(p("down -v").unwrap(), Command::Down(Down { volumes: true }));
-        assert_eq!(
-            p("doctor --json").unwrap(),
-            Command::Doctor(Doctor { json: true })
-        );
-    }
-
-    #[test]
-    fn stages_are_checked() {
-        let Command::BuildProd(b) = p("build-prod --stage deps --stage=runner --json").unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(b.stages, ["deps", "runner"]);
-        assert!(b.json);
-        let e = p("build-prod --stage runer").unwrap_err().to_string();
-        assert!(
-            e.contains("unknown stage `runer`; did you mean `runner`?"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn no_verify_needs_a_reason() {
-        assert!(p("build-prod --no-verify").is_err());
-        assert!(p("build-prod --no-verify x").is_err());
-        let Command::BuildProd(b) =
-            parse(["build-prod", "--no-verify", "mirror re-packs tarballs"].map(String::from))
-                .unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(b.no_verify.as_deref(), Some("mirror re-packs tarballs"));
-    }
-
-    #[test]
-    fn bad_input_names_the_problem_and_the_closest_name() {
-        let e = p("verfy").unwrap_err().to_string();
-        assert!(
-            e.contains("unknown command `verfy`; did you mean `verify`?"),
-            "{e}"
-        );
-        let e = p("deploy").unwrap_err().to_string();
-        assert!(
-            e.contains("unknown command `deploy`") && !e.contains("did you mean"),
-            "{e}"
-        );
-        let e = p("verify --timeout-htp 5").unwrap_err().to_string();
-        assert!(e.contains("did you mean `--timeout-http`?"), "{e}");
-        let e = p("down --force").unwrap_err().to_string();
-        assert!(e.contains("no option `--force`"), "{e}");
-        assert!(
-            p("verify --timeout-http soon")
-                .unwrap_err()
-                .to_string()
-                .contains("number of seconds")
-        );
-        assert!(
-            p("verify --keep=yes")
-                .unwrap_err()
-                .to_string()
-                .contains("takes no value")
-        );
-        assert!(
-            p("verify --timeout-http")
-                .unwrap_err()
-                .to_string()
-                .contains("needs a value (SECS)")
-        );
-        assert!(p("dev --standin --upstream").is_err());
-        assert!(p("bench --runs 0").is_err());
-    }
-
-    #[test]
-    fn edit_distances() {
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("same", "same"), 0);
-    }
-}
+mod tests;

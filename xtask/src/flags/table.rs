@@ -1,0 +1,138 @@
+//! The table of commands and flags: the one declaration the parser and the help both read.
+
+use super::{CommandSpec, Flag, short, switch, valued};
+
+const COLD: Flag = switch(
+    "--cold",
+    "install dependencies without the install cache (default when CI=true)",
+);
+const NO_VERIFY: Flag = valued(
+    "--no-verify",
+    "REASON",
+    "turn bun's integrity checks off, for a reason the report records",
+);
+const JSON: Flag = switch("--json", "print one JSON report on stdout");
+
+pub(super) const IMAGE_FLAGS: [Flag; 2] = [
+    switch(
+        "--standin",
+        "use the registry-free stand-in images (built once, then reused)",
+    ),
+    switch(
+        "--upstream",
+        "use the upstream images (oven/bun, postgres, redis) even if no registry answers",
+    ),
+];
+pub(super) const TIMEOUT_HELP: &str = "seconds (a decimal is fine)";
+
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "dev",
+        about: "build and start the dev stack (hot reload on :3000), wait until healthy, follow logs",
+        flags: &[
+            short(
+                "--detach",
+                'd',
+                "return once the stack is ready instead of following its logs",
+            ),
+            switch(
+                "--no-build",
+                "start with the images as they are (no rebuild of the app image)",
+            ),
+        ],
+        images: true,
+    },
+    CommandSpec {
+        name: "build-prod",
+        about: "build every stage of docker/Dockerfile (base dev deps builder runner), timed and sized",
+        flags: &[
+            valued(
+                "--stage",
+                "STAGE",
+                "build only this stage (base, dev, deps, builder, runner); repeatable",
+            ),
+            COLD,
+            NO_VERIFY,
+            switch(
+                "--sequential",
+                "one `docker build --target` per stage instead of one bake graph",
+            ),
+            JSON,
+        ],
+        images: true,
+    },
+    CommandSpec {
+        name: "verify",
+        about: "build, start, prove healthy and tear down a throw-away stack; exit 0 only if it works",
+        flags: &[
+            switch(
+                "--prod",
+                "the prod stack (docker-compose.prod.yml) instead of the dev stack",
+            ),
+            switch("--keep", "leave the stack up and print how to remove it"),
+            JSON,
+            switch(
+                "--dry-run",
+                "print the plan (every docker command) without running any",
+            ),
+            COLD,
+            NO_VERIFY,
+            valued(
+                "--timeout-build",
+                "SECS",
+                "limit for the image build (default 1200)",
+            ),
+            valued(
+                "--timeout-healthy",
+                "SECS",
+                "limit for every service to be healthy (default 150)",
+            ),
+            valued(
+                "--timeout-http",
+                "SECS",
+                "limit for / and /api/health to answer 200 (default 120)",
+            ),
+        ],
+        images: true,
+    },
+    CommandSpec {
+        name: "down",
+        about: "stop the dev stack, keep its volumes (--volumes deletes them)",
+        flags: &[short(
+            "--volumes",
+            'v',
+            "also delete the named volumes (database and Redis data)",
+        )],
+        images: false,
+    },
+    CommandSpec {
+        name: "doctor",
+        about: "check every prerequisite and say how to fix what is missing",
+        flags: &[JSON],
+        images: false,
+    },
+    CommandSpec {
+        name: "provision",
+        about: "install and start a Docker engine with buildx and Compose v2 (Debian/Ubuntu, root)",
+        flags: &[switch(
+            "--standin",
+            "also build the registry-free stand-in images",
+        )],
+        images: false,
+    },
+    CommandSpec {
+        name: "ci",
+        about: "everything CI needs on a bare machine: provision, cargo test, verify dev and prod",
+        flags: &[],
+        images: false,
+    },
+    CommandSpec {
+        name: "bench",
+        about: "timing report: warm verify against plain compose up --wait + curl + down",
+        flags: &[
+            valued("--runs", "N", "interleaved runs of each (default 5)"),
+            switch("--prod", "the prod stack instead of the dev stack"),
+        ],
+        images: true,
+    },
+];
