@@ -127,6 +127,20 @@ pub struct Provision {
     pub standin: bool,
 }
 
+const BENCH_RUNS: usize = 5;
+
+/// A flag's default, from the constant the code uses, for the help.
+fn default_of(long: &str) -> Option<String> {
+    let secs = |d: Duration| format!("{}", d.as_secs());
+    match long {
+        "--timeout-build" => Some(secs(crate::stack::TIMEOUT_BUILD)),
+        "--timeout-healthy" => Some(secs(crate::stack::TIMEOUT_HEALTHY)),
+        "--timeout-http" => Some(secs(crate::stack::TIMEOUT_HTTP)),
+        "--runs" => Some(BENCH_RUNS.to_string()),
+        _ => None,
+    }
+}
+
 pub const STAGES: [&str; 5] = ["base", "dev", "deps", "builder", "runner"];
 
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
@@ -186,7 +200,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
         }),
         "ci" => Command::Ci,
         "bench" => Command::Bench(Bench {
-            runs: m.count("--runs")?.unwrap_or(5),
+            runs: m.count("--runs")?.unwrap_or(BENCH_RUNS),
             prod: m.on("--prod"),
             images: m.images()?,
         }),
@@ -382,14 +396,18 @@ pub fn help(command: Option<&str>) -> String {
         "cargo xtask {} [options]\n\n{}\n\nOptions:\n",
         spec.name, spec.about
     );
-    let mut rows: Vec<(String, &str)> = all_flags(spec)
+    let mut rows: Vec<(String, String)> = all_flags(spec)
         .map(|f| {
             let short = f.short.map(|c| format!("-{c}, ")).unwrap_or_default();
             let value = f.value.map(|v| format!(" <{v}>")).unwrap_or_default();
-            (format!("{short}{}{value}", f.long), f.help)
+            let help = match default_of(f.long) {
+                Some(d) => format!("{} (default {d})", f.help),
+                None => f.help.to_string(),
+            };
+            (format!("{short}{}{value}", f.long), help)
         })
         .collect();
-    rows.push(("-h, --help".into(), "this help"));
+    rows.push(("-h, --help".into(), "this help".into()));
     for (name, help) in rows {
         s.push_str(&format!("  {name:<26} {help}\n"));
     }

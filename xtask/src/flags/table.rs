@@ -80,17 +80,17 @@ pub const COMMANDS: &[CommandSpec] = &[
             valued(
                 "--timeout-build",
                 "SECS",
-                "limit for the image build (default 1200)",
+                "limit for the image build",
             ),
             valued(
                 "--timeout-healthy",
                 "SECS",
-                "limit for every service to be healthy (default 150)",
+                "limit for every service to be healthy",
             ),
             valued(
                 "--timeout-http",
                 "SECS",
-                "limit for / and /api/health to answer 200 (default 120)",
+                "limit for / and /api/health to answer 200",
             ),
         ],
         images: true,
@@ -130,7 +130,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         name: "bench",
         about: "timing report: warm verify against plain compose up --wait + curl + down",
         flags: &[
-            valued("--runs", "N", "interleaved runs of each (default 5)"),
+            valued("--runs", "N", "interleaved runs of each"),
             switch("--prod", "the prod stack instead of the dev stack"),
         ],
         images: true,
