@@ -1,21 +1,19 @@
-import postgres from "postgres";
-import { createClient } from "redis";
+import { cache, db } from "@/lib/connections";
 
 /** How long one dependency may take before it counts as down: well under a health-check timeout. */
 const CHECK_TIMEOUT_MS = 2_000;
 
-export type Check =
-  | { ok: true; ms: number; detail: string }
-  | { ok: false; ms: number; error: string };
+/** What the public answer says of a check: whether it passed and how long it took. */
+export type Check = { ok: boolean; ms: number };
 
 export type Health = {
   status: "ok" | "degraded";
   checks: { db: Check; redis: Check };
+  failed: string[];
 };
 
-async function timed(run: () => Promise<string>): Promise<Check> {
+async function timed(name: string, run: () => Promise<void>): Promise<Check> {
   const start = performance.now();
-  const elapsed = () => Math.round(performance.now() - start);
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
@@ -24,61 +22,54 @@ async function timed(run: () => Promise<string>): Promise<Check> {
     );
   });
   try {
-    const detail = await Promise.race([run(), timeout]);
-    return { ok: true, ms: elapsed(), detail };
+    await Promise.race([run(), timeout]);
+    return { ok: true, ms: Math.round(performance.now() - start) };
   } catch (e) {
-    return { ok: false, ms: elapsed(), error: e instanceof Error ? e.message : String(e) };
+    // Details (driver errors, hosts) go to the server log, never to the public answer.
+    console.error(`health: ${name} failed: ${e instanceof Error ? e.message : String(e)}`);
+    return { ok: false, ms: Math.round(performance.now() - start) };
   } finally {
     clearTimeout(timer);
   }
 }
 
-function required(name: "DATABASE_URL" | "REDIS_URL"): string {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-}
+let versionsLogged = false;
 
-/** A real query, not just a connection: proves auth, database name and a working server. */
-export function checkDb(): Promise<Check> {
-  return timed(async () => {
-    const sql = postgres(required("DATABASE_URL"), {
-      max: 1,
-      connect_timeout: CHECK_TIMEOUT_MS / 1000,
-      idle_timeout: 1,
-      onnotice: () => {},
-    });
-    try {
-      const [row] =
-        await sql`select current_database() as db, current_setting('server_version') as version`;
-      return `postgres ${row.version} (${row.db})`;
-    } finally {
-      await sql.end({ timeout: 1 });
-    }
+/** A real query on the shared pool: proves auth, database and a working server. */
+function checkDb(): Promise<Check> {
+  return timed("db", async () => {
+    const [row] = await db()`select current_setting('server_version') as version`;
+    if (!versionsLogged) console.log(`health: postgres ${row.version}`);
   });
 }
 
-export function checkRedis(): Promise<Check> {
-  return timed(async () => {
-    const client = createClient({
-      url: required("REDIS_URL"),
-      socket: { connectTimeout: CHECK_TIMEOUT_MS, reconnectStrategy: false },
-    });
-    client.on("error", () => {}); // the failure surfaces through connect()/ping()
-    try {
-      await client.connect();
-      const pong = await client.ping();
-      if (pong !== "PONG") throw new Error(`PING answered ${pong}`);
-      const info = await client.info("server");
-      const version = /redis_version:(\S+)/.exec(info)?.[1] ?? "unknown";
-      return `redis ${version} (PONG)`;
-    } finally {
-      if (client.isOpen) await client.quit().catch(() => client.destroy());
-    }
+function checkRedis(): Promise<Check> {
+  return timed("redis", async () => {
+    const client = await cache();
+    const pong = await client.ping();
+    if (pong !== "PONG") throw new Error(`PING answered ${pong}`);
   });
 }
 
-export async function health(): Promise<Health> {
-  const [db, redis] = await Promise.all([checkDb(), checkRedis()]);
-  return { status: db.ok && redis.ok ? "ok" : "degraded", checks: { db, redis } };
+async function measure(): Promise<Health> {
+  const [dbCheck, redisCheck] = await Promise.all([checkDb(), checkRedis()]);
+  versionsLogged ||= dbCheck.ok;
+  const checks = { db: dbCheck, redis: redisCheck };
+  const failed = Object.entries(checks)
+    .filter(([, c]) => !c.ok)
+    .map(([name]) => name);
+  return { status: failed.length === 0 ? "ok" : "degraded", checks, failed };
+}
+
+let inFlight: Promise<Health> | undefined;
+
+/**
+ * Requests that arrive while a check runs share its answer (single flight): under load the
+ * database sees one health query at a time, not one per request; every answer is fresh.
+ */
+export function health(): Promise<Health> {
+  inFlight ??= measure().finally(() => {
+    inFlight = undefined;
+  });
+  return inFlight;
 }

@@ -27,7 +27,8 @@ pub fn in_ci() -> bool {
 }
 
 /// The CAs this host trusts beyond the distribution's (a TLS-intercepting proxy's, a corporate
-/// root), as one PEM bundle. Images that download over HTTPS need them too.
+/// root), as one PEM bundle of certificate blocks only (a key pasted into the same file stays
+/// out). Builds that download over HTTPS need them; images never keep them.
 pub fn extra_ca_pem() -> String {
     let mut files: Vec<PathBuf> = Vec::new();
     collect_crts(Path::new("/usr/local/share/ca-certificates"), &mut files);
@@ -38,9 +39,40 @@ pub fn extra_ca_pem() -> String {
     files
         .iter()
         .filter_map(|f| fs::read_to_string(f).ok())
-        .filter(|s| s.contains("BEGIN CERTIFICATE"))
+        .flat_map(|text| certificate_blocks(&text))
         .collect::<Vec<_>>()
-        .join("\n")
+        .join("")
+}
+
+/// The `-----BEGIN CERTIFICATE-----` ... `-----END CERTIFICATE-----` blocks of a PEM text.
+pub fn certificate_blocks(text: &str) -> Vec<String> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(b) = rest.find(BEGIN) {
+        let Some(e) = rest[b..].find(END) else { break };
+        out.push(format!("{}\n", &rest[b..b + e + END.len()]));
+        rest = &rest[b + e + END.len()..];
+    }
+    out
+}
+
+/// The extra CAs as the file a BuildKit secret mount reads (`extra_ca`): written fresh, mode
+/// 0600, empty when the host has none. Never a build argument: those sit on docker's argv and
+/// in the image's history.
+pub fn extra_ca_file(root: &Path) -> anyhow::Result<PathBuf> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let path = root.join("target/xtask/extra-ca.pem");
+    fs::create_dir_all(root.join("target/xtask"))?;
+    let _ = fs::remove_file(&path);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    f.write_all(extra_ca_pem().as_bytes())?;
+    Ok(path)
 }
 
 fn collect_crts(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -100,6 +132,16 @@ mod tests {
             String::from_utf8_lossy(&out.stdout).trim(),
             uid().to_string()
         );
+    }
+
+    #[test]
+    fn only_certificate_blocks_are_taken() {
+        let pem = "junk\n-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n\
+                   -----BEGIN PRIVATE KEY-----\nSECRET\n-----END PRIVATE KEY-----\n\
+                   -----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----";
+        let blocks = certificate_blocks(pem);
+        assert_eq!(blocks.len(), 2);
+        assert!(blocks.concat().contains("BBB") && !blocks.concat().contains("SECRET"));
     }
 
     #[test]

@@ -3,11 +3,11 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
 
 use crate::{
-    known_errors::{integrity_failures, is_platform_native, known_problems},
+    known_errors::{integrity_failures, known_problems},
     proc::Finished,
     stack::StackKind,
     util::tail,
@@ -70,9 +70,12 @@ pub struct Built {
     pub policy: String,
 }
 
-/// Runs `build(flags)`; on `IntegrityCheckFailed` names the packages, says whether the lock or
-/// the download is wrong, and for dev builds retries with `--no-verify` when every failing
-/// package is a platform-specific native one (the known cross-platform case).
+/// Runs `build(flags)`. On `IntegrityCheckFailed` it asks the registry about every failing
+/// package. Only when the registry contradicts the lock for all of them (the known
+/// cross-platform lock bug, oven-sh/bun#16282), and only for a dev build, does it repair exactly
+/// those lock entries from the registry and build again with checks on. When the registry agrees
+/// with the lock the download was altered, and when it cannot be asked nothing is known: both
+/// fail, named. Integrity checks are never turned off by the xtask itself.
 pub fn build_with_policy(
     sh: &Shell,
     kind: StackKind,
@@ -90,50 +93,57 @@ pub fn build_with_policy(
     if pkgs.is_empty() {
         bail!("{}", build_failure(&first.output));
     }
-    let lock = std::fs::read_to_string(sh.current_dir().join("app/bun.lock")).unwrap_or_default();
-    let verdicts: Vec<String> = pkgs
-        .iter()
-        .map(|p| diagnose_package(sh, &lock, p))
-        .collect();
+    let lock_path = sh.current_dir().join("app/bun.lock");
+    let lock = std::fs::read_to_string(&lock_path).unwrap_or_default();
+    let findings: Vec<Finding> = pkgs.iter().map(|p| investigate(sh, &lock, p)).collect();
     let report = format!(
         "bun install failed its integrity check for: {}\n  {}",
         pkgs.join(", "),
-        verdicts.join("\n  ")
+        findings
+            .iter()
+            .map(Finding::describe)
+            .collect::<Vec<_>>()
+            .join("\n  ")
     );
-    let all_native = pkgs.iter().all(|p| is_platform_native(p));
-    if kind == StackKind::Dev && all_native && policy.no_verify.is_none() {
+    let all_lock_wrong = findings
+        .iter()
+        .all(|f| matches!(f, Finding::LockWrong { .. }));
+    if kind == StackKind::Dev && all_lock_wrong && policy.no_verify.is_none() {
+        let repaired = repair(&lock, &findings);
+        std::fs::write(&lock_path, repaired)
+            .with_context(|| format!("writing {}", lock_path.display()))?;
         let bar = "!".repeat(100);
         eprintln!(
-            "\n{bar}\n!!! {report}\n!!! Every failing package is a platform-specific native build ({}), the known\n\
-             !!! cross-platform case (oven-sh/bun#16282). Retrying this DEV build with --no-verify: integrity checks\n\
-             !!! are OFF for every package in this image. Prod builds never do this on their own.\n{bar}\n",
-            pkgs.join(", ")
+            "\n{bar}\n!!! {report}\n!!! The registry contradicts app/bun.lock for every failing package: repaired exactly those\n\
+             !!! entries from the registry's dist.integrity and building again WITH integrity checks on.\n\
+             !!! Review and commit app/bun.lock (`git diff app/bun.lock`).\n{bar}\n"
         );
-        let retry = Policy {
-            cold: policy.cold,
-            no_verify: Some(format!(
-                "dev retry for platform-native packages {}",
-                pkgs.join(", ")
-            )),
-        };
-        let second = build(&retry.flags())?;
+        let second = build(&policy.flags())?;
         if !second.status.success() {
             bail!(
-                "the --no-verify retry failed too:\n{}",
+                "the build with the repaired lock failed too:\n{}",
                 build_failure(&second.output)
             );
         }
         return Ok(Built {
             finished: second,
-            policy: retry.describe(),
+            policy: format!(
+                "{}; app/bun.lock repaired from the registry for {}",
+                policy.describe(),
+                pkgs.join(", ")
+            ),
         });
     }
     let fix = match kind {
         StackKind::Prod => {
-            "prod builds keep integrity checks on; if you accept the risk, rerun with --no-verify \"<reason>\", which the report records"
+            "prod builds never change the lock or the checks on their own; repair app/bun.lock as said above, or \
+             if you accept the risk rerun with --no-verify \"<reason>\", which the report records"
+        }
+        StackKind::Dev if all_lock_wrong => {
+            "integrity checks were turned off by --no-verify, so nothing was repaired"
         }
         StackKind::Dev => {
-            "some failing packages are not platform-native builds, so no automatic --no-verify retry"
+            "no automatic repair: for some package the registry agrees with the lock (the download was altered) or could not be asked"
         }
     };
     bail!(
@@ -187,40 +197,95 @@ pub fn lock_entry(lock: &str, pkg: &str) -> Option<LockEntry> {
     })
 }
 
-/// Compares the lock's hash with the registry's `dist.integrity`.
-fn diagnose_package(sh: &Shell, lock: &str, pkg: &str) -> String {
+/// What the registry says about one failing package.
+#[derive(Debug, PartialEq)]
+pub enum Finding {
+    /// The lock's hash differs from the registry's: the lock entry is wrong.
+    LockWrong {
+        entry: LockEntry,
+        registry: String,
+    },
+    /// The lock matches the registry: what was downloaded is not what was published.
+    Altered {
+        spec: String,
+    },
+    /// The registry could not be asked.
+    Unknown {
+        spec: String,
+        integrity: String,
+    },
+    NotInLock {
+        pkg: String,
+    },
+}
+
+impl Finding {
+    pub fn describe(&self) -> String {
+        match self {
+            Finding::LockWrong { entry, registry } => format!(
+                "{}@{}: the lock entry is wrong (lock {}, registry {registry}). Repair: put the registry's value in \
+                 app/bun.lock (or delete the `\"{}\"` entry and run `bun install` with bun {}), then commit it",
+                entry.name,
+                entry.version,
+                entry.integrity,
+                entry.name,
+                crate::images::BUN_VERSION
+            ),
+            Finding::Altered { spec } => format!(
+                "{spec}: the lock entry matches the registry, so the download was altered: a proxy or mirror changed \
+                 it, or bun fetched badly (oven-sh/bun#18864). Check the proxy/mirror; never turn checks off for this"
+            ),
+            Finding::Unknown { spec, integrity } => format!(
+                "{spec}: could not ask the registry (npm missing or offline). Compare `npm view {spec} dist.integrity` \
+                 with the lock's {integrity}"
+            ),
+            Finding::NotInLock { pkg } => format!("{pkg}: not found in app/bun.lock"),
+        }
+    }
+}
+
+/// Compares the lock's hash with the registry's `dist.integrity` (through npm).
+fn investigate(sh: &Shell, lock: &str, pkg: &str) -> Finding {
     let Some(entry) = lock_entry(lock, pkg) else {
-        return format!("{pkg}: not found in app/bun.lock");
+        return Finding::NotInLock { pkg: pkg.into() };
     };
     let spec = format!("{}@{}", entry.name, entry.version);
-    let registry = if which::which("npm").is_ok() {
+    let registry = which::which("npm").ok().and_then(|_| {
         cmd!(sh, "npm view {spec} dist.integrity")
             .quiet()
             .ignore_stderr()
             .read()
             .ok()
-            .filter(|s| !s.is_empty())
-    } else {
-        None
-    };
+            .map(|s| s.trim().to_string())
+            .filter(|s| s.starts_with("sha512-") || s.starts_with("sha1-"))
+    });
     match registry {
-        Some(r) if r.trim() == entry.integrity => format!(
-            "{spec}: the lock entry matches the registry, so the download was wrong: a proxy or mirror altered it, \
-             or bun fetched badly (oven-sh/bun#18864). Check the proxy/mirror; rebuilding may pass"
-        ),
-        Some(r) => format!(
-            "{spec}: the lock entry is wrong (lock {}, registry {}). Repair: delete the `\"{}\"` entry from \
-             app/bun.lock and run `bun install` (bun {}), then commit the lockfile",
-            entry.integrity,
-            r.trim(),
-            entry.name,
-            crate::images::BUN_VERSION
-        ),
-        None => format!(
-            "{spec}: could not ask the registry (no npm here). Compare `npm view {spec} dist.integrity` with the lock's {}",
-            entry.integrity
-        ),
+        Some(r) if r == entry.integrity => Finding::Altered { spec },
+        Some(registry) => Finding::LockWrong { entry, registry },
+        None => Finding::Unknown {
+            spec,
+            integrity: entry.integrity,
+        },
     }
+}
+
+/// The lock with each wrong entry's hash replaced by the registry's, on that entry's line only.
+pub fn repair(lock: &str, findings: &[Finding]) -> String {
+    let mut out: Vec<String> = lock.lines().map(String::from).collect();
+    for f in findings {
+        let Finding::LockWrong { entry, registry } = f else {
+            continue;
+        };
+        let key = format!("\"{}\": [", entry.name);
+        if let Some(line) = out.iter_mut().find(|l| l.trim_start().starts_with(&key)) {
+            *line = line.replace(&entry.integrity, registry);
+        }
+    }
+    let mut text = out.join("\n");
+    if lock.ends_with('\n') {
+        text.push('\n');
+    }
+    text
 }
 
 #[cfg(test)]
@@ -244,6 +309,32 @@ mod tests {
         );
         assert_eq!(lock_entry(LOCK, "is-number").unwrap().version, "7.0.0");
         assert!(lock_entry(LOCK, "left-pad").is_none());
+    }
+
+    #[test]
+    fn repair_touches_only_the_wrong_entries() {
+        let entry = lock_entry(LOCK, "@biomejs/cli-linux-x64-musl").unwrap();
+        let findings = [
+            Finding::LockWrong {
+                entry,
+                registry: "sha512-BBB==".into(),
+            },
+            Finding::Altered {
+                spec: "is-number@7.0.0".into(),
+            },
+        ];
+        let fixed = repair(LOCK, &findings);
+        assert_eq!(
+            lock_entry(&fixed, "@biomejs/cli-linux-x64-musl")
+                .unwrap()
+                .integrity,
+            "sha512-BBB=="
+        );
+        assert_eq!(
+            lock_entry(&fixed, "is-number").unwrap(),
+            lock_entry(LOCK, "is-number").unwrap()
+        );
+        assert_eq!(fixed.lines().count(), LOCK.lines().count());
     }
 
     #[test]

@@ -28,26 +28,6 @@ pub fn integrity_failures(log: &str) -> Vec<String> {
     pkgs
 }
 
-/// Platform-specific native builds: the packages a macOS host never downloads, whose lock
-/// hashes are first checked inside the container (and bun ignores `libc`, so glibc images fetch
-/// `-musl` variants too: oven-sh/bun#16282).
-pub fn is_platform_native(pkg: &str) -> bool {
-    let name = pkg
-        .rsplit_once('@')
-        .filter(|(n, _)| !n.is_empty())
-        .map_or(pkg, |(n, _)| n);
-    let platform = ["-linux-", "-darwin-", "-win32-", "-freebsd-", "-android-"];
-    let arch = ["x64", "arm64", "ia32", "arm", "musl", "gnu", "baseline"];
-    (name.starts_with("@next/swc-")
-        || name.starts_with("@biomejs/cli-")
-        || name.starts_with("@img/sharp-")
-        || name.starts_with("@esbuild/")
-        || name.starts_with("@rollup/rollup-")
-        || name.starts_with("@oven/bun-")
-        || name.starts_with("lightningcss-"))
-        || (platform.iter().any(|p| name.contains(p)) && arch.iter().any(|a| name.contains(a)))
-}
-
 /// Known failures in compose or build output, each with what to do about it.
 pub fn known_problems(output: &str) -> Vec<String> {
     let lower = output.to_ascii_lowercase();
@@ -148,28 +128,6 @@ mod tests {
             ["is-number", "@biomejs/cli-linux-x64-musl"]
         );
         assert!(integrity_failures("bun install v1.4.5\n38 packages installed").is_empty());
-    }
-
-    #[test]
-    fn native_packages_are_recognised() {
-        for p in [
-            "@biomejs/cli-linux-x64-musl",
-            "@next/swc-linux-x64-gnu",
-            "@img/sharp-linux-arm64",
-            "@esbuild/darwin-arm64",
-            "lightningcss-linux-x64-musl",
-        ] {
-            assert!(is_platform_native(p), "{p}");
-        }
-        for p in [
-            "is-number",
-            "next",
-            "react-dom",
-            "@types/node",
-            "linux-utils",
-        ] {
-            assert!(!is_platform_native(p), "{p}");
-        }
     }
 
     #[test]

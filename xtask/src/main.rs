@@ -22,6 +22,7 @@ mod ports;
 mod proc;
 mod progress;
 mod readiness;
+mod secrets;
 mod signals;
 mod stack;
 mod standin;

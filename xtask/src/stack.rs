@@ -151,7 +151,7 @@ impl Stack {
         images: &ImageSet,
         ports: Ports,
     ) -> Stack {
-        let mut vars = compose_env(images);
+        let mut vars = compose_env(images, &crate::util::project_root());
         vars.extend(ports.named().map(|(k, p)| (k.to_string(), p.to_string())));
         Stack {
             kind,
@@ -170,8 +170,9 @@ impl Stack {
 }
 
 /// The environment every stack command gives compose: base images, the host user (so the dev
-/// server's files in app/ are theirs), the host's extra CAs for bun install, plain build logs.
-pub fn compose_env(images: &ImageSet) -> Vec<(String, String)> {
+/// server's files in app/ are theirs), the file of the host's extra CAs (a build secret for bun
+/// install), where prod's secrets live, plain build logs.
+pub fn compose_env(images: &ImageSet, root: &Path) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = images
         .env()
         .iter()
@@ -180,18 +181,28 @@ pub fn compose_env(images: &ImageSet) -> Vec<(String, String)> {
     env.push(("HOST_UID".into(), host::uid().to_string()));
     env.push(("HOST_GID".into(), host::gid().to_string()));
     env.push(("BUILDKIT_PROGRESS".into(), "plain".into()));
-    let ca = host::extra_ca_pem();
-    if !ca.is_empty() {
-        env.push(("EXTRA_CA_CERTS".into(), ca));
-    }
+    env.push((
+        "AXION_EXTRA_CA_FILE".into(),
+        root.join("target/xtask/extra-ca.pem").display().to_string(),
+    ));
+    env.push((
+        "AXION_SECRETS_DIR".into(),
+        crate::secrets::dir(root).display().to_string(),
+    ));
     env
 }
 
-/// Docker creates missing bind-mount targets as root; creating the anonymous volumes' mount
-/// points first keeps root-owned directories out of the user's tree.
-pub fn prepare_source_tree(root: &Path) -> Result<()> {
+/// The files a stack needs on the host before compose runs. Docker creates missing bind-mount
+/// targets as root, so the anonymous volumes' mount points are made first (keeping
+/// root-owned directories out of the user's tree); the extra-CA file a build secret reads; and
+/// for prod, its secrets (made when missing, refused when weak).
+pub fn prepare_files(root: &Path, kind: StackKind) -> Result<()> {
     for d in ["app/node_modules", "app/.next"] {
         fs::create_dir_all(root.join(d)).with_context(|| format!("creating {d}"))?;
+    }
+    host::extra_ca_file(root)?;
+    if kind == StackKind::Prod {
+        crate::secrets::ensure(root)?;
     }
     Ok(())
 }
@@ -215,15 +226,11 @@ mod tests {
         for kind in [StackKind::Dev, StackKind::Prod] {
             let file = kind.compose_file();
             let text = fs::read_to_string(crate::util::project_root().join(file)).unwrap();
-            let body = text
-                .split("\nservices:\n")
-                .nth(1)
-                .unwrap()
-                .split("\nvolumes:\n")
-                .next()
-                .unwrap();
+            // From `services:` to the next top-level key.
+            let body = text.split("\nservices:\n").nth(1).unwrap();
             let mut names: Vec<&str> = body
                 .lines()
+                .take_while(|l| l.is_empty() || l.starts_with(' ') || l.starts_with('#'))
                 .filter(|l| {
                     l.starts_with("  ") && !l.starts_with("   ") && l.trim_end().ends_with(':')
                 })

@@ -61,21 +61,20 @@ struct Stale {
 /// `docker image inspect`.
 pub fn ensure(sh: &Shell) -> Result<()> {
     let started = Instant::now();
-    let ca = host::extra_ca_pem();
-    let stale = stale(sh, &ca)?;
+    let stale = stale(sh)?;
     if stale.is_empty() {
         return Ok(());
     }
     let mut suites: Vec<&str> = stale.iter().map(|s| s.standin.base).collect();
     suites.dedup();
     ensure_debian_bases(sh, &suites)?;
-    build(sh, &stale, &ca)?;
+    build(sh, &stale)?;
     eprintln!("stand-in images ready in {}", secs(started.elapsed()));
     Ok(())
 }
 
 /// The stand-ins whose recipe label differs from their recipe's hash (or that are missing).
-fn stale(sh: &Shell, ca: &str) -> Result<Vec<Stale>> {
+fn stale(sh: &Shell) -> Result<Vec<Stale>> {
     let root = sh.current_dir();
     let all_tags: Vec<String> = standins().into_iter().flat_map(|s| s.tags).collect();
     let mut labels = docker::image_labels(sh, RECIPE_LABEL, &all_tags).into_iter();
@@ -87,7 +86,6 @@ fn stale(sh: &Shell, ca: &str) -> Result<Vec<Stale>> {
             let path = dir.join(f);
             recipe.extend(fs::read(&path).with_context(|| format!("reading {}", path.display()))?);
         }
-        recipe.extend(ca.as_bytes());
         recipe.extend(s.base.as_bytes());
         let hash = format!("{:016x}", fnv1a(&recipe));
         // Take this image's labels whole (`all` alone would stop early and shift the rest).
@@ -103,8 +101,12 @@ fn stale(sh: &Shell, ca: &str) -> Result<Vec<Stale>> {
     Ok(out)
 }
 
-fn build_argv(s: &Standin, hash: &str, ctx: &Path) -> Vec<String> {
+fn build_argv(s: &Standin, hash: &str, ctx: &Path, extra_ca: &Path) -> Vec<String> {
     let mut args = words(&["build", "--progress=plain"]);
+    args.extend([
+        "--secret".into(),
+        format!("id=extra_ca,src={}", extra_ca.display()),
+    ]);
     for t in &s.tags {
         args.extend(["-t".into(), t.clone()]);
     }
@@ -118,10 +120,11 @@ fn build_argv(s: &Standin, hash: &str, ctx: &Path) -> Vec<String> {
     args
 }
 
-/// Builds the stale stand-ins in parallel, each from a context of its recipe plus the host's
-/// extra CAs.
-fn build(sh: &Shell, stale: &[Stale], ca: &str) -> Result<()> {
+/// Builds the stale stand-ins in parallel, each from a context of its recipe; the host's extra
+/// CAs reach their downloads as a build secret.
+fn build(sh: &Shell, stale: &[Stale]) -> Result<()> {
     let work = work_dir(&sh.current_dir(), "standin");
+    let extra_ca = host::extra_ca_file(&sh.current_dir())?;
     let mut running = Vec::new();
     for Stale {
         standin: s,
@@ -131,18 +134,17 @@ fn build(sh: &Shell, stale: &[Stale], ca: &str) -> Result<()> {
     {
         let ctx = work.join(s.name);
         let _ = fs::remove_dir_all(&ctx);
-        fs::create_dir_all(ctx.join("extra-ca"))?;
+        fs::create_dir_all(&ctx)?;
         for f in RECIPE_FILES {
             fs::copy(dir.join(f), ctx.join(f))?;
         }
-        fs::write(ctx.join("extra-ca/extra.crt"), ca)?;
         let log = work.join(format!("{}.log", s.name));
         eprintln!(
             "stand-in: building {} (log: {})",
             s.tags.join(", "),
             log.display()
         );
-        let handle = docker::expr(&build_argv(s, hash, &ctx))
+        let handle = docker::expr(&build_argv(s, hash, &ctx, &extra_ca))
             .stderr_to_stdout()
             .stdout_path(&log)
             .unchecked()
@@ -269,11 +271,11 @@ mod tests {
     #[test]
     fn build_argv_labels_the_recipe() {
         let s = &standins()[2];
-        let a = build_argv(s, "00ff", Path::new("/ctx")).join(" ");
+        let a = build_argv(s, "00ff", Path::new("/ctx"), Path::new("/ca.pem")).join(" ");
         assert_eq!(
             a,
-            "build --progress=plain -t axion-hub-standin/redis:7 --label org.axion-hub.recipe=00ff \
-             --build-arg BASE=axion-hub-standin/debian:bookworm /ctx"
+            "build --progress=plain --secret id=extra_ca,src=/ca.pem -t axion-hub-standin/redis:7 \
+             --label org.axion-hub.recipe=00ff --build-arg BASE=axion-hub-standin/debian:bookworm /ctx"
         );
     }
 }

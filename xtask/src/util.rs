@@ -9,11 +9,16 @@ use std::{
 
 use anyhow::{Result, bail};
 
+/// The checkout the xtask was built from; AXION_PROJECT_ROOT points it at another tree (the
+/// fault tests use a scratch copy so a repaired lockfile never touches the real one).
 pub fn project_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    match std::env::var_os("AXION_PROJECT_ROOT") {
+        Some(root) if !root.is_empty() => PathBuf::from(root),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf(),
+    }
 }
 
 /// Calls `f` every `every` until it returns `Some`, fails, or `timeout` passes; a timeout

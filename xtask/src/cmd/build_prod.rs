@@ -24,25 +24,23 @@ use crate::{
     util::secs,
 };
 
-/// The build arguments every stage gets, as `--build-arg` pairs.
-fn stage_build_args(
-    images: &ImageSet,
-    install_flags: &str,
-    extra_ca: &str,
-) -> Vec<(String, String)> {
-    let mut a = vec![
+/// The build arguments every stage gets, as `--build-arg` pairs. The extra CAs are not among
+/// them: they go in as the build secret `extra_ca` (see `Secret`).
+fn stage_build_args(images: &ImageSet, install_flags: &str) -> Vec<(String, String)> {
+    vec![
         ("BUN_IMAGE".to_string(), images.bun.clone()),
         ("BUN_SLIM_IMAGE".to_string(), images.bun_slim.clone()),
         ("BUN_INSTALL_FLAGS".to_string(), install_flags.to_string()),
-    ];
-    if !extra_ca.is_empty() {
-        a.push(("EXTRA_CA_CERTS".to_string(), extra_ca.to_string()));
-    }
-    a
+    ]
+}
+
+/// The build secret of the host's extra CAs: `id=extra_ca,src=<file>`.
+fn extra_ca_secret(file: &Path) -> String {
+    format!("id=extra_ca,src={}", file.display())
 }
 
 /// `docker build --target <stage>` for one stage; the context is app/.
-fn stage_argv(stage: &str, rev: &str, args: &[(String, String)]) -> Vec<String> {
+fn stage_argv(stage: &str, rev: &str, args: &[(String, String)], secret: &str) -> Vec<String> {
     let mut v: Vec<String> = vec![
         "build".into(),
         "-f".into(),
@@ -59,12 +57,18 @@ fn stage_argv(stage: &str, rev: &str, args: &[(String, String)]) -> Vec<String> 
     for (k, val) in args {
         v.extend(["--build-arg".into(), format!("{k}={val}")]);
     }
+    v.extend(["--secret".into(), secret.into()]);
     v.push("app".into());
     v
 }
 
 /// A `docker buildx bake` file (JSON) building the stages as one BuildKit graph.
-fn bake_file(stages: &[&str], rev: &str, args: &[(String, String)]) -> serde_json::Value {
+fn bake_file(
+    stages: &[&str],
+    rev: &str,
+    args: &[(String, String)],
+    secret: &str,
+) -> serde_json::Value {
     let args: serde_json::Map<String, serde_json::Value> = args
         .iter()
         .map(|(k, v)| (k.clone(), v.clone().into()))
@@ -80,6 +84,7 @@ fn bake_file(stages: &[&str], rev: &str, args: &[(String, String)]) -> serde_jso
                     "target": s,
                     "tags": [format!("axion-hub:{s}"), format!("axion-hub:{s}-{rev}")],
                     "args": args,
+                    "secret": [secret],
                 }),
             )
         })
@@ -183,7 +188,7 @@ impl flags::BuildProd {
             .collect();
         let rev = git_rev(sh);
         let policy = Policy::for_run(self.cold, self.no_verify.clone());
-        let extra_ca = host::extra_ca_pem();
+        let secret = extra_ca_secret(&host::extra_ca_file(&root)?);
         let strategy = if self.sequential {
             "sequential `docker build --target` per stage"
         } else {
@@ -198,11 +203,11 @@ impl flags::BuildProd {
         }
         let mut results = Vec::new();
         let built = integrity::build_with_policy(sh, StackKind::Prod, &policy, |flags| {
-            let args = stage_build_args(&images, flags, &extra_ca);
+            let args = stage_build_args(&images, flags);
             let (finished, r) = if self.sequential {
-                build_sequential(&root, &stages, &rev, &args)?
+                build_sequential(&root, &stages, &rev, &args, &secret)?
             } else {
-                build_bake(&root, &stages, &rev, &args)?
+                build_bake(&root, &stages, &rev, &args, &secret)?
             };
             results = r;
             Ok(finished)
@@ -271,6 +276,7 @@ fn build_sequential(
     stages: &[&str],
     rev: &str,
     args: &[(String, String)],
+    secret: &str,
 ) -> Result<Outcome> {
     let started = Instant::now();
     let mut all = String::new();
@@ -279,7 +285,7 @@ fn build_sequential(
     for stage in stages {
         let log = log_path(root, &format!("build-prod-{stage}.log"));
         let f = run_logged(
-            docker::expr(&stage_argv(stage, rev, args)).env("BUILDKIT_PROGRESS", "plain"),
+            docker::expr(&stage_argv(stage, rev, args, secret)).env("BUILDKIT_PROGRESS", "plain"),
             &format!("building stage `{stage}`"),
             &log,
             TIMEOUT_BUILD,
@@ -313,12 +319,13 @@ fn build_bake(
     stages: &[&str],
     rev: &str,
     args: &[(String, String)],
+    secret: &str,
 ) -> Result<Outcome> {
     let file = log_path(root, "bake.json");
     std::fs::create_dir_all(file.parent().context("log dir")?)?;
     std::fs::write(
         &file,
-        serde_json::to_string_pretty(&bake_file(stages, rev, args))?,
+        serde_json::to_string_pretty(&bake_file(stages, rev, args, secret))?,
     )?;
     let mut argv = words(&["buildx", "bake", "--progress=plain", "-f"]);
     argv.push(file.display().to_string());
@@ -355,8 +362,8 @@ mod tests {
 
     #[test]
     fn stage_argv_targets_and_tags() {
-        let args = stage_build_args(&ImageSet::standin(), "--frozen-lockfile", "");
-        let v = stage_argv("runner", "abc123", &args);
+        let args = stage_build_args(&ImageSet::standin(), "--frozen-lockfile");
+        let v = stage_argv("runner", "abc123", &args, "id=extra_ca,src=/ca.pem");
         let s = v.join(" ");
         assert!(s.starts_with("build -f docker/Dockerfile --target runner -t axion-hub:runner -t axion-hub:runner-abc123"), "{s}");
         assert!(
@@ -368,8 +375,8 @@ mod tests {
             "{s}"
         );
         assert!(
-            !s.contains("EXTRA_CA_CERTS"),
-            "no CA argument when the host has none: {s}"
+            !s.contains("EXTRA_CA") && s.contains("--secret id=extra_ca,src=/ca.pem"),
+            "the CAs go in as a build secret, never a build argument: {s}"
         );
         assert_eq!(v.last().unwrap(), "app");
     }
@@ -379,8 +386,10 @@ mod tests {
         let f = bake_file(
             &STAGES,
             "r1",
-            &stage_build_args(&ImageSet::upstream(), "--frozen-lockfile", ""),
+            &stage_build_args(&ImageSet::upstream(), "--frozen-lockfile"),
+            "id=extra_ca,src=/ca.pem",
         );
+        assert_eq!(f["target"]["deps"]["secret"][0], "id=extra_ca,src=/ca.pem");
         assert_eq!(
             f["group"]["default"]["targets"].as_array().unwrap().len(),
             5

@@ -24,7 +24,7 @@ use crate::{
     readiness::{Ready, ReadySpec},
     stack::{
         Ports, SERVICES, Stack, StackKind, TIMEOUT_BUILD, TIMEOUT_HEALTHY, TIMEOUT_HTTP, log_path,
-        prepare_source_tree,
+        prepare_files,
     },
     util::{note, poll, secs},
 };
@@ -99,7 +99,7 @@ impl flags::Dev {
             ports::check_free(&ports.named())?;
         }
         let images = images::choose(sh, self.images, &env)?;
-        prepare_source_tree(&root)?;
+        prepare_files(&root, StackKind::Dev)?;
         Ok(Stack::new(
             StackKind::Dev,
             project,

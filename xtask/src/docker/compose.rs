@@ -14,9 +14,6 @@ pub struct Compose {
     pub env: Vec<(String, String)>,
 }
 
-/// Build-time variables that are not shown (a PEM bundle is long and says nothing).
-const HIDDEN: [&str; 1] = ["EXTRA_CA_CERTS"];
-
 impl Compose {
     /// `compose -f <file> -p <project> --env-file <f> <sub...>` (without the leading `docker`).
     pub fn args(&self, sub: &[String]) -> Vec<String> {
@@ -56,10 +53,7 @@ impl Compose {
         let mut words: Vec<String> = self
             .env
             .iter()
-            .map(|(k, v)| match HIDDEN.contains(&k.as_str()) {
-                true => format!("{k}=<pem>"),
-                false => format!("{k}={}", shell_quote(v)),
-            })
+            .map(|(k, v)| format!("{k}={}", shell_quote(v)))
             .collect();
         words.push("docker".into());
         words.extend(self.args(sub).iter().map(|a| shell_quote(a)));
@@ -126,10 +120,7 @@ mod tests {
             env_file: ".env.example".into(),
             env: vec![
                 ("APP_PORT".into(), "40001".into()),
-                (
-                    "EXTRA_CA_CERTS".into(),
-                    "-----BEGIN CERTIFICATE-----".into(),
-                ),
+                ("AXION_EXTRA_CA_FILE".into(), "/ca.pem".into()),
             ],
         }
     }
@@ -151,7 +142,7 @@ mod tests {
         );
         assert_eq!(
             compose().display(&words(&["up"])),
-            "APP_PORT=40001 EXTRA_CA_CERTS=<pem> docker compose -f docker-compose.yml -p axion-verify-1 --env-file .env.example up"
+            "APP_PORT=40001 AXION_EXTRA_CA_FILE=/ca.pem docker compose -f docker-compose.yml -p axion-verify-1 --env-file .env.example up"
         );
     }
 

@@ -28,6 +28,71 @@ pub struct Container {
     pub memory_limit: i64,
     pub restart_policy: String,
     pub image: String,
+    pub hardening: Hardening,
+}
+
+/// What a container may do, as `docker inspect` reports it: the prod checks read this.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Hardening {
+    pub user: String,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub security_opt: Vec<String>,
+    pub read_only: bool,
+    /// 0 or -1: no limit.
+    pub pids_limit: i64,
+    pub log_driver: String,
+    pub log_max_size: String,
+    pub log_max_file: String,
+    /// `KEY=value` as the container's environment holds them.
+    pub env: Vec<String>,
+    /// Host ports published (`HostConfig.PortBindings`).
+    pub published: Vec<String>,
+    /// The names of the networks it is attached to.
+    pub networks: Vec<String>,
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    v.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn parse_hardening(v: &Value) -> Hardening {
+    let host = &v["HostConfig"];
+    let log = &host["LogConfig"];
+    Hardening {
+        user: str_field(&v["Config"], "User"),
+        cap_add: strings(&host["CapAdd"]),
+        cap_drop: strings(&host["CapDrop"]),
+        security_opt: strings(&host["SecurityOpt"]),
+        read_only: host["ReadonlyRootfs"].as_bool().unwrap_or(false),
+        pids_limit: host["PidsLimit"].as_i64().unwrap_or(0),
+        log_driver: str_field(log, "Type"),
+        log_max_size: str_field(&log["Config"], "max-size"),
+        log_max_file: str_field(&log["Config"], "max-file"),
+        env: strings(&v["Config"]["Env"]),
+        published: host["PortBindings"]
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter(|(_, b)| b.as_array().is_some_and(|a| !a.is_empty()))
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        networks: keys(&v["NetworkSettings"]["Networks"]),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +173,7 @@ pub fn parse_inspect(text: &str) -> Result<Vec<Container>> {
                     .as_str()
                     .unwrap_or_default()
                     .to_string(),
+                hardening: parse_hardening(v),
             }
         })
         .collect())
@@ -168,8 +234,11 @@ mod tests {
     fn inspect_gives_health_log_and_limits() {
         let text = r#"[{"Id":"abc","Name":"/p-db-1","State":{"Status":"running","ExitCode":0,"OOMKilled":false,
             "Health":{"Status":"unhealthy","FailingStreak":5,"Log":[{"ExitCode":2,"Output":"127.0.0.1:5432 - no response\n"}]}},
-            "Config":{"Image":"postgres:17-alpine","Labels":{"com.docker.compose.service":"db"}},
-            "HostConfig":{"Memory":536870912,"RestartPolicy":{"Name":"unless-stopped"}}}]"#;
+            "Config":{"Image":"postgres:17-alpine","User":"","Env":["POSTGRES_PASSWORD_FILE=/run/secrets/p"],"Labels":{"com.docker.compose.service":"db"}},
+            "HostConfig":{"Memory":536870912,"RestartPolicy":{"Name":"unless-stopped"},"CapDrop":["ALL"],"CapAdd":["CHOWN"],
+              "SecurityOpt":["no-new-privileges:true"],"ReadonlyRootfs":true,"PidsLimit":256,
+              "LogConfig":{"Type":"json-file","Config":{"max-size":"10m","max-file":"3"}},"PortBindings":{"5432/tcp":[]}},
+            "NetworkSettings":{"Networks":{"p_backend":{}}}}]"#;
         let c = &parse_inspect(text).unwrap()[0];
         assert_eq!((c.name.as_str(), c.service.as_str()), ("p-db-1", "db"));
         assert!(c.failed() && !c.ready());
@@ -179,6 +248,16 @@ mod tests {
             (c.memory_limit, c.restart_policy.as_str()),
             (536870912, "unless-stopped")
         );
+        let h = &c.hardening;
+        assert_eq!(
+            (h.cap_drop.as_slice(), h.cap_add.as_slice()),
+            (&["ALL".to_string()][..], &["CHOWN".to_string()][..])
+        );
+        assert!(
+            h.read_only && h.pids_limit == 256 && h.log_max_size == "10m" && h.log_max_file == "3"
+        );
+        assert!(h.published.is_empty(), "an empty binding publishes nothing");
+        assert_eq!(h.networks, ["p_backend"]);
         let no_check = Container {
             status: "running".into(),
             ..Default::default()

@@ -187,3 +187,41 @@ pub fn publisher_of(port: u16) -> Option<String> {
     let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
     (!name.is_empty()).then_some(name)
 }
+
+/// `docker exec <container> <args>`: its output whatever the exit status (checks read both).
+pub fn exec(sh: &Shell, container: &str, args: &[&str]) -> Result<Output> {
+    let mut a = words(&["exec", container]);
+    a.extend(words(args));
+    Ok(cmd(sh, &a).quiet().ignore_status().output()?)
+}
+
+/// A throw-away container of `image` running `sh -c <script>` as root without a network: for
+/// looking inside an image (a file scan), never for serving.
+pub fn inspect_image_with(sh: &Shell, image: &str, script: &str) -> Result<String> {
+    let args = words(&[
+        "run",
+        "--rm",
+        "--user",
+        "0",
+        "--network",
+        "none",
+        "--entrypoint",
+        "sh",
+        image,
+        "-c",
+        script,
+    ]);
+    Ok(cmd(sh, &args).quiet().ignore_stderr().read()?)
+}
+
+/// The commands that made each layer of an image (`docker history`), unabridged.
+pub fn history(sh: &Shell, image: &str) -> Result<String> {
+    let args = words(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", image]);
+    Ok(cmd(sh, &args).quiet().read()?)
+}
+
+/// Whether a network is `internal` (no route out).
+pub fn network_internal(sh: &Shell, network: &str) -> Result<bool> {
+    let args = words(&["network", "inspect", "--format", "{{.Internal}}", network]);
+    Ok(cmd(sh, &args).quiet().read()?.trim() == "true")
+}

@@ -77,11 +77,7 @@ pub const COMMANDS: &[CommandSpec] = &[
             ),
             COLD,
             NO_VERIFY,
-            valued(
-                "--timeout-build",
-                "SECS",
-                "limit for the image build",
-            ),
+            valued("--timeout-build", "SECS", "limit for the image build"),
             valued(
                 "--timeout-healthy",
                 "SECS",

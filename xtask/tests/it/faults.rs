@@ -72,8 +72,21 @@ const NATIVE_INTEGRITY: &str = "#9 [deps 2/2] RUN bun install --frozen-lockfile\
     #9 2.1 error: IntegrityCheckFailed extracting tarball from @biomejs/cli-linux-x64-musl\n\
     #9 ERROR: process \"/bin/sh -c bun install\" did not complete successfully: exit code: 1\n";
 
+fn lock_integrity(fake: &FakeDocker, pkg: &str) -> String {
+    let lock = std::fs::read_to_string(fake.project.join("app/bun.lock")).unwrap();
+    let line = lock
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("\"{pkg}\": [")))
+        .unwrap()
+        .to_string();
+    line.split('"')
+        .find(|s| s.starts_with("sha512-"))
+        .unwrap()
+        .to_string()
+}
+
 #[test]
-fn dev_build_retries_native_integrity_failures_without_verify_and_says_so() {
+fn dev_build_repairs_lock_entries_the_registry_contradicts_and_keeps_checks_on() {
     let fake = FakeDocker::new(
         "integrity-dev",
         &rules(&[
@@ -89,6 +102,8 @@ fn dev_build_retries_native_integrity_failures_without_verify_and_says_so() {
             ),
         ]),
     );
+    fake.npm(Some("sha512-REGISTRY/value=="));
+    let before = lock_integrity(&fake, "@biomejs/cli-linux-x64-musl");
     let out = fake.xtask(&["verify"]);
     let all = text(&out);
     assert!(
@@ -100,23 +115,57 @@ fn dev_build_retries_native_integrity_failures_without_verify_and_says_so() {
         .into_iter()
         .filter(|c| c.contains(" build |"))
         .collect();
-    assert_eq!(builds.len(), 2, "one failed build, one retry: {builds:#?}");
-    assert!(
-        !builds[0].contains("--no-verify") && builds[1].contains("--frozen-lockfile --no-verify"),
-        "{builds:#?}"
+    assert_eq!(
+        builds.len(),
+        2,
+        "one failed build, one after the repair: {builds:#?}"
     );
     assert!(
-        all.contains("Retrying this DEV build with --no-verify"),
-        "{all}"
+        builds.iter().all(|b| !b.contains("--no-verify")),
+        "checks stay on: {builds:#?}"
     );
-    assert!(
-        all.contains("@biomejs/cli-linux-x64-musl"),
-        "names the package: {all}"
+    assert_eq!(
+        lock_integrity(&fake, "@biomejs/cli-linux-x64-musl"),
+        "sha512-REGISTRY/value==",
+        "the wrong entry is repaired from the registry (was {before})"
     );
+    assert!(all.contains("repaired exactly those"), "{all}");
     assert!(
         all.contains("port 3000 is already in use"),
         "then the next failure is named: {all}"
     );
+}
+
+#[test]
+fn no_repair_when_the_registry_agrees_or_cannot_be_asked() {
+    for (name, npm) in [("agrees", true), ("offline", false)] {
+        let fake = FakeDocker::new(
+            &format!("integrity-{name}"),
+            &rules(&[(" build |", 1, NATIVE_INTEGRITY)]),
+        );
+        let lock = lock_integrity(&fake, "@biomejs/cli-linux-x64-musl");
+        fake.npm(npm.then_some(lock.as_str()));
+        let out = fake.xtask(&["verify"]);
+        let all = text(&out);
+        assert!(!out.status.success(), "{all}");
+        let builds = fake
+            .calls()
+            .iter()
+            .filter(|c| c.contains(" build |"))
+            .count();
+        assert_eq!(builds, 1, "{name}: no second build");
+        assert_eq!(
+            lock_integrity(&fake, "@biomejs/cli-linux-x64-musl"),
+            lock,
+            "{name}: lock untouched"
+        );
+        let want = if npm {
+            "the download was altered"
+        } else {
+            "could not ask the registry"
+        };
+        assert!(all.contains(want), "{name}: {all}");
+    }
 }
 
 #[test]

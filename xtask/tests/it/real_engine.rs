@@ -314,3 +314,93 @@ fn verify_cleans_up_on_sigterm() {
         project_resources(&project)
     );
 }
+
+/// The build host's extra CAs (this machine sits behind a TLS-intercepting proxy) reach bun
+/// install as a build secret and nothing else: a cold build through the proxy succeeds, and
+/// neither the dev nor the runner image trusts a CA the distribution did not ship, names one
+/// in its environment, or holds a PEM in its history.
+#[test]
+fn build_host_trust_stays_in_the_build() {
+    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine_or_named_skip() {
+        return;
+    }
+    let out = Command::new(xtask_bin())
+        .args([
+            "build-prod",
+            "--stage",
+            "dev",
+            "--stage",
+            "runner",
+            "--cold",
+            "--json",
+        ])
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cold build failed:\n{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["verdict"], "pass");
+    assert!(report["lockfile_policy"].as_str().unwrap().contains("cold"));
+
+    let host_cas: Vec<String> = fs::read_dir("/usr/local/share/ca-certificates")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| fs::read_to_string(e.path()).ok())
+                .flat_map(|t| {
+                    t.split("-----BEGIN CERTIFICATE-----")
+                        .skip(1)
+                        .map(|b| {
+                            b.split("-----END")
+                                .next()
+                                .unwrap()
+                                .split_whitespace()
+                                .collect()
+                        })
+                        .collect::<Vec<String>>()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    eprintln!("the build host trusts {} extra CA(s)", host_cas.len());
+    for image in ["axion-hub:dev", "axion-hub:runner"] {
+        let extra = docker_lines(&[
+            "run",
+            "--rm",
+            "--user",
+            "0",
+            "--network",
+            "none",
+            "--entrypoint",
+            "sh",
+            image,
+            "-c",
+            "ls -A /usr/local/share/ca-certificates; printenv NODE_EXTRA_CA_CERTS; true",
+        ]);
+        assert!(extra.is_empty(), "{image} carries {extra:?}");
+        let bundle: String = docker_lines(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "cat",
+            image,
+            "/etc/ssl/certs/ca-certificates.crt",
+        ])
+        .concat();
+        for ca in &host_cas {
+            assert!(
+                !bundle.contains(ca.as_str()),
+                "{image} trusts a build-host CA"
+            );
+        }
+        let history = docker_lines(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", image]);
+        assert!(
+            !history
+                .iter()
+                .any(|l| l.contains("BEGIN CERTIFICATE") || l.contains("EXTRA_CA_CERTS=")),
+            "{image}'s history holds a PEM"
+        );
+    }
+}

@@ -31,8 +31,11 @@ pub fn text(o: &Output) -> String {
 /// `calls.log`: the argv joined by spaces, then ` | BUN_INSTALL_FLAGS=<value>`. Rules are
 /// `(substring of that line, exit code, output)`; the first match wins, and a rule whose
 /// substring starts with `once:` applies to its first match only. No match: exit 0, no output.
+/// The xtask runs on a scratch copy of the project (`project`: .env.example and app/bun.lock),
+/// so what it writes (a repaired lock, secrets) never touches the checkout.
 pub struct FakeDocker {
     pub dir: PathBuf,
+    pub project: PathBuf,
 }
 
 impl FakeDocker {
@@ -73,7 +76,24 @@ impl FakeDocker {
         let bin = dir.join("docker");
         fs::write(&bin, script).unwrap();
         fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
-        FakeDocker { dir }
+        let project = dir.join("project");
+        fs::create_dir_all(project.join("app")).unwrap();
+        for f in [".env.example", "app/bun.lock"] {
+            fs::copy(project_root().join(f), project.join(f)).unwrap();
+        }
+        FakeDocker { dir, project }
+    }
+
+    /// A fake `npm` beside the fake docker: `npm view <pkg> dist.integrity` prints `answer`,
+    /// or fails like an offline npm when it is None.
+    pub fn npm(&self, answer: Option<&str>) {
+        let script = match answer {
+            Some(a) => format!("#!/bin/sh\necho '{a}'\n"),
+            None => "#!/bin/sh\necho 'npm error network request failed' >&2\nexit 1\n".into(),
+        };
+        let bin = self.dir.join("npm");
+        fs::write(&bin, script).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
     }
 
     /// The healthy-engine answers every scenario starts from.
@@ -104,6 +124,7 @@ impl FakeDocker {
             .args(args)
             .env("PATH", format!("{}:/usr/bin:/bin", self.dir.display()))
             .env("AXION_IMAGES", "upstream")
+            .env("AXION_PROJECT_ROOT", &self.project)
             .env_remove("CI")
             .env("RUST_BACKTRACE", "1")
             .output()

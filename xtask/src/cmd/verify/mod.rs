@@ -2,6 +2,7 @@
 //! own project name and free ports; exit 0 only if it works.
 
 mod plan;
+mod prod_checks;
 mod report;
 
 use std::time::Instant;
@@ -16,7 +17,7 @@ use crate::{
     flags, images,
     lifecycle::{self, Teardown},
     progress::Progress,
-    stack::{Ports, StackKind, prepare_source_tree},
+    stack::{Ports, StackKind, prepare_files},
 };
 use plan::Plan;
 use report::Report;
@@ -40,7 +41,7 @@ impl flags::Verify {
         let versions = engine::preflight()?;
         let images = images::choose(sh, self.images, &env)?;
         let plan = Plan::new(&self, &env, images, Ports::free()?, &root);
-        prepare_source_tree(&root)?;
+        prepare_files(&root, plan.stack.kind)?;
         let mut report = Report::new(&plan, &versions);
         report.phase("preflight", started.elapsed());
         if !self.json {
@@ -109,15 +110,22 @@ fn run_checks(sh: &Shell, p: &Plan, report: &mut Report, quiet: bool) -> Result<
         }));
     }
     if p.stack.kind == StackKind::Prod {
-        for c in &cs {
-            if c.memory_limit <= 0 {
-                report.failed_service = Some(c.service.clone());
-                bail!("prod service `{}` runs without a memory limit", c.service);
-            }
-            if c.restart_policy.is_empty() || c.restart_policy == "no" {
-                report.failed_service = Some(c.service.clone());
-                bail!("prod service `{}` has no restart policy", c.service);
-            }
+        let t = std::time::Instant::now();
+        report.checks = prod_checks::run(sh, &cs);
+        report.phase("prod checks", t.elapsed());
+        let failed: Vec<&prod_checks::Check> = report.checks.iter().filter(|c| !c.ok).collect();
+        if let Some(first) = failed.first() {
+            report.failed_service = first.name.split(':').next().map(String::from);
+            let list: Vec<String> = failed
+                .iter()
+                .map(|c| format!("{} ({})", c.name, c.detail))
+                .collect();
+            bail!(
+                "{} of {} prod checks failed: {}",
+                failed.len(),
+                report.checks.len(),
+                list.join("; ")
+            );
         }
     }
     let mut used: Vec<String> = cs.iter().map(|c| c.image.clone()).collect();

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::plan::Plan;
+use super::{plan::Plan, prod_checks::Check};
 use crate::{engine, readiness::ServiceReady, util::secs};
 
 pub struct Report {
@@ -18,6 +18,8 @@ pub struct Report {
     pub containers: Vec<Value>,
     pub images: Vec<(String, u64)>,
     pub lockfile_policy: String,
+    /// `--prod` only: hardening, secrets, least privilege, a clean runner.
+    pub checks: Vec<Check>,
     pub health: Value,
     pub error: Option<String>,
     pub failed_service: Option<String>,
@@ -43,6 +45,7 @@ impl Report {
             containers: vec![],
             images: vec![],
             lockfile_policy: p.policy.describe(),
+            checks: vec![],
             health: Value::Null,
             error: None,
             failed_service: None,
@@ -69,6 +72,7 @@ impl Report {
                 "noticed_after_healthy_ms": s.notice_delay.map(|d| d.as_millis() as u64),
             })).collect::<Vec<_>>(),
             "containers": self.containers,
+            "checks": self.checks.iter().map(|c| json!({"check": c.name, "ok": c.ok, "detail": c.detail})).collect::<Vec<_>>(),
             "images": self.images.iter().map(|(i, s)| json!({"image": i, "size_bytes": s})).collect::<Vec<_>>(),
             "health": self.health,
             "error": self.error,
@@ -91,6 +95,14 @@ impl Report {
         }
         for sr in &self.services {
             s += &format!("  {}\n", sr.summary());
+        }
+        if !self.checks.is_empty() {
+            let passed = self.checks.iter().filter(|c| c.ok).count();
+            s += &format!("  prod checks: {passed} of {} passed\n", self.checks.len());
+            for c in &self.checks {
+                let verdict = if c.ok { "ok  " } else { "FAIL" };
+                s += &format!("    {verdict} {}\n", c.name);
+            }
         }
         for (i, size) in &self.images {
             s += &format!("  image {i}: {:.0} MB\n", *size as f64 / 1e6);

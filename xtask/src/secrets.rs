@@ -1,0 +1,214 @@
+//! Prod's secrets: one file each in a git-ignored directory (`secrets/`, or AXION_SECRETS_DIR),
+//! made from the OS CSPRNG when missing and checked before any prod start. Compose mounts them
+//! at /run/secrets; no password travels in an environment variable.
+//!
+//! Modes: the directory is 0700, so on the host only its owner reaches the files. The files
+//! are 0644 because compose bind-mounts a file secret with its host owner and mode (the
+//! `uid`/`gid`/`mode` keys are Swarm-only, docker/compose#9648) and the services read them as
+//! non-root users (postgres, redis, the app's 1000).
+
+use std::{
+    fs,
+    io::Read,
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+
+/// The secrets the prod stack reads, with what each is for.
+pub const SECRETS: [(&str, &str); 3] = [
+    (
+        "postgres_password",
+        "PostgreSQL's bootstrap superuser (initdb only)",
+    ),
+    (
+        "app_db_password",
+        "the app's own PostgreSQL role (LOGIN, not superuser)",
+    ),
+    (
+        "redis_password",
+        "Redis `requirepass` (the app authenticates with it)",
+    ),
+];
+/// Redis reads its password from a config file: derived from `redis_password` on each prod
+/// start, so editing the password file is enough.
+const REDIS_CONF: &str = "redis.conf";
+/// Long enough that guessing is hopeless; the generated ones are 43 characters (256 bits).
+pub const MIN_LEN: usize = 16;
+
+pub fn dir(root: &Path) -> PathBuf {
+    match std::env::var("AXION_SECRETS_DIR") {
+        Ok(d) if !d.is_empty() => root.join(d),
+        _ => root.join("secrets"),
+    }
+}
+
+/// Creates what is missing (saying where), rewrites redis.conf, then checks every secret.
+pub fn ensure(root: &Path) -> Result<()> {
+    let dir = dir(root);
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+    for (name, what) in SECRETS {
+        let path = dir.join(name);
+        if !path.exists() {
+            write_new(&path, &generate()?)?;
+            eprintln!(
+                "created secret {} ({what}): 256 random bits",
+                path.display()
+            );
+        }
+    }
+    let redis = read(&dir, "redis_password")?;
+    let conf = dir.join(REDIS_CONF);
+    let _ = fs::remove_file(&conf);
+    write_new(&conf, &format!("requirepass {redis}\n"))?;
+    check(root)
+}
+
+/// Refuses a secret that is short, has a newline or a space, or is a password published in
+/// .env.example (the dev defaults).
+pub fn check(root: &Path) -> Result<()> {
+    let dir = dir(root);
+    let published = published_values(root);
+    for (name, _) in SECRETS {
+        let value = read(&dir, name)?;
+        let path = dir.join(name).display().to_string();
+        if published.iter().any(|p| *p == value) {
+            bail!(
+                "{path} holds a password published in .env.example: the prod stack refuses it.\n  \
+                 fix: delete the file and the xtask makes a random one, or write your own of {MIN_LEN}+ characters"
+            );
+        }
+        if value.chars().count() < MIN_LEN {
+            bail!(
+                "{path} is shorter than {MIN_LEN} characters.\n  fix: delete it (a random one is made) or write a longer one"
+            );
+        }
+        if value.contains(char::is_whitespace) {
+            bail!("{path}: a password may not contain spaces or line breaks inside it");
+        }
+    }
+    Ok(())
+}
+
+fn read(dir: &Path, name: &str) -> Result<String> {
+    let path = dir.join(name);
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
+fn write_new(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Every value .env.example assigns: the published defaults no prod secret may reuse.
+fn published_values(root: &Path) -> Vec<String> {
+    let text = fs::read_to_string(root.join(".env.example")).unwrap_or_default();
+    crate::env_file::EnvFile::parse(&text)
+        .vars
+        .into_iter()
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+/// 32 bytes from the kernel's CSPRNG, base64url without padding (43 characters, safe in any
+/// URL or config file).
+pub fn generate() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom")?;
+    Ok(base64url(&bytes))
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("xtask-secrets-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        fs::write(
+            d.join(".env.example"),
+            "POSTGRES_PASSWORD=axion-dev-password\n",
+        )
+        .unwrap();
+        d
+    }
+
+    #[test]
+    fn base64url_matches_rfc4648() {
+        assert_eq!(base64url(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64url(b"fo"), "Zm8");
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+        assert_eq!(generate().unwrap().len(), 43);
+        assert_ne!(generate().unwrap(), generate().unwrap());
+    }
+
+    #[test]
+    fn missing_secrets_are_made_once_and_kept() {
+        let root = scratch("make");
+        ensure(&root).unwrap();
+        let d = dir(&root);
+        assert_eq!(
+            fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        let first = fs::read_to_string(d.join("app_db_password")).unwrap();
+        ensure(&root).unwrap();
+        assert_eq!(
+            fs::read_to_string(d.join("app_db_password")).unwrap(),
+            first
+        );
+        let conf = fs::read_to_string(d.join("redis.conf")).unwrap();
+        let redis = fs::read_to_string(d.join("redis_password")).unwrap();
+        assert_eq!(conf, format!("requirepass {redis}\n"));
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn published_and_short_passwords_are_refused() {
+        let root = scratch("weak");
+        ensure(&root).unwrap();
+        let d = dir(&root);
+        fs::write(d.join("postgres_password"), "axion-dev-password\n").unwrap();
+        let e = check(&root).unwrap_err().to_string();
+        assert!(e.contains("published in .env.example"), "{e}");
+        fs::write(d.join("postgres_password"), "short").unwrap();
+        assert!(
+            check(&root)
+                .unwrap_err()
+                .to_string()
+                .contains("shorter than 16")
+        );
+        fs::write(d.join("postgres_password"), "p@ss:w/rd#with-specials-42").unwrap();
+        check(&root).unwrap();
+        fs::remove_dir_all(&root).unwrap();
+    }
+}
