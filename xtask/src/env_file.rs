@@ -113,13 +113,22 @@ impl EnvSource {
     }
 }
 
-/// Creates `.env` from `.env.example` when it is missing; never touches an existing one.
+/// Creates `.env` from `.env.example` when it is missing, readable by its owner only (it will
+/// hold passwords); never touches an existing one.
 pub fn ensure_dotenv(root: &Path) -> Result<bool> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
     let env = root.join(".env");
     if env.exists() {
         return Ok(false);
     }
-    fs::copy(root.join(".env.example"), &env).context("creating .env from .env.example")?;
+    let text = fs::read(root.join(".env.example")).context("reading .env.example")?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&env)
+        .context("creating .env from .env.example")?;
+    f.write_all(&text)?;
     Ok(true)
 }
 
@@ -183,6 +192,9 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join(".env.example"), "APP_PORT=3000\n").unwrap();
         assert!(ensure_dotenv(&dir).unwrap());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir.join(".env")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         fs::write(dir.join(".env"), "APP_PORT=4000\n").unwrap();
         assert!(!ensure_dotenv(&dir).unwrap());
         assert_eq!(

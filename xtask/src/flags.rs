@@ -119,6 +119,8 @@ pub struct Doctor {
 pub struct Bench {
     pub runs: usize,
     pub prod: bool,
+    pub load: bool,
+    pub duration: Option<Duration>,
     pub images: ImageChoice,
 }
 
@@ -137,6 +139,7 @@ fn default_of(long: &str) -> Option<String> {
         "--timeout-healthy" => Some(secs(crate::stack::TIMEOUT_HEALTHY)),
         "--timeout-http" => Some(secs(crate::stack::TIMEOUT_HTTP)),
         "--runs" => Some(BENCH_RUNS.to_string()),
+        "--duration" => Some(format!("{}", crate::stack::LOAD_DURATION.as_secs())),
         _ => None,
     }
 }
@@ -202,6 +205,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
         "bench" => Command::Bench(Bench {
             runs: m.count("--runs")?.unwrap_or(BENCH_RUNS),
             prod: m.on("--prod"),
+            load: m.on("--load"),
+            duration: m.secs("--duration")?,
             images: m.images()?,
         }),
         other => unreachable!("command `{other}` is in the table but not converted"),

@@ -74,7 +74,7 @@ pub fn check(root: &Path) -> Result<()> {
     for (name, _) in SECRETS {
         let value = read(&dir, name)?;
         let path = dir.join(name).display().to_string();
-        if published.iter().any(|p| *p == value) {
+        if published.contains(&value) {
             bail!(
                 "{path} holds a password published in .env.example: the prod stack refuses it.\n  \
                  fix: delete the file and the xtask makes a random one, or write your own of {MIN_LEN}+ characters"

@@ -21,6 +21,12 @@ pub const TIMEOUT_HEALTHY: Duration = Duration::from_secs(150);
 /// The dev server compiles `/` and `/api/health` on first request (5-10 s on 2 cores).
 pub const TIMEOUT_HTTP: Duration = Duration::from_secs(120);
 
+/// `bench --load`: long enough for a steady state (the first second warms the pools), short
+/// enough for a routine run.
+pub const LOAD_DURATION: Duration = Duration::from_secs(15);
+/// `bench --load`: the concurrency the prod health endpoint is held to.
+pub const LOAD_CONNECTIONS: u32 = 100;
+
 /// The services of both compose files (a unit test holds the files to it).
 pub const SERVICES: [&str; 3] = ["app", "db", "redis"];
 

