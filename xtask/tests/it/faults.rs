@@ -388,3 +388,29 @@ fn errors_read_cleanly_even_with_rust_backtrace_set() {
         "{err}"
     );
 }
+
+#[test]
+fn prod_refuses_a_published_or_short_secret_before_building() {
+    let fake = FakeDocker::new("weak-secret", &FakeDocker::engine_rules());
+    let secrets = fake.project.join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("postgres_password"), "axion-dev-password\n").unwrap();
+    let out = fake.xtask(&["verify", "--prod"]);
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("postgres_password holds a password published in .env.example"),
+        "{all}"
+    );
+    assert!(
+        fake.calls().iter().all(|c| !c.contains(" build") && !c.contains(" up ")),
+        "nothing built or started: {:#?}",
+        fake.calls()
+    );
+    // The missing ones were made meanwhile: 256 random bits each, in a 0700 directory.
+    let made = std::fs::read_to_string(secrets.join("app_db_password")).unwrap();
+    assert_eq!(made.len(), 43, "{made:?}");
+    std::fs::write(secrets.join("postgres_password"), "short").unwrap();
+    let all = text(&fake.xtask(&["verify", "--prod"]));
+    assert!(all.contains("shorter than 16 characters"), "{all}");
+}
