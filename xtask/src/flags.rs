@@ -60,6 +60,7 @@ pub enum Command {
     BuildProd(BuildProd),
     Verify(Verify),
     Down(Down),
+    Clean(Clean),
     Doctor(Doctor),
     Provision(Provision),
     Ci,
@@ -111,6 +112,12 @@ pub struct Down {
 }
 
 #[derive(Debug, Default, PartialEq)]
+pub struct Clean {
+    pub dry_run: bool,
+    pub build_cache: Option<String>,
+}
+
+#[derive(Debug, Default, PartialEq)]
 pub struct Doctor {
     pub json: bool,
 }
@@ -127,6 +134,7 @@ pub struct Bench {
 #[derive(Debug, Default, PartialEq)]
 pub struct Provision {
     pub standin: bool,
+    pub refresh: bool,
 }
 
 const BENCH_RUNS: usize = 5;
@@ -200,6 +208,11 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
         }),
         "provision" => Command::Provision(Provision {
             standin: m.on("--standin"),
+            refresh: m.on("--refresh"),
+        }),
+        "clean" => Command::Clean(Clean {
+            dry_run: m.on("--dry-run"),
+            build_cache: m.size("--build-cache")?,
         }),
         "ci" => Command::Ci,
         "bench" => Command::Bench(Bench {
@@ -306,6 +319,22 @@ impl Matches {
             .filter(|n| *n > 0)
             .with_context(|| format!("`{long} {v}`: expected a positive number"))?;
         Ok(Some(n))
+    }
+    /// A size as docker takes it: digits and an optional unit (b, kb, mb, gb).
+    fn size(&self, long: &str) -> Result<Option<String>> {
+        let Some(v) = self.value(long) else {
+            return Ok(None);
+        };
+        let lower = v.to_ascii_lowercase();
+        let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        let unit = &lower[digits.len()..];
+        if digits.is_empty()
+            || !digits.chars().all(|c| c.is_ascii_digit())
+            || !["", "b", "k", "kb", "m", "mb", "g", "gb"].contains(&unit)
+        {
+            bail!("`{long} {v}`: expected a size such as 500mb or 5gb");
+        }
+        Ok(Some(lower))
     }
     fn reason(&self, long: &str) -> Result<Option<String>> {
         let Some(r) = self.value(long) else {

@@ -22,16 +22,16 @@ use crate::{
     proc::run_logged,
     progress::Progress,
     readiness::{self, NotReady, Probe, Ready, ReadySpec},
-    stack::StackKind,
+    stack::{Stack, StackKind},
     util::{note, secs, tail},
 };
 
 /// One HTTP probe: the dev server compiles a route on its first request (about 5 s on 2 cores).
 const HTTP_PROBE: Duration = Duration::from_secs(30);
 
-/// `compose build <services>` under the lockfile policy: the install flags reach the
-/// Dockerfile as BUN_INSTALL_FLAGS, and an integrity failure is diagnosed (and, for dev,
-/// perhaps retried) by `integrity`.
+/// `compose build <services>` under the lockfile policy: a cold run first checks every tarball
+/// in a throw-away container, the install flags reach the Dockerfile as BUN_INSTALL_FLAGS, and
+/// an integrity failure is diagnosed (and, for dev, perhaps repaired) by `integrity`.
 pub fn build(
     sh: &Shell,
     compose: &Compose,
@@ -41,12 +41,31 @@ pub fn build(
     log: &Path,
     timeout: Duration,
 ) -> Result<Built> {
-    integrity::build_with_policy(sh, kind, policy, |flags| {
+    let bun_image = compose
+        .env
+        .iter()
+        .find(|(k, _)| k == "BUN_IMAGE")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| crate::images::ImageSet::upstream().bun);
+    let started = Instant::now();
+    let mut cold_check = None;
+    let mut built = integrity::build_with_policy(sh, kind, policy, |flags| {
+        if policy.cold {
+            let check_log = log.with_extension("cold-check.log");
+            let check = integrity::cold_check(&bun_image, &check_log, timeout)?;
+            cold_check = Some(check.elapsed);
+            if !check.status.success() {
+                return Ok(check);
+            }
+        }
         let expr = compose
             .expr(&build_args(services))
             .env("BUN_INSTALL_FLAGS", flags);
         run_logged(expr, "compose build", log, timeout)
-    })
+    })?;
+    built.cold_check = cold_check;
+    built.finished.elapsed = started.elapsed();
+    Ok(built)
 }
 
 /// Runs `compose up --detach` in the background (it blocks until the dependencies are healthy)
@@ -194,33 +213,83 @@ pub fn failure_dump(sh: &Shell, project: &str, service: Option<&str>) -> String 
     out
 }
 
-/// Removes a throw-away stack on every way out: success, error, timeout, Ctrl-C, SIGTERM (via
-/// the signal flag turning into an error) and panic (Drop runs while unwinding).
+/// Removes a throw-away stack on every way out: success, error, timeout, Ctrl-C, SIGTERM,
+/// SIGHUP (via the signal flag turning into an error) and panic (Drop runs while unwinding).
+/// `compose down` runs in a process group of its own; a further Ctrl-C says what is still
+/// being removed, and the one after abandons the teardown with the exact command to finish it.
+/// What even that cannot cover (SIGKILL, power loss) the next command reaps (`reap`).
 pub struct Teardown<'a> {
     pub sh: &'a Shell,
-    pub compose: &'a Compose,
+    pub stack: &'a Stack,
     pub keep: bool,
     pub quiet: bool,
 }
 
+/// How often a running teardown looks for a further Ctrl-C.
+const TEARDOWN_TICK: Duration = Duration::from_millis(50);
+
 impl Teardown<'_> {
-    /// Down, then proof: nothing labelled with the project may remain.
+    /// The command that removes the stack, as a person would run it from the project root.
+    pub fn removal_command(&self) -> String {
+        let c = &self.stack.compose;
+        format!(
+            "cd {} && docker compose -f {} -p {} down --volumes --remove-orphans && docker image rm {}",
+            crate::util::project_root().display(),
+            c.file,
+            c.project,
+            self.stack.app_image()
+        )
+    }
+
+    /// Down (in its own process group), then proof: nothing labelled with the project may
+    /// remain; then the run's own app image goes.
     pub fn run(&self) -> Result<()> {
-        let out = self
-            .compose
-            .cmd(self.sh, &teardown_args())
-            .quiet()
-            .ignore_status()
-            .output()?;
-        let left = docker::leftovers(&self.compose.project)?;
+        let c = &self.stack.compose;
+        let started_with = crate::signals::count();
+        let mut child = c.detached(&teardown_args()).spawn()?;
+        let mut told = false;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            let more = crate::signals::count().saturating_sub(started_with);
+            if more >= 2 {
+                note(format!(
+                    "\nteardown abandoned; {} is left. Remove it with:\n  {}\n(or any later `cargo xtask` command reaps it)",
+                    c.project,
+                    self.removal_command()
+                ));
+                std::process::exit(130);
+            }
+            if more == 1 && !told {
+                told = true;
+                let left = docker::leftovers(&c.project).unwrap_or_default();
+                note(format!(
+                    "\nstill removing {}: {} (Ctrl-C once more abandons it and prints how to finish)",
+                    c.project,
+                    if left.is_empty() {
+                        "finishing".into()
+                    } else {
+                        left.join(", ")
+                    }
+                ));
+            }
+            std::thread::sleep(TEARDOWN_TICK);
+        };
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut stderr);
+        }
+        let left = docker::leftovers(&c.project)?;
         if !left.is_empty() {
             bail!(
-                "teardown of {} left {}\n{}",
-                self.compose.project,
-                left.join(", "),
-                String::from_utf8_lossy(&out.stderr)
+                "teardown of {} ({status}) left {}\n{stderr}",
+                c.project,
+                left.join(", ")
             );
         }
+        docker::remove_image(self.sh, &self.stack.app_image());
         Ok(())
     }
 }
@@ -229,8 +298,9 @@ impl Drop for Teardown<'_> {
     fn drop(&mut self) {
         if self.keep {
             note(format!(
-                "--keep: the stack `{0}` stays up. Remove it with:\n  docker compose -p {0} down --volumes --remove-orphans",
-                self.compose.project
+                "--keep: the stack `{}` stays up. Remove it with:\n  {}",
+                self.stack.project(),
+                self.removal_command()
             ));
             return;
         }
@@ -238,7 +308,7 @@ impl Drop for Teardown<'_> {
         match self.run() {
             Ok(()) if !self.quiet => note(format!(
                 "teardown: {} removed in {}",
-                self.compose.project,
+                self.stack.project(),
                 secs(t.elapsed())
             )),
             Ok(()) => {}

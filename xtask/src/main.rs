@@ -18,10 +18,12 @@ mod install;
 mod integrity;
 mod known_errors;
 mod lifecycle;
+mod owner;
 mod ports;
 mod proc;
 mod progress;
 mod readiness;
+mod reap;
 mod secrets;
 mod signals;
 mod stack;
@@ -65,6 +67,7 @@ fn run() -> Result<()> {
         flags::Command::BuildProd(o) => o.run(&sh)?,
         flags::Command::Verify(o) => o.run(&sh)?,
         flags::Command::Down(o) => o.run(&sh)?,
+        flags::Command::Clean(o) => o.run(&sh)?,
         flags::Command::Doctor(o) => o.run(&sh)?,
         flags::Command::Provision(o) => o.run(&sh)?,
         flags::Command::Ci => cmd::ci::run(&sh)?,

@@ -170,8 +170,46 @@ impl Stack {
             ports,
         }
     }
+    /// A stack of one run (verify, bench): a project of its own, its owner named on every
+    /// resource (so a run that dies without its teardown can be reaped), and its own app image
+    /// tag (so it never changes what the dev stack runs).
+    pub fn throwaway(
+        kind: StackKind,
+        purpose: &str,
+        env: &EnvSource,
+        images: &ImageSet,
+        ports: Ports,
+    ) -> Stack {
+        let project = kind.throwaway_project(purpose);
+        let mut stack = Stack::new(kind, project, env, images, ports);
+        let image = stack.app_image();
+        stack.compose.env.extend([
+            (
+                "AXION_OWNER".to_string(),
+                crate::owner::Owner::current().label(),
+            ),
+            ("AXION_APP_IMAGE".to_string(), image),
+        ]);
+        stack
+    }
     pub fn project(&self) -> &str {
         &self.compose.project
+    }
+    /// The app image this stack runs: the kind's own tag, or the run's.
+    pub fn app_image(&self) -> String {
+        match self
+            .compose
+            .env
+            .iter()
+            .find(|(k, _)| k == "AXION_APP_IMAGE")
+        {
+            Some((_, image)) => image.clone(),
+            None if self.compose.project == self.kind.project() => match self.kind {
+                StackKind::Dev => "axion-hub:dev".into(),
+                StackKind::Prod => "axion-hub:runner".into(),
+            },
+            None => format!("axion-hub-run:{}", self.compose.project),
+        }
     }
 }
 
@@ -253,6 +291,38 @@ mod tests {
         for (var, port) in Ports::DEFAULTS {
             assert!(example.contains(&format!("\n{var}={port}\n")), "{var}");
         }
+    }
+
+    #[test]
+    fn throwaway_stacks_name_their_owner_and_their_own_image() {
+        let env = EnvSource {
+            path: ".env.example".into(),
+            file: crate::env_file::EnvFile::default(),
+        };
+        let images = ImageSet::standin();
+        let s = Stack::throwaway(StackKind::Dev, "verify", &env, &images, Ports::default());
+        let get = |k: &str| {
+            s.compose
+                .env
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            get("AXION_APP_IMAGE"),
+            Some(format!("axion-hub-run:{}", s.project()))
+        );
+        let owner = crate::owner::Owner::parse(&get("AXION_OWNER").unwrap()).unwrap();
+        assert_eq!(owner.pid, std::process::id());
+        let dev = Stack::new(
+            StackKind::Dev,
+            StackKind::Dev.project(),
+            &env,
+            &images,
+            Ports::default(),
+        );
+        assert_eq!(dev.app_image(), "axion-hub:dev");
+        assert!(!dev.compose.env.iter().any(|(k, _)| k == "AXION_OWNER"));
     }
 
     #[test]

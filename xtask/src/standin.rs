@@ -5,7 +5,7 @@
 use std::{
     fs,
     path::{Path, PathBuf},
-    time::Instant,
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context, Result, bail};
@@ -20,6 +20,10 @@ use crate::{
 };
 
 const RECIPE_LABEL: &str = "org.axion-hub.recipe";
+/// Stand-ins are rebuilt (with a fresh Debian root and no layer cache, so apt takes the
+/// suite's current packages) once they are older than this: Debian publishes security
+/// updates within days of a disclosure, and a rebuild costs about a minute a week.
+pub const MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The files of a stand-in's recipe, in docker/standin/<name>/.
 const RECIPE_FILES: [&str; 2] = ["Dockerfile", "docker-entrypoint.sh"];
 
@@ -57,27 +61,73 @@ struct Stale {
     hash: String,
 }
 
-/// Builds what is missing or stale and reuses the rest: a warm call costs one
-/// `docker image inspect`.
+/// Builds what is missing, stale or older than MAX_AGE and reuses the rest: a warm call costs
+/// one `docker image inspect`.
 pub fn ensure(sh: &Shell) -> Result<()> {
-    let started = Instant::now();
-    let stale = stale(sh)?;
+    let (stale, too_old) = stale(sh, false)?;
+    rebuild(sh, stale, too_old)
+}
+
+/// `provision --refresh`: every stand-in and its Debian root rebuilt now, without cache.
+pub fn refresh(sh: &Shell) -> Result<()> {
+    let (stale, _) = stale(sh, true)?;
+    rebuild(sh, stale, true)
+}
+
+fn rebuild(sh: &Shell, stale: Vec<Stale>, fresh_bases: bool) -> Result<()> {
     if stale.is_empty() {
         return Ok(());
     }
+    let started = Instant::now();
     let mut suites: Vec<&str> = stale.iter().map(|s| s.standin.base).collect();
+    suites.sort();
     suites.dedup();
+    if fresh_bases {
+        eprintln!(
+            "stand-in: rebuilding with the Debian suites' current packages (older than {} days, or asked)",
+            MAX_AGE.as_secs() / 86_400
+        );
+        for suite in &suites {
+            docker::remove_image(sh, &format!("{STANDIN}/debian:{suite}"));
+        }
+    }
     ensure_debian_bases(sh, &suites)?;
-    build(sh, &stale)?;
+    build(sh, &stale, fresh_bases)?;
     eprintln!("stand-in images ready in {}", secs(started.elapsed()));
     Ok(())
 }
 
-/// The stand-ins whose recipe label differs from their recipe's hash (or that are missing).
-fn stale(sh: &Shell) -> Result<Vec<Stale>> {
+/// Each stand-in tag with its age, None where missing: what `doctor` shows.
+pub fn ages(sh: &Shell) -> Vec<(String, Option<Duration>)> {
+    let tags: Vec<String> = standins().into_iter().flat_map(|s| s.tags).collect();
+    let created = docker::image_lines(sh, "{{.Created}}", &tags);
+    tags.into_iter()
+        .zip(created)
+        .map(|(t, c)| {
+            let age = c
+                .and_then(|c| docker::container::parse_rfc3339(c.trim()))
+                .and_then(|c| SystemTime::now().duration_since(c).ok());
+            (t, age)
+        })
+        .collect()
+}
+
+/// The stand-ins whose recipe label differs from their recipe's hash or that are missing (all
+/// of them when `all`), and whether any is older than MAX_AGE (then all are rebuilt).
+fn stale(sh: &Shell, all: bool) -> Result<(Vec<Stale>, bool)> {
     let root = sh.current_dir();
     let all_tags: Vec<String> = standins().into_iter().flat_map(|s| s.tags).collect();
-    let mut labels = docker::image_labels(sh, RECIPE_LABEL, &all_tags).into_iter();
+    let format = format!("{{{{index .Config.Labels \"{RECIPE_LABEL}\"}}}}|{{{{.Created}}}}");
+    let lines = docker::image_lines(sh, &format, &all_tags);
+    let too_old = lines.iter().flatten().any(|l| {
+        l.split_once('|')
+            .and_then(|(_, c)| docker::container::parse_rfc3339(c.trim()))
+            .and_then(|c| SystemTime::now().duration_since(c).ok())
+            .is_some_and(|age| age > MAX_AGE)
+    });
+    let mut labels = lines
+        .into_iter()
+        .map(|l| l.map(|l| l.split('|').next().unwrap_or("").to_string()));
     let mut out = Vec::new();
     for s in standins() {
         let dir = root.join("docker/standin").join(s.name);
@@ -90,7 +140,7 @@ fn stale(sh: &Shell) -> Result<Vec<Stale>> {
         let hash = format!("{:016x}", fnv1a(&recipe));
         // Take this image's labels whole (`all` alone would stop early and shift the rest).
         let mine: Vec<Option<String>> = labels.by_ref().take(s.tags.len()).collect();
-        if !mine.iter().all(|l| l.as_deref() == Some(hash.as_str())) {
+        if all || too_old || !mine.iter().all(|l| l.as_deref() == Some(hash.as_str())) {
             out.push(Stale {
                 standin: s,
                 dir,
@@ -98,11 +148,14 @@ fn stale(sh: &Shell) -> Result<Vec<Stale>> {
             });
         }
     }
-    Ok(out)
+    Ok((out, too_old))
 }
 
-fn build_argv(s: &Standin, hash: &str, ctx: &Path, extra_ca: &Path) -> Vec<String> {
+fn build_argv(s: &Standin, hash: &str, ctx: &Path, extra_ca: &Path, no_cache: bool) -> Vec<String> {
     let mut args = words(&["build", "--progress=plain"]);
+    if no_cache {
+        args.push("--no-cache".into());
+    }
     args.extend([
         "--secret".into(),
         format!("id=extra_ca,src={}", extra_ca.display()),
@@ -122,7 +175,7 @@ fn build_argv(s: &Standin, hash: &str, ctx: &Path, extra_ca: &Path) -> Vec<Strin
 
 /// Builds the stale stand-ins in parallel, each from a context of its recipe; the host's extra
 /// CAs reach their downloads as a build secret.
-fn build(sh: &Shell, stale: &[Stale]) -> Result<()> {
+fn build(sh: &Shell, stale: &[Stale], no_cache: bool) -> Result<()> {
     let work = work_dir(&sh.current_dir(), "standin");
     let extra_ca = host::extra_ca_file(&sh.current_dir())?;
     let mut running = Vec::new();
@@ -144,7 +197,7 @@ fn build(sh: &Shell, stale: &[Stale]) -> Result<()> {
             s.tags.join(", "),
             log.display()
         );
-        let handle = docker::expr(&build_argv(s, hash, &ctx, &extra_ca))
+        let handle = docker::expr(&build_argv(s, hash, &ctx, &extra_ca, no_cache))
             .stderr_to_stdout()
             .stdout_path(&log)
             .unchecked()
@@ -271,7 +324,7 @@ mod tests {
     #[test]
     fn build_argv_labels_the_recipe() {
         let s = &standins()[2];
-        let a = build_argv(s, "00ff", Path::new("/ctx"), Path::new("/ca.pem")).join(" ");
+        let a = build_argv(s, "00ff", Path::new("/ctx"), Path::new("/ca.pem"), false).join(" ");
         assert_eq!(
             a,
             "build --progress=plain --secret id=extra_ca,src=/ca.pem -t axion-hub-standin/redis:7 \

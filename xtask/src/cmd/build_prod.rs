@@ -203,6 +203,13 @@ impl flags::BuildProd {
         }
         let mut results = Vec::new();
         let built = integrity::build_with_policy(sh, StackKind::Prod, &policy, |flags| {
+            if policy.cold {
+                let log = log_path(&root, "build-prod-cold-check.log");
+                let check = integrity::cold_check(&images.bun, &log, TIMEOUT_BUILD)?;
+                if !check.status.success() {
+                    return Ok(check);
+                }
+            }
             let args = stage_build_args(&images, flags);
             let (finished, r) = if self.sequential {
                 build_sequential(&root, &stages, &rev, &args, &secret)?

@@ -14,6 +14,7 @@ pub fn run(sh: &Shell) -> Result<()> {
 
     let t = Instant::now();
     install::ensure(sh)?;
+    crate::reap::reap(sh);
     let env = EnvSource::resolve(&sh.current_dir())?;
     // Builds the stand-ins now if no registry answers, so the tests below find them.
     let chosen = images::choose(sh, ImageChoice::Auto, &env)?;

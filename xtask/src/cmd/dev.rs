@@ -83,6 +83,7 @@ impl flags::Dev {
         let root = sh.current_dir();
         let v = ensure_engine(sh)?;
         eprintln!("docker: {}", crate::engine::describe(&v));
+        crate::reap::reap(sh);
         if ensure_dotenv(&root)? {
             eprintln!(
                 "created .env from .env.example (edit it to change ports, passwords, images)"

@@ -51,6 +51,9 @@ impl flags::Doctor {
         rows.push(disk_row(sh, &root));
         rows.push(bun_pin_row(&root));
         rows.extend(image_rows(sh, docker_ok));
+        if docker_ok {
+            rows.extend(leftover_rows(sh));
+        }
         let failed = rows
             .iter()
             .filter(|r| matches!(r.verdict, Verdict::Fail(_)))
@@ -251,6 +254,38 @@ fn image_rows(sh: &Shell, docker_ok: bool) -> Vec<Row> {
             Verdict::Ok,
         ),
     ]
+}
+
+/// Stacks left by runs that died, and how old the stand-ins are.
+fn leftover_rows(sh: &Shell) -> Vec<Row> {
+    let mut rows = vec![match crate::reap::find(sh) {
+        Ok(o) if o.is_empty() => row("left-over runs", "none", Verdict::Ok),
+        Ok(o) => row(
+            "left-over runs",
+            o.iter().map(|o| o.summary()).collect::<Vec<_>>().join("; "),
+            Verdict::Warn("runs that died without their teardown; `cargo xtask clean` (or any dev/verify/ci/bench) removes them".into()),
+        ),
+        Err(e) => row("left-over runs", "unknown", Verdict::Warn(format!("{e:#}"))),
+    }];
+    let ages = crate::standin::ages(sh);
+    let built: Vec<String> = ages
+        .iter()
+        .filter_map(|(t, a)| a.map(|a| format!("{t} {:.1} days", a.as_secs_f64() / 86_400.0)))
+        .collect();
+    if !built.is_empty() {
+        let max = crate::standin::MAX_AGE;
+        let old = ages.iter().any(|(_, a)| a.is_some_and(|a| a > max));
+        rows.push(row(
+            "stand-in age",
+            built.join(", "),
+            if old {
+                Verdict::Warn("older than 7 days: the next dev/verify/ci rebuilds them (or `cargo xtask provision --refresh`)".into())
+            } else {
+                Verdict::Ok
+            },
+        ));
+    }
+    rows
 }
 
 fn print_rows(rows: &[Row]) {

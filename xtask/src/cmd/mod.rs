@@ -4,6 +4,7 @@
 mod bench;
 mod build_prod;
 pub mod ci;
+mod clean;
 mod dev;
 mod doctor;
 mod down;

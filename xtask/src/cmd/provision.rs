@@ -9,7 +9,9 @@ use crate::{flags, install, standin};
 impl flags::Provision {
     pub fn run(self, sh: &Shell) -> Result<()> {
         install::provision(sh)?;
-        if self.standin {
+        if self.refresh {
+            standin::refresh(sh)?;
+        } else if self.standin {
             standin::ensure(sh)?;
         }
         Ok(())

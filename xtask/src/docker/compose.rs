@@ -48,6 +48,20 @@ impl Compose {
         e
     }
 
+    /// A compose child in a process group of its own, so a terminal's Ctrl-C does not reach it:
+    /// a teardown must finish even when a person presses Ctrl-C again.
+    pub fn detached(&self, sub: &[String]) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        let mut c = std::process::Command::new("docker");
+        c.args(self.args(sub))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0);
+        c
+    }
+
     /// Shown with --dry-run and in messages: the environment, then argv, as a shell would take it.
     pub fn display(&self, sub: &[String]) -> String {
         let mut words: Vec<String> = self

@@ -24,6 +24,8 @@ pub struct Container {
     pub health: String,
     pub exit_code: i64,
     pub oom_killed: bool,
+    /// Restarts by its restart policy (a crash loop shows here).
+    pub restart_count: i64,
     pub health_log: Vec<HealthProbe>,
     pub memory_limit: i64,
     pub restart_policy: String,
@@ -107,9 +109,13 @@ impl Container {
     pub fn ready(&self) -> bool {
         self.status == "running" && (self.health.is_empty() || self.health == "healthy")
     }
-    /// A state it will not leave by waiting.
+    /// A state it will not leave by waiting: stopped, unhealthy, or crashed at least once
+    /// (a restart policy would hide a crash loop behind "restarting"/"running").
     pub fn failed(&self) -> bool {
-        matches!(self.status.as_str(), "exited" | "dead") || self.health == "unhealthy"
+        matches!(self.status.as_str(), "exited" | "dead" | "restarting")
+            || self.health == "unhealthy"
+            || self.oom_killed
+            || self.restart_count > 0
     }
     /// When the health check first passed in the current run of passing probes: the moment
     /// the service became ready as Docker saw it.
@@ -123,12 +129,19 @@ impl Container {
         passing.end
     }
     pub fn state_word(&self) -> String {
-        match (self.status.as_str(), self.health.as_str()) {
-            ("running", "") => "running".into(),
+        let mut w = match (self.status.as_str(), self.health.as_str()) {
+            ("running", "") => "running".to_string(),
             ("running", h) => h.into(),
-            ("exited", _) => format!("exited({})", self.exit_code),
+            ("exited" | "restarting", _) => format!("{}({})", self.status, self.exit_code),
             (s, _) => s.into(),
+        };
+        if self.oom_killed {
+            w.push_str(", killed for running out of memory");
         }
+        if self.restart_count > 0 {
+            w.push_str(&format!(", restarted {} times", self.restart_count));
+        }
+        w
     }
 }
 
@@ -152,6 +165,7 @@ pub fn parse_inspect(text: &str) -> Result<Vec<Container>> {
                 health: health["Status"].as_str().unwrap_or_default().to_string(),
                 exit_code: state["ExitCode"].as_i64().unwrap_or(0),
                 oom_killed: state["OOMKilled"].as_bool().unwrap_or(false),
+                restart_count: v["RestartCount"].as_i64().unwrap_or(0),
                 health_log: health["Log"]
                     .as_array()
                     .map(|log| {
@@ -271,6 +285,18 @@ mod tests {
             }
             .state_word(),
             "exited(137)"
+        );
+        let looping = Container {
+            status: "restarting".into(),
+            exit_code: 137,
+            oom_killed: true,
+            restart_count: 2,
+            ..Default::default()
+        };
+        assert!(looping.failed());
+        assert_eq!(
+            looping.state_word(),
+            "restarting(137), killed for running out of memory, restarted 2 times"
         );
     }
 }

@@ -161,16 +161,15 @@ pub fn image_sizes(sh: &Shell, images: &[String]) -> Vec<u64> {
     }
 }
 
-/// One label of several images in one call when all exist (the warm case); otherwise one
-/// call per image to know which is missing (None).
-pub fn image_labels(sh: &Shell, label: &str, images: &[String]) -> Vec<Option<String>> {
-    let format = format!("{{{{index .Config.Labels \"{label}\"}}}}");
-    if let Some(lines) = image_field(sh, &format, images) {
+/// One `--format` line of several images in one call when all exist (the warm case);
+/// otherwise one call per image to know which is missing (None).
+pub fn image_lines(sh: &Shell, format: &str, images: &[String]) -> Vec<Option<String>> {
+    if let Some(lines) = image_field(sh, format, images) {
         return lines.into_iter().map(Some).collect();
     }
     images
         .iter()
-        .map(|i| image_field(sh, &format, std::slice::from_ref(i)).and_then(|mut l| l.pop()))
+        .map(|i| image_field(sh, format, std::slice::from_ref(i)).and_then(|mut l| l.pop()))
         .collect()
 }
 
@@ -224,4 +223,13 @@ pub fn history(sh: &Shell, image: &str) -> Result<String> {
 pub fn network_internal(sh: &Shell, network: &str) -> Result<bool> {
     let args = words(&["network", "inspect", "--format", "{{.Internal}}", network]);
     Ok(cmd(sh, &args).quiet().read()?.trim() == "true")
+}
+
+/// Removes an image tag (and the image when it was the last); a missing one is no error.
+pub fn remove_image(sh: &Shell, image: &str) {
+    let _ = cmd(sh, &words(&["image", "rm", image]))
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run();
 }

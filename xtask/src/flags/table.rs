@@ -102,6 +102,19 @@ pub const COMMANDS: &[CommandSpec] = &[
         images: false,
     },
     CommandSpec {
+        name: "clean",
+        about: "remove what dead runs left (their stacks and images) and the project's dangling images",
+        flags: &[
+            switch("--dry-run", "list what would be removed, remove nothing"),
+            valued(
+                "--build-cache",
+                "SIZE",
+                "also prune the engine's build cache down to SIZE (e.g. 5gb; engine-wide, see README)",
+            ),
+        ],
+        images: false,
+    },
+    CommandSpec {
         name: "doctor",
         about: "check every prerequisite and say how to fix what is missing",
         flags: &[JSON],
@@ -110,10 +123,13 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "provision",
         about: "install and start a Docker engine with buildx and Compose v2 (Debian/Ubuntu, root)",
-        flags: &[switch(
-            "--standin",
-            "also build the registry-free stand-in images",
-        )],
+        flags: &[
+            switch("--standin", "also build the registry-free stand-in images"),
+            switch(
+                "--refresh",
+                "rebuild the stand-ins now, with the Debian suite's current security updates",
+            ),
+        ],
         images: false,
     },
     CommandSpec {

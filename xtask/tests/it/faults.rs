@@ -403,7 +403,9 @@ fn prod_refuses_a_published_or_short_secret_before_building() {
         "{all}"
     );
     assert!(
-        fake.calls().iter().all(|c| !c.contains(" build") && !c.contains(" up ")),
+        fake.calls()
+            .iter()
+            .all(|c| !c.contains(" build") && !c.contains(" up ")),
         "nothing built or started: {:#?}",
         fake.calls()
     );

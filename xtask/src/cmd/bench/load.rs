@@ -9,7 +9,6 @@ use xshell::Shell;
 
 use crate::{
     docker::{self, compose::words},
-    engine,
     env_file::EnvSource,
     flags, images, install,
     integrity::Policy,
@@ -42,23 +41,16 @@ pub struct Load {
 }
 
 pub fn run(sh: &Shell, o: &flags::Bench) -> Result<()> {
-    engine::preflight()?;
     let wrk = ensure_wrk(sh)?;
     let root = sh.current_dir();
     let env = EnvSource::resolve(&root)?;
     let images = images::choose(sh, o.images, &env)?.set;
     prepare_files(&root, StackKind::Prod)?;
     let kind = StackKind::Prod;
-    let stack = Stack::new(
-        kind,
-        kind.throwaway_project("bench-load"),
-        &env,
-        &images,
-        Ports::free()?,
-    );
+    let stack = Stack::throwaway(kind, "bench-load", &env, &images, Ports::free()?);
     let _guard = Teardown {
         sh,
-        compose: &stack.compose,
+        stack: &stack,
         keep: false,
         quiet: false,
     };

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use xshell::Shell;
 
 use crate::{
-    docker::compose::words,
+    docker::{self, compose::words},
     engine,
     env_file::EnvSource,
     flags, http,
@@ -27,10 +27,11 @@ const PLAIN_TIMEOUT: Duration = Duration::from_secs(150);
 
 impl flags::Bench {
     pub fn run(self, sh: &Shell) -> Result<()> {
+        engine::preflight()?;
+        crate::reap::reap(sh);
         if self.load {
             return load::run(sh, &self);
         }
-        engine::preflight()?;
         // The env-file rule is the same for the verify child and the plain run below.
         let env = EnvSource::resolve(&sh.current_dir())?;
         let chosen = images::choose(sh, self.images, &env)?.set;
@@ -96,9 +97,10 @@ fn plain_run(
     images: &ImageSet,
     i: usize,
 ) -> Result<Duration> {
-    let project = kind.throwaway_project(&format!("bench-plain{i}"));
-    let stack = Stack::new(kind, project, env, images, Ports::free()?);
+    let purpose = format!("bench-plain{i}");
+    let stack = Stack::throwaway(kind, &purpose, env, images, Ports::free()?);
     let compose = &stack.compose;
+    let image = stack.app_image();
     let t = Instant::now();
     let wait = PLAIN_TIMEOUT.as_secs().to_string();
     let up = compose
@@ -136,6 +138,7 @@ fn plain_run(
         .ignore_stdout()
         .ignore_stderr()
         .run()?;
+    docker::remove_image(sh, &image);
     let d = t.elapsed();
     if !ok {
         bail!("the plain compose run {i} did not reach 200");

@@ -39,6 +39,7 @@ impl flags::Verify {
 
         let started = Instant::now();
         let versions = engine::preflight()?;
+        crate::reap::reap(sh);
         let images = images::choose(sh, self.images, &env)?;
         let plan = Plan::new(&self, &env, images, Ports::free()?, &root);
         prepare_files(&root, plan.stack.kind)?;
@@ -55,7 +56,7 @@ impl flags::Verify {
 
         let guard = Teardown {
             sh,
-            compose: &plan.stack.compose,
+            stack: &plan.stack,
             keep: plan.keep,
             quiet: self.json,
         };
@@ -85,6 +86,9 @@ fn run_checks(sh: &Shell, p: &Plan, report: &mut Report, quiet: bool) -> Result<
     let c = &p.stack.compose;
     let built = lifecycle::build(sh, c, p.stack.kind, &p.policy, &[], &p.log, p.timeout_build)
         .map_err(|e| e.context(format!("build log: {}", p.log.display())))?;
+    if let Some(d) = built.cold_check {
+        report.phase("cold check", d);
+    }
     report.phase("build", built.finished.elapsed);
     report.lockfile_policy = built.policy;
 

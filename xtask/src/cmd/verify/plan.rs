@@ -43,13 +43,7 @@ impl Plan {
         root: &std::path::Path,
     ) -> Plan {
         let kind = StackKind::from_prod(o.prod);
-        let stack = Stack::new(
-            kind,
-            kind.throwaway_project("verify"),
-            env,
-            &images.set,
-            ports,
-        );
+        let stack = Stack::throwaway(kind, "verify", env, &images.set, ports);
         let log = log_path(root, &format!("{}-build.log", stack.project()));
         Plan {
             policy: Policy::for_run(o.cold, o.no_verify.clone()),

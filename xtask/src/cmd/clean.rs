@@ -1,0 +1,56 @@
+//! `cargo xtask clean`: removes what runs that died left (their whole stacks and images), the
+//! project's dangling images, and on request the engine's build cache beyond a size. `--dry-run` lists without removing.
+
+use anyhow::Result;
+use xshell::Shell;
+
+use crate::{
+    docker::{self, compose::words},
+    engine, flags, reap,
+};
+
+impl flags::Clean {
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        engine::preflight()?;
+        let orphans = reap::find(sh)?;
+        let dangling = reap::dangling_images(sh)?;
+        let verb = if self.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        if orphans.is_empty() {
+            eprintln!("no stack left by a dead run");
+        }
+        for o in &orphans {
+            if !self.dry_run {
+                reap::remove(sh, o)?;
+            }
+            eprintln!("{verb} {}", o.summary());
+        }
+        if !dangling.is_empty() {
+            if !self.dry_run {
+                let mut args = words(&["image", "rm", "--force"]);
+                args.extend(dangling.iter().cloned());
+                docker::cmd(sh, &args).quiet().ignore_stdout().run()?;
+            }
+            eprintln!(
+                "{verb} {} dangling image(s) the project built: {}",
+                dangling.len(),
+                dangling.join(" ")
+            );
+        }
+        if let Some(size) = &self.build_cache {
+            // BuildKit cannot tell which cache a project made: this bound is engine-wide, and
+            // runs only because a person asked for it by name.
+            eprintln!(
+                "build cache: pruning the engine's build cache down to {size} (all projects share it)"
+            );
+            if !self.dry_run {
+                let args = words(&["buildx", "prune", "--force", "--keep-storage", size]);
+                docker::cmd(sh, &args).run()?;
+            }
+        }
+        Ok(())
+    }
+}
