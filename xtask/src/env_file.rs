@@ -11,42 +11,92 @@ use anyhow::{Context, Result, bail};
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct EnvFile {
     pub vars: Vec<(String, String)>,
+    /// The line (1-based) each of `vars` came from.
+    pub lines: Vec<usize>,
+    /// Lines whose quote never closes: (line, key).
+    pub unterminated: Vec<(usize, String)>,
 }
 
+/// Variables the stacks and the xtask read besides those .env.example assigns or mentions.
+const ALSO_READ: [&str; 8] = [
+    "AXION_IMAGES",
+    "AXION_EXTRA_CA_CERTS",
+    "AXION_DEV_PROJECT",
+    "AXION_SECRETS_DIR",
+    "APP_MEMORY_LIMIT",
+    "APP_DB_USER",
+    "DEBIAN_MIRROR",
+    "BUN_INSTALL_FLAGS",
+];
+
 impl EnvFile {
+    /// Reads and checks a file: a bad name or an unterminated quote is an error naming its line.
     pub fn load(path: &Path) -> Result<EnvFile> {
         let text =
             fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let env = EnvFile::parse(&text);
-        env.check()
-            .with_context(|| format!("in {}", path.display()))?;
+        env.check().with_context(|| {
+            format!(
+                "in {} (fix the line, or delete the file to start again from .env.example)",
+                path.display()
+            )
+        })?;
         Ok(env)
+    }
+
+    /// The line a variable was last set on.
+    pub fn line_of(&self, key: &str) -> Option<usize> {
+        let i = self.vars.iter().rposition(|(k, _)| k == key)?;
+        self.lines.get(i).copied()
     }
 
     /// `KEY=value`, `export KEY=value`, quotes, `#` comments; `${VAR}` is left for compose.
     pub fn parse(text: &str) -> EnvFile {
-        let mut vars = Vec::new();
-        for line in text.lines() {
+        let mut env = EnvFile::default();
+        for (n, line) in text.lines().enumerate() {
+            let before = env.vars.len();
+            env.parse_line(line, n + 1);
+            env.lines
+                .extend(std::iter::repeat_n(n + 1, env.vars.len() - before));
+        }
+        env
+    }
+
+    fn parse_line(&mut self, line: &str, n: usize) {
+        {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
-                continue;
+                return;
             }
             let line = line.strip_prefix("export ").unwrap_or(line);
             let Some((k, v)) = line.split_once('=') else {
-                vars.push((line.to_string(), String::new()));
-                continue;
+                self.vars.push((line.to_string(), String::new()));
+                return;
             };
-            let v = v.trim();
-            let v = if let Some(q) = v.strip_prefix('"').and_then(|v| v.split_once('"')) {
-                q.0.to_string()
-            } else if let Some(q) = v.strip_prefix('\'').and_then(|v| v.split_once('\'')) {
-                q.0.to_string()
-            } else {
-                v.split(" #").next().unwrap_or("").trim().to_string()
+            let (k, v) = (k.trim(), v.trim());
+            let quoted = ['"', '\''].into_iter().find(|q| v.starts_with(*q));
+            let v = match quoted {
+                Some(q) => match v[1..].split_once(q) {
+                    Some((inner, _)) => inner.to_string(),
+                    None => {
+                        self.unterminated.push((n, k.to_string()));
+                        v[1..].to_string()
+                    }
+                },
+                None => v.split(" #").next().unwrap_or("").trim().to_string(),
             };
-            vars.push((k.trim().to_string(), v));
+            self.vars.push((k.to_string(), v));
         }
-        EnvFile { vars }
+    }
+
+    /// Every variable a file assigns or mentions in a comment (`# HOST_UID=1000`): what
+    /// .env.example documents.
+    pub fn documented(text: &str) -> Vec<String> {
+        text.lines()
+            .map(|l| l.trim().trim_start_matches('#').trim())
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim().to_string()))
+            .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .collect()
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -59,9 +109,27 @@ impl EnvFile {
     }
 
     fn check(&self) -> Result<()> {
-        for (k, _) in &self.vars {
+        if let Some((n, k)) = self.unterminated.first() {
+            bail!("line {n}: the value of `{k}` opens a quote that never closes on that line");
+        }
+        for ((k, _), n) in self.vars.iter().zip(&self.lines) {
             if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                bail!("`{k}` is not a valid variable name (letters, digits and _ only)");
+                bail!("line {n}: `{k}` is not a valid variable name (letters, digits and _ only)");
+            }
+        }
+        Ok(())
+    }
+
+    /// A variable that is not one the stacks read but is one typo away from one: named with
+    /// its line and the variable meant. Others are the user's own and are left alone.
+    pub fn check_names(&self, known: &[String]) -> Result<()> {
+        for ((k, _), n) in self.vars.iter().zip(&self.lines) {
+            if known.contains(k) || ALSO_READ.contains(&k.as_str()) {
+                continue;
+            }
+            let all = known.iter().map(String::as_str).chain(ALSO_READ);
+            if let Some(meant) = all.filter(|m| near(k, m)).min_by_key(|m| distance(k, m)) {
+                bail!("line {n}: `{k}` is not a variable the stacks read; did you mean `{meant}`?");
             }
         }
         Ok(())
@@ -85,10 +153,11 @@ impl EnvSource {
         } else {
             ".env.example"
         });
-        Ok(EnvSource {
-            file: EnvFile::load(&root.join(&path))?,
-            path,
-        })
+        let file = EnvFile::load(&root.join(&path))?;
+        let example = fs::read_to_string(root.join(".env.example")).unwrap_or_default();
+        file.check_names(&EnvFile::documented(&example))
+            .with_context(|| format!("in {}", path.display()))?;
+        Ok(EnvSource { file, path })
     }
 
     /// A variable: the process environment first, then the file; empty counts as unset.
@@ -105,12 +174,40 @@ impl EnvSource {
         };
         match v.parse::<u16>() {
             Ok(p) if p > 0 => Ok(p),
-            _ => bail!(
-                "{key}={v} is not a port number (1-65535): fix it in {} or the environment",
-                self.path.display()
-            ),
+            _ => match self
+                .file
+                .line_of(key)
+                .filter(|_| std::env::var(key).is_err())
+            {
+                Some(n) => bail!(
+                    "{key}={v} is not a port number (1-65535): fix line {n} of {}",
+                    self.path.display()
+                ),
+                None => bail!("{key}={v} (from the environment) is not a port number (1-65535)"),
+            },
         }
     }
+}
+
+/// A typo's distance: at most 2 edits, and less than a third of the name.
+fn near(a: &str, b: &str) -> bool {
+    let d = distance(a, b);
+    d > 0 && d <= 2 && d * 3 <= b.len()
+}
+
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 /// Creates `.env` from `.env.example` when it is missing, readable by its owner only (it will
@@ -184,6 +281,36 @@ mod tests {
             "{err}"
         );
         assert!(EnvFile::parse("BAD-NAME=1\n").check().is_err());
+    }
+
+    #[test]
+    fn malformed_lines_are_named() {
+        let e = EnvFile::parse("A=1\n# note\nPOSTGRES_PASSWORD=\"open\nB=2\n");
+        let err = format!("{:#}", e.check().unwrap_err());
+        assert!(
+            err.contains("line 3") && err.contains("POSTGRES_PASSWORD"),
+            "{err}"
+        );
+        let known = EnvFile::documented("APP_PORT=3000\n# HOST_UID=1000\nPOSTGRES_PASSWORD=x\n");
+        assert_eq!(known, ["APP_PORT", "HOST_UID", "POSTGRES_PASSWORD"]);
+        let typo = EnvFile::parse("APP_PORT=1\nPOSTGRES_PASWORD=x\nMY_OWN_SETTING=y\n");
+        let err = typo.check_names(&known).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "line 2: `POSTGRES_PASWORD` is not a variable the stacks read; did you mean `POSTGRES_PASSWORD`?"
+        );
+        EnvFile::parse("MY_OWN_SETTING=y\nHOST_UID=5\n")
+            .check_names(&known)
+            .unwrap();
+        let bad_port = EnvSource {
+            path: ".env".into(),
+            file: EnvFile::parse("\nXTASK_TEST_LINE_PORT=30o0\n"),
+        };
+        let err = bad_port
+            .port("XTASK_TEST_LINE_PORT", 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fix line 2 of .env"), "{err}");
     }
 
     #[test]

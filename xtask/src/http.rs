@@ -52,6 +52,9 @@ impl From<std::io::Error> for Error {
             ErrorKind::ConnectionAborted => "connection aborted",
             ErrorKind::BrokenPipe => "connection closed while sending",
             ErrorKind::UnexpectedEof => "connection closed early",
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+                return Error::Other("no answer in time".into());
+            }
             _ => return Error::Other(e.to_string()),
         };
         Error::Starting(why.into())

@@ -118,6 +118,24 @@ struct EngineProbe<'a> {
     started: Instant,
 }
 
+impl EngineProbe<'_> {
+    /// A container its restart policy brought back looks fine to `inspect`: its OOM kill and
+    /// exit code survive only in the event stream, so they are put back here.
+    fn remember_crashes(&self, cs: &mut [Container]) {
+        let Some(events) = &self.events else { return };
+        for e in events.seen() {
+            let Some(c) = cs.iter_mut().find(|c| c.name == e.container) else {
+                continue;
+            };
+            match (e.status.as_str(), e.exit_code) {
+                ("oom", _) => c.oom_killed = true,
+                ("die", Some(code)) if code != 0 && c.restart_count > 0 => c.exit_code = code,
+                _ => {}
+            }
+        }
+    }
+}
+
 impl Probe for EngineProbe<'_> {
     fn up_done(&mut self) -> Result<bool, String> {
         match self.up.try_wait().map_err(|e| e.to_string())? {
@@ -138,12 +156,14 @@ impl Probe for EngineProbe<'_> {
     }
     fn containers(&mut self) -> Result<Vec<Container>, String> {
         if self.ids.len() >= self.expected
-            && let Ok(cs) = docker::inspect(self.sh, &self.ids)
+            && let Ok(mut cs) = docker::inspect(self.sh, &self.ids)
         {
+            self.remember_crashes(&mut cs);
             return Ok(cs);
         }
-        let cs = docker::containers(self.sh, self.project).map_err(|e| format!("{e:#}"))?;
+        let mut cs = docker::containers(self.sh, self.project).map_err(|e| format!("{e:#}"))?;
         self.ids = cs.iter().map(|c| c.id.clone()).collect();
+        self.remember_crashes(&mut cs);
         Ok(cs)
     }
     fn wait(&mut self, max: Duration) -> Wake {
@@ -156,8 +176,8 @@ impl Probe for EngineProbe<'_> {
     fn sleep(&mut self, d: Duration) {
         std::thread::sleep(d);
     }
-    fn get(&mut self, path: &str) -> Result<http::Response, http::Error> {
-        http::get(self.app_port, path, HTTP_PROBE)
+    fn get(&mut self, path: &str, timeout: Duration) -> Result<http::Response, http::Error> {
+        http::get(self.app_port, path, timeout.min(HTTP_PROBE))
     }
     fn elapsed(&self) -> Duration {
         self.started.elapsed()

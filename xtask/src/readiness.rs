@@ -34,7 +34,8 @@ pub trait Probe {
     /// Blocks until the engine reports a change, or `max` passes.
     fn wait(&mut self, max: Duration) -> Wake;
     fn sleep(&mut self, d: Duration);
-    fn get(&mut self, path: &str) -> Result<http::Response, http::Error>;
+    /// One GET of the app, given at most `timeout`.
+    fn get(&mut self, path: &str, timeout: Duration) -> Result<http::Response, http::Error>;
     fn elapsed(&self) -> Duration;
     /// The wall clock, to see how late a passing health check was noticed.
     fn now(&self) -> SystemTime;
@@ -241,11 +242,18 @@ fn wait_http(
             &key,
             &format!("{}  {key}", status_line(seen, probe.elapsed())),
         );
-        match probe.get(path) {
+        let left = (start + spec.timeout_http).saturating_sub(probe.elapsed());
+        if left.is_zero() {
+            return Err(http_timeout(spec, path, &last, failed_check));
+        }
+        let answer = probe.get(path, left);
+        match answer {
             Ok(r) if r.status == 200 && path == "/" => {
                 first_200 = Some(probe.elapsed());
                 last = "waiting".into();
-                continue;
+                if probe.elapsed() <= start + spec.timeout_http {
+                    continue;
+                }
             }
             Ok(r) if path == "/api/health" => match serde_json::from_str::<Value>(&r.body) {
                 Ok(body) if r.status == 200 && health_ok(&body) => {
@@ -271,17 +279,24 @@ fn wait_http(
                 return Err(NotReady::failed(c));
             }
         }
-        if probe.elapsed() > start + spec.timeout_http {
-            return Err(NotReady {
-                service: failed_check.or_else(|| Some("app".into())),
-                message: format!(
-                    "GET http://127.0.0.1:{}{path} did not succeed within {:.0}s; last answer: {last} (raise with --timeout-http)",
-                    spec.app_port,
-                    spec.timeout_http.as_secs_f64()
-                ),
-            });
-        }
         probe.sleep(HTTP_RETRY);
+    }
+}
+
+/// The HTTP phase ran out of time: blame the check the health route named, else the app.
+fn http_timeout(
+    spec: &ReadySpec,
+    path: &str,
+    last: &str,
+    failed_check: Option<String>,
+) -> NotReady {
+    NotReady {
+        service: failed_check.or_else(|| Some("app".into())),
+        message: format!(
+            "GET http://127.0.0.1:{}{path} did not succeed within {:.0}s; last answer: {last} (raise with --timeout-http)",
+            spec.app_port,
+            spec.timeout_http.as_secs_f64()
+        ),
     }
 }
 

@@ -176,6 +176,7 @@ fn follow(sh: &Shell, stack: &Stack) -> Result<()> {
             .start()
     };
     let mut follower = logs("20")?;
+    let mut attached = Instant::now();
     loop {
         std::thread::sleep(WATCH_EVERY);
         if let Some(sig) = crate::signals::received() {
@@ -183,8 +184,17 @@ fn follow(sh: &Shell, stack: &Stack) -> Result<()> {
             return stop(sh, stack, sig);
         }
         if follower.try_wait()?.is_some() {
-            eprintln!("the log stream ended: the stack is no longer running");
-            return Ok(());
+            // The engine restarted, or the stack was stopped elsewhere: find out which.
+            stack_still_running(sh, stack)?;
+            if attached.elapsed() < Duration::from_secs(5) {
+                bail!(
+                    "`docker compose logs --follow` keeps ending although the stack runs; see `docker compose logs`"
+                );
+            }
+            eprintln!("[xtask] the stack runs: following its logs again");
+            follower = logs("0")?;
+            attached = Instant::now();
+            continue;
         }
         let now = stamp();
         if now != last {
@@ -195,6 +205,52 @@ fn follow(sh: &Shell, stack: &Stack) -> Result<()> {
             }
         }
     }
+}
+
+/// How long `dev` waits for an engine that stopped answering (a restart takes a few seconds).
+const ENGINE_BACK: Duration = Duration::from_secs(60);
+
+/// After the log stream ended: Ok when the stack still runs (reattach), otherwise the error
+/// that says what happened and how to go on.
+fn stack_still_running(sh: &Shell, stack: &Stack) -> Result<()> {
+    if !crate::engine::daemon_answers(sh) {
+        eprintln!(
+            "\n[xtask] the Docker engine stopped answering (restarting?); waiting up to {}s for it",
+            ENGINE_BACK.as_secs()
+        );
+        let back = poll(
+            "the Docker engine",
+            ENGINE_BACK,
+            Duration::from_millis(500),
+            || Ok(crate::engine::daemon_answers(sh).then_some(())),
+        );
+        if back.is_err() {
+            bail!(
+                "the Docker engine went away and did not come back within {}s.\n  fix: start it (`sudo systemctl start docker`, \
+                 or `cargo xtask provision` as root), then `cargo xtask dev` (your data is kept in the stack's volumes)",
+                ENGINE_BACK.as_secs()
+            );
+        }
+        eprintln!("[xtask] the Docker engine answers again");
+    }
+    let cs = docker::containers(sh, stack.project())?;
+    let down: Vec<String> = cs
+        .iter()
+        .filter(|c| c.status != "running")
+        .map(|c| format!("{} {}", c.service, c.state_word()))
+        .collect();
+    if cs.is_empty() || !down.is_empty() {
+        let states = if cs.is_empty() {
+            "removed".to_string()
+        } else {
+            down.join(", ")
+        };
+        bail!(
+            "the dev stack stopped underneath `dev` (an engine restart, or a stop elsewhere): {states}.\n  \
+             fix: `cargo xtask dev` starts it again (your data is kept in the stack's volumes)"
+        );
+    }
+    Ok(())
 }
 
 fn stop(sh: &Shell, stack: &Stack, sig: &str) -> Result<()> {

@@ -140,6 +140,9 @@ impl Container {
         }
         if self.restart_count > 0 {
             w.push_str(&format!(", restarted {} times", self.restart_count));
+            if self.status == "running" && self.exit_code != 0 {
+                w.push_str(&format!(" (last exit {})", self.exit_code));
+            }
         }
         w
     }

@@ -22,12 +22,40 @@ pub enum Wake {
 
 pub struct Events {
     reader: Arc<duct::ReaderHandle>,
-    rx: Receiver<()>,
+    rx: Receiver<String>,
+    seen: std::cell::RefCell<Vec<Event>>,
+}
+
+/// One event: `die` with the exit code, `oom`, `start`, `health_status: healthy`. A container
+/// under a restart policy is running again by the next inspect: its crash shows only here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub status: String,
+    pub container: String,
+    pub exit_code: Option<i64>,
+}
+
+impl Event {
+    pub fn parse(line: &str) -> Option<Event> {
+        let mut f = line.split('\t');
+        let status = f.next()?.trim().to_string();
+        let container = f.next()?.trim().to_string();
+        let exit_code = f.next().and_then(|c| c.trim().parse().ok());
+        Some(Event {
+            status,
+            container,
+            exit_code,
+        })
+    }
 }
 
 /// Only what changes readiness, not the exec events each health probe makes.
 pub fn events_args(project: &str) -> Vec<String> {
-    let mut args = super::compose::words(&["events", "--format", "{{.Status}}"]);
+    let mut args = super::compose::words(&[
+        "events",
+        "--format",
+        "{{.Status}}\t{{.Actor.Attributes.name}}\t{{index .Actor.Attributes \"exitCode\"}}",
+    ]);
     for filter in [
         "type=container".to_string(),
         super::label_filter(project),
@@ -54,19 +82,28 @@ impl Events {
         let r = reader.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(&*r).lines() {
-                if line.is_err() || tx.send(()).is_err() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
                     break;
                 }
             }
         });
-        Some(Events { reader, rx })
+        Some(Events {
+            reader,
+            rx,
+            seen: Default::default(),
+        })
     }
 
     /// Blocks until an event or the timeout, draining whatever else already arrived.
     pub fn wait(&self, timeout: Duration) -> Wake {
         match self.rx.recv_timeout(timeout) {
-            Ok(()) => {
-                while self.rx.try_recv().is_ok() {}
+            Ok(first) => {
+                let mut seen = self.seen.borrow_mut();
+                seen.extend(Event::parse(&first));
+                while let Ok(more) = self.rx.try_recv() {
+                    seen.extend(Event::parse(&more));
+                }
                 Wake::Event
             }
             Err(RecvTimeoutError::Timeout) => Wake::Timeout,
@@ -75,8 +112,39 @@ impl Events {
     }
 }
 
+impl Events {
+    /// Every event seen so far.
+    pub fn seen(&self) -> Vec<Event> {
+        self.seen.borrow().clone()
+    }
+}
+
 impl Drop for Events {
     fn drop(&mut self) {
         let _ = self.reader.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_parse() {
+        assert_eq!(
+            Event::parse("die\tp-app-1\t137"),
+            Some(Event {
+                status: "die".into(),
+                container: "p-app-1".into(),
+                exit_code: Some(137)
+            })
+        );
+        assert_eq!(Event::parse("oom\tp-app-1\t").unwrap().exit_code, None);
+        assert_eq!(
+            Event::parse("health_status: healthy\tp-db-1\t")
+                .unwrap()
+                .status,
+            "health_status: healthy"
+        );
     }
 }

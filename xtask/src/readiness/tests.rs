@@ -129,8 +129,8 @@ impl Probe for Fake {
     fn sleep(&mut self, d: Duration) {
         self.t += d;
     }
-    fn get(&mut self, path: &str) -> Result<http::Response, http::Error> {
-        self.t += ms(5);
+    fn get(&mut self, path: &str, timeout: Duration) -> Result<http::Response, http::Error> {
+        self.t += ms(5).min(timeout);
         (self.http)(self.t, path)
     }
     fn elapsed(&self) -> Duration {
@@ -401,6 +401,61 @@ fn notice_delay_is_measured_from_the_health_log() {
     );
     let ready = run(&mut fake).unwrap();
     assert_eq!(ready.services[1].notice_delay, Some(ms(20)));
+}
+
+#[test]
+fn the_http_timeout_bounds_a_slow_first_answer() {
+    // `/` takes 3 s to compile; a 1 s HTTP timeout must fail, not pass once it answers.
+    let mut fake = Fake::new(ms(100), vec![(ms(0), all_ready())]);
+    fake.http = Box::new(|_, _| response(200, HEALTHY));
+    let mut spec = spec();
+    spec.timeout_http = Duration::from_secs(1);
+    struct Slow(Fake);
+    impl Probe for Slow {
+        fn up_done(&mut self) -> Result<bool, String> {
+            self.0.up_done()
+        }
+        fn containers(&mut self) -> Result<Vec<Container>, String> {
+            self.0.containers()
+        }
+        fn wait(&mut self, max: Duration) -> Wake {
+            self.0.wait(max)
+        }
+        fn sleep(&mut self, d: Duration) {
+            self.0.sleep(d)
+        }
+        fn get(&mut self, path: &str, timeout: Duration) -> Result<http::Response, http::Error> {
+            // The answer would come after 3 s: the probe gives up at its timeout.
+            let took = Duration::from_secs(3);
+            if took > timeout {
+                self.0.t += timeout;
+                return Err(http::Error::Other("no answer in time".into()));
+            }
+            self.0.t += took;
+            self.0.get(path, timeout)
+        }
+        fn elapsed(&self) -> Duration {
+            self.0.elapsed()
+        }
+        fn now(&self) -> SystemTime {
+            self.0.now()
+        }
+        fn interrupted(&self) -> Option<String> {
+            self.0.interrupted()
+        }
+    }
+    let mut slow = Slow(fake);
+    let e = wait(&mut slow, &spec, &mut Progress::new(true)).unwrap_err();
+    assert!(
+        e.message.contains("did not succeed within 1s"),
+        "{}",
+        e.message
+    );
+    assert!(
+        slow.0.t <= Duration::from_millis(1200),
+        "bounded: {:?}",
+        slow.0.t
+    );
 }
 
 #[test]

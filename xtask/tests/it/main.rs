@@ -2,6 +2,8 @@
 //! `docker` for failures a real engine cannot produce on demand; `real_engine` runs the real
 //! commands against the real engine, PostgreSQL, Redis and app.
 
+mod fault_table;
+mod fault_table_fake;
 mod faults;
 mod real_engine;
 mod support;

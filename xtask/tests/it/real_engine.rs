@@ -13,9 +13,9 @@ use std::{
 use crate::support::{project_root, text, xtask_bin};
 
 /// The engine tests share app/ and the image tags: one at a time.
-static ENGINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+pub(crate) static ENGINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn engine_or_named_skip() -> bool {
+pub(crate) fn engine_or_named_skip() -> bool {
     if std::env::var("AXION_SKIP_ENGINE_TESTS").is_ok_and(|v| v == "1") {
         eprintln!("SKIPPED: AXION_SKIP_ENGINE_TESTS=1");
         return false;
@@ -31,7 +31,7 @@ fn engine_or_named_skip() -> bool {
     true
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -39,7 +39,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn docker_lines(args: &[&str]) -> Vec<String> {
+pub(crate) fn docker_lines(args: &[&str]) -> Vec<String> {
     let o = Command::new("docker").args(args).output().unwrap();
     assert!(o.status.success(), "docker {args:?}: {}", text(&o));
     String::from_utf8_lossy(&o.stdout)
@@ -49,7 +49,7 @@ fn docker_lines(args: &[&str]) -> Vec<String> {
         .collect()
 }
 
-fn project_resources(project: &str) -> Vec<String> {
+pub(crate) fn project_resources(project: &str) -> Vec<String> {
     let f = format!("label=com.docker.compose.project={project}");
     let mut all = docker_lines(&["ps", "-aq", "--filter", &f]);
     all.extend(docker_lines(&["volume", "ls", "-q", "--filter", &f]));
@@ -57,7 +57,7 @@ fn project_resources(project: &str) -> Vec<String> {
     all
 }
 
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
+pub(crate) fn get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
@@ -72,7 +72,7 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, raw))
 }
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + timeout;
     while Instant::now() < end {
         if f() {
@@ -84,19 +84,19 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 }
 
 /// A dev stack of the test's own (project and ports), removed whatever happens.
-struct DevStack {
-    project: String,
-    ports: [u16; 3],
+pub(crate) struct DevStack {
+    pub(crate) project: String,
+    pub(crate) ports: [u16; 3],
 }
 
 impl DevStack {
-    fn new(tag: &str) -> DevStack {
+    pub(crate) fn new(tag: &str) -> DevStack {
         DevStack {
             project: format!("axion-it-{tag}-{}", std::process::id()),
             ports: [free_port(), free_port(), free_port()],
         }
     }
-    fn xtask(&self, args: &[&str]) -> Output {
+    pub(crate) fn xtask(&self, args: &[&str]) -> Output {
         Command::new(xtask_bin())
             .args(args)
             .env("AXION_DEV_PROJECT", &self.project)

@@ -109,6 +109,11 @@ impl FakeDocker {
         ]
     }
 
+    /// Changes what rule `i` prints from now on (a stateful world: the engine "restarts").
+    pub fn set_output(&self, i: usize, out: &str) {
+        fs::write(self.dir.join(format!("out{i}")), out).unwrap();
+    }
+
     pub fn calls(&self) -> Vec<String> {
         fs::read_to_string(self.dir.join("calls.log"))
             .unwrap_or_default()
@@ -120,7 +125,12 @@ impl FakeDocker {
     /// Runs the xtask with only the fake docker (and the basic system tools) on PATH.
     /// RUST_BACKTRACE=1 as on this project's machines: errors must read cleanly anyway.
     pub fn xtask(&self, args: &[&str]) -> Output {
+        self.xtask_with(args, &[])
+    }
+
+    pub fn xtask_with(&self, args: &[&str], env: &[(&str, String)]) -> Output {
         Command::new(xtask_bin())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(args)
             .env("PATH", format!("{}:/usr/bin:/bin", self.dir.display()))
             .env("AXION_IMAGES", "upstream")

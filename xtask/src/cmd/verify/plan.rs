@@ -43,7 +43,11 @@ impl Plan {
         root: &std::path::Path,
     ) -> Plan {
         let kind = StackKind::from_prod(o.prod);
-        let stack = Stack::throwaway(kind, "verify", env, &images.set, ports);
+        let mut stack = Stack::throwaway(kind, "verify", env, &images.set, ports);
+        if o.keep {
+            // A stack kept for inspection is not a dead run's: no later command may reap it.
+            stack.compose.env.retain(|(k, _)| k != "AXION_OWNER");
+        }
         let log = log_path(root, &format!("{}-build.log", stack.project()));
         Plan {
             policy: Policy::for_run(o.cold, o.no_verify.clone()),

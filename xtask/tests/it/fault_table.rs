@@ -1,0 +1,416 @@
+//! The fault table (README) on a real engine: each row a fault produced on demand, each
+//! asserting the named cause, a non-zero exit, nothing of the run left, and a dev stack's data
+//! intact. One test, rows in order, so a single dev stack with sentinel data watches them all.
+//! Rows 5-7 (engine restart, full disk, malformed .env) are in `fault_table_fake`.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::{
+    real_engine::{
+        DevStack, ENGINE, docker_lines, engine_or_named_skip, project_resources, wait_for,
+    },
+    support::{project_root, text, xtask_bin},
+};
+
+fn xtask(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(xtask_bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap()
+}
+
+/// A verify in the background whose stderr is read until its containers exist; returns the
+/// child, its project, and the lines read so far.
+fn verify_until_containers(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (
+    Child,
+    String,
+    Vec<String>,
+    BufReader<std::process::ChildStderr>,
+) {
+    let mut child = Command::new(xtask_bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("RUST_BACKTRACE")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut project = None;
+    let mut seen = Vec::new();
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap() > 0 {
+        if let Some(p) = line.split("as project ").nth(1) {
+            project = Some(p.split_whitespace().next().unwrap().to_string());
+        }
+        let containers_up = line.contains(" starting") || line.contains(" healthy");
+        seen.push(std::mem::take(&mut line));
+        if project.is_some() && containers_up {
+            break;
+        }
+    }
+    let project =
+        project.unwrap_or_else(|| panic!("verify never named its project:\n{}", seen.concat()));
+    (child, project, seen, reader)
+}
+
+fn rest(reader: BufReader<std::process::ChildStderr>) -> String {
+    reader
+        .lines()
+        .map_while(Result::ok)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn assert_gone(project: &str, row: &str) {
+    assert!(
+        project_resources(project).is_empty(),
+        "{row}: left behind: {:?}",
+        project_resources(project)
+    );
+    let images = docker_lines(&["image", "ls", "-q", &format!("axion-hub-run:{project}")]);
+    assert!(images.is_empty(), "{row}: its image is left: {images:?}");
+}
+
+fn host_pid(container: &str) -> String {
+    docker_lines(&["inspect", "--format", "{{.State.Pid}}", container]).concat()
+}
+
+/// The dev stack that watches every row: a row in PostgreSQL, a key in Redis.
+struct Sentinel {
+    dev: DevStack,
+}
+
+impl Sentinel {
+    fn start() -> Sentinel {
+        let dev = DevStack::new("faults");
+        let out = dev.xtask(&["dev", "--detach"]);
+        assert!(out.status.success(), "sentinel dev stack:\n{}", text(&out));
+        let s = Sentinel { dev };
+        s.psql("create table sentinel (v text); insert into sentinel values ('kept')");
+        s.redis(&["set", "sentinel", "kept"]);
+        s
+    }
+    fn psql(&self, sql: &str) -> String {
+        docker_lines(&[
+            "exec",
+            &format!("{}-db-1", self.dev.project),
+            "psql",
+            "-U",
+            "axion",
+            "-d",
+            "axion",
+            "-XtAc",
+            sql,
+        ])
+        .concat()
+    }
+    fn redis(&self, args: &[&str]) -> String {
+        let c = format!("{}-redis-1", self.dev.project);
+        let mut a = vec!["exec", c.as_str(), "redis-cli"];
+        a.extend(args);
+        docker_lines(&a).concat()
+    }
+    fn intact(&self, row: &str) {
+        assert_eq!(
+            self.psql("select v from sentinel"),
+            "kept",
+            "{row}: the dev stack's row"
+        );
+        assert_eq!(
+            self.redis(&["get", "sentinel"]),
+            "kept",
+            "{row}: the dev stack's key"
+        );
+    }
+}
+
+/// A copy of the project whose app crashes at start (a broken next.config.ts).
+fn crashing_project() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xtask-crash-project-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    copy_tree(
+        &project_root(),
+        &dir,
+        &["target", ".git", "node_modules", ".next", "secrets", ".env"],
+    );
+    fs::write(
+        dir.join("app/next.config.ts"),
+        "throw new Error(\"axion-it: broken config\");\nexport default {};\n",
+    )
+    .unwrap();
+    dir
+}
+
+fn copy_tree(from: &Path, to: &Path, skip: &[&str]) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap().flatten() {
+        let name = e.file_name();
+        if skip.iter().any(|s| name == *s) {
+            continue;
+        }
+        let (src, dst) = (e.path(), to.join(&name));
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&src, &dst, skip);
+        } else {
+            fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+#[test]
+fn fault_table_on_a_real_engine() {
+    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine_or_named_skip() {
+        return;
+    }
+    let sentinel = Sentinel::start();
+
+    // 1. The db container is killed from the host mid-verify.
+    let (mut child, project, _, reader) = verify_until_containers(&["verify"], &[]);
+    wait_for("the run's db to run", Duration::from_secs(60), || {
+        docker_lines(&["ps", "-q", "--filter", &format!("name={project}-db-1")]).len() == 1
+    });
+    docker_lines(&["kill", &format!("{project}-db-1")]);
+    let all = rest(reader);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "row 1:\n{all}");
+    assert!(
+        all.contains("db") && all.contains("137"),
+        "row 1 names the killed db: {all}"
+    );
+    assert_gone(&project, "row 1");
+    sentinel.intact("row 1");
+
+    // 2. The app crash-loops: its exit code and its last log lines are shown.
+    let scratch = crashing_project();
+    let out = xtask(
+        &["verify"],
+        &[("AXION_PROJECT_ROOT", scratch.to_str().unwrap())],
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "row 2:\n{all}");
+    assert!(all.contains("service `app` is exited(1)"), "row 2: {all}");
+    assert!(
+        all.contains("axion-it: broken config"),
+        "row 2 shows the app's log: {all}"
+    );
+    let project = all
+        .split("as project ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    assert_gone(project, "row 2");
+    let _ = fs::remove_dir_all(&scratch);
+    sentinel.intact("row 2");
+
+    // 3. The app never answers before the HTTP timeout.
+    let out = xtask(&["verify", "--timeout-http", "1"], &[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "row 3:\n{all}");
+    assert!(
+        all.contains("did not succeed within 1s") && all.contains("failing service: app"),
+        "row 3: {all}"
+    );
+    let project = all
+        .split("as project ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    assert_gone(project, "row 3");
+    sentinel.intact("row 3");
+
+    // 4. The prod app exceeds its memory limit: the OOM kill is named.
+    let out = xtask(&["verify", "--prod"], &[("APP_MEMORY_LIMIT", "24m")]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "row 4:\n{all}");
+    assert!(
+        all.contains("service `app`") && all.contains("killed for running out of memory"),
+        "row 4: {all}"
+    );
+    let project = all
+        .split("as project ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    assert_gone(project, "row 4");
+    sentinel.intact("row 4");
+
+    // 8. SIGKILL mid-verify: its stack stays, `doctor` lists it, the next command reaps it.
+    let (mut child, killed, _, _reader) = verify_until_containers(&["verify"], &[]);
+    Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    assert!(
+        !project_resources(&killed).is_empty(),
+        "row 8: SIGKILL leaves the stack"
+    );
+    let doctor = text(&xtask(&["doctor"], &[]));
+    assert!(
+        doctor.contains(&killed) && doctor.contains("is gone"),
+        "row 8: doctor lists it: {doctor}"
+    );
+
+    // 9. SIGHUP mid-verify (and the SIGKILLed run of row 8 reaped on the way in).
+    let (mut child, project, seen, reader) = verify_until_containers(&["verify"], &[]);
+    let seen = seen.concat();
+    assert!(
+        seen.contains(&format!(
+            "removed a run that died without its teardown: {killed}"
+        )),
+        "row 8: the next verify reaps the killed run: {seen}"
+    );
+    assert_gone(&killed, "row 8");
+    Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let all = rest(reader);
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "row 9: a hung-up verify is not a pass");
+    assert!(all.contains("SIGHUP"), "row 9 says why it stopped: {all}");
+    assert_gone(&project, "row 9");
+    sentinel.intact("rows 8 and 9");
+
+    // 10. Two verifies beside the dev stack at once: both pass.
+    let spawn = || {
+        Command::new(xtask_bin())
+            .args(["verify", "--json"])
+            .env_remove("RUST_BACKTRACE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for (i, c) in [a, b].into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "row 10, verify {i}:\n{}", text(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_gone(report["project"].as_str().unwrap(), "row 10");
+    }
+    sentinel.intact("row 10");
+
+    // 11. Prod containers killed from the host come back healthy by their restart policy.
+    let out = xtask(&["verify", "--prod", "--keep", "--json"], &[]);
+    assert!(out.status.success(), "row 11:\n{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let project = report["project"].as_str().unwrap().to_string();
+    let names: Vec<String> = ["app", "db", "redis"]
+        .iter()
+        .map(|s| format!("{project}-{s}-1"))
+        .collect();
+    let killed_at = Instant::now();
+    for n in &names {
+        Command::new("kill")
+            .args(["-KILL", &host_pid(n)])
+            .status()
+            .unwrap();
+    }
+    wait_for(
+        "the prod services to be healthy again",
+        Duration::from_secs(90),
+        || {
+            names.iter().all(|n| {
+                docker_lines(&[
+                    "inspect",
+                    "--format",
+                    "{{.State.Health.Status}} {{.RestartCount}}",
+                    n,
+                ])
+                .concat()
+                .starts_with("healthy 1")
+            })
+        },
+    );
+    eprintln!(
+        "row 11: healthy again {:.1}s after the kill",
+        killed_at.elapsed().as_secs_f64()
+    );
+    // The command --keep printed removes the stack as printed.
+    let removal = text(&out)
+        .lines()
+        .skip_while(|l| !l.contains("stays up. Remove it with:"))
+        .nth(1)
+        .expect("--keep prints the removal command")
+        .trim()
+        .to_string();
+    let status = Command::new("sh").args(["-c", &removal]).status().unwrap();
+    assert!(status.success(), "row 11: `{removal}` failed");
+    assert_gone(&project, "row 11");
+    sentinel.intact("row 11");
+}
+
+/// Data written more than a second before survives SIGKILL of both containers, `down` then
+/// `dev`, and a verify beside; only `down --volumes` removes it.
+#[test]
+fn dev_data_survives_kills_restarts_and_verifies() {
+    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine_or_named_skip() {
+        return;
+    }
+    let s = Sentinel::start();
+    std::thread::sleep(Duration::from_millis(1500)); // Redis fsyncs its AOF every second
+    for svc in ["db", "redis"] {
+        let pid = host_pid(&format!("{}-{svc}-1", s.dev.project));
+        Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+    }
+    let out = s.dev.xtask(&["dev", "--detach"]);
+    assert!(out.status.success(), "dev after SIGKILL:\n{}", text(&out));
+    s.intact("after SIGKILL of db and redis");
+    let out = s.dev.xtask(&["down"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = s.dev.xtask(&["dev", "--detach"]);
+    assert!(out.status.success(), "dev after down:\n{}", text(&out));
+    s.intact("after down then dev");
+    let out = xtask(&["verify"], &[]);
+    assert!(out.status.success(), "verify beside:\n{}", text(&out));
+    s.intact("after a verify beside");
+    let out = s.dev.xtask(&["down", "--volumes"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = s.dev.xtask(&["dev", "--detach"]);
+    assert!(
+        out.status.success(),
+        "dev after down --volumes:\n{}",
+        text(&out)
+    );
+    let gone = Command::new("docker")
+        .args([
+            "exec",
+            &format!("{}-db-1", s.dev.project),
+            "psql",
+            "-U",
+            "axion",
+            "-d",
+            "axion",
+            "-XtAc",
+            "select v from sentinel",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("does not exist"),
+        "down --volumes removed the data: {}",
+        text(&gone)
+    );
+    assert_eq!(s.redis(&["get", "sentinel"]), "", "and the key");
+}
