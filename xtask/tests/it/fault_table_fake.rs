@@ -187,3 +187,66 @@ fn row7_a_malformed_env_file_names_the_line() {
         );
     }
 }
+
+/// Teardown under further signals: the second Ctrl-C says what is still being removed, the
+/// third abandons it and prints the exact command that finishes it. (A fake `compose down`
+/// that hangs: a real one is too quick to interrupt on demand.)
+#[test]
+fn further_ctrl_c_during_teardown_reports_then_abandons_with_the_command() {
+    use std::process::{Command, Stdio};
+    let mut rules = vec![
+        (" up --detach", 1, "boom\n"),
+        (" down --volumes --remove-orphans", 0, ""),
+    ];
+    rules.extend(FakeDocker::engine_rules());
+    let fake = FakeDocker::new("teardown-signals", &rules);
+    // Rule 1 prints a FIFO: `cat` blocks until the test writes to it, so `down` hangs.
+    let fifo = fake.dir.join("out1");
+    std::fs::remove_file(&fifo).unwrap();
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut child = Command::new(crate::support::xtask_bin())
+        .arg("verify")
+        .env("PATH", format!("{}:/usr/bin:/bin", fake.dir.display()))
+        .env("AXION_IMAGES", "upstream")
+        .env("AXION_PROJECT_ROOT", &fake.project)
+        .env_remove("CI")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let calls = fake.dir.join("calls.log");
+    let down_started = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .contains(" down --volumes")
+    });
+    assert!(down_started, "teardown never started");
+    let sigint = |pid: u32| {
+        Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .unwrap()
+    };
+    sigint(child.id());
+    std::thread::sleep(Duration::from_millis(300));
+    sigint(child.id());
+    let out = child.wait_with_output().unwrap();
+    // Release the hung fake `down` (its own process group kept it alive).
+    let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("still removing axion-verify-dev-"), "{err}");
+    assert!(err.contains("teardown abandoned"), "{err}");
+    assert!(
+        err.contains("docker compose -f docker-compose.yml -p axion-verify-dev-")
+            && err.contains("down --volumes --remove-orphans"),
+        "prints the command: {err}"
+    );
+}
