@@ -192,21 +192,54 @@ pub fn reap(sh: &Shell) {
     }
 }
 
-/// The project's dangling images (`<none>` left when a tag moved to a new build).
+/// Compose projects this project names: the dev and prod stacks, verify and bench runs,
+/// the tests' own. Images compose built for them before images carried IMAGE_LABEL are
+/// recognised by this.
+const OWN_PROJECTS: [&str; 5] = [
+    "axion-hub",
+    "axion-verify-",
+    "axion-bench-",
+    "axion-it-",
+    "axion-hub-prod",
+];
+
+/// The project's dangling images (`<none>` left when a tag moved to a new build): labelled
+/// IMAGE_LABEL, or built by compose for one of the project's own stacks.
 pub fn dangling_images(sh: &Shell) -> Result<Vec<String>> {
     let args = words(&[
         "image",
         "ls",
         "-q",
+        "--no-trunc",
         "--filter",
         "dangling=true",
-        "--filter",
-        &format!("label={IMAGE_LABEL}"),
     ]);
-    let out = docker::cmd(sh, &args).quiet().read()?;
-    let mut ids: Vec<String> = out.split_whitespace().map(String::from).collect();
-    ids.dedup();
-    Ok(ids)
+    let ids: Vec<String> = docker::cmd(sh, &args)
+        .quiet()
+        .read()?
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    let fmt = format!(
+        "{{{{.Id}}}}\t{{{{index .Config.Labels \"{IMAGE_LABEL}\"}}}}\t{{{{index .Config.Labels \"com.docker.compose.project\"}}}}"
+    );
+    let mut a = words(&["image", "inspect", "--format", &fmt]);
+    a.extend(ids);
+    let out = docker::cmd(sh, &a).quiet().read()?;
+    let mut ours: Vec<String> = out
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let (id, label, project) = (f.next()?, f.next()?, f.next()?);
+            let own = !label.is_empty() || OWN_PROJECTS.iter().any(|p| project.starts_with(p));
+            own.then(|| id.to_string())
+        })
+        .collect();
+    ours.dedup();
+    Ok(ours)
 }
 
 #[cfg(test)]

@@ -34,10 +34,17 @@ impl flags::Clean {
                 args.extend(dangling.iter().cloned());
                 docker::cmd(sh, &args).quiet().ignore_stdout().run()?;
             }
+            let short: Vec<&str> = dangling
+                .iter()
+                .map(|id| {
+                    let id = id.trim_start_matches("sha256:");
+                    &id[..id.len().min(12)]
+                })
+                .collect();
             eprintln!(
                 "{verb} {} dangling image(s) the project built: {}",
                 dangling.len(),
-                dangling.join(" ")
+                short.join(" ")
             );
         }
         if let Some(size) = &self.build_cache {
@@ -48,7 +55,16 @@ impl flags::Clean {
             );
             if !self.dry_run {
                 let args = words(&["buildx", "prune", "--force", "--keep-storage", size]);
-                docker::cmd(sh, &args).run()?;
+                let out = docker::cmd(sh, &args).quiet().read()?;
+                let total = out.lines().last().unwrap_or("").replace('\t', " ");
+                eprintln!(
+                    "build cache: {}",
+                    if total.is_empty() {
+                        "nothing to prune"
+                    } else {
+                        total.trim()
+                    }
+                );
             }
         }
         Ok(())
