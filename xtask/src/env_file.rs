@@ -18,7 +18,7 @@ pub struct EnvFile {
 }
 
 /// Variables the stacks and the xtask read besides those .env.example assigns or mentions.
-const ALSO_READ: [&str; 8] = [
+pub const ALSO_READ: [&str; 8] = [
     "AXION_IMAGES",
     "AXION_EXTRA_CA_CERTS",
     "AXION_DEV_PROJECT",

@@ -13,6 +13,7 @@ pub struct Response {
     pub status: u16,
     /// `Location`, for a 3xx.
     pub location: Option<String>,
+    pub content_type: Option<String>,
     pub body: String,
 }
 
@@ -112,6 +113,7 @@ pub fn parse(raw: &[u8]) -> Result<Response, Error> {
     Ok(Response {
         status,
         location: header("location"),
+        content_type: header("content-type"),
         body: String::from_utf8_lossy(&body).into_owned(),
     })
 }

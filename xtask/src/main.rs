@@ -6,6 +6,7 @@
 //! docker call and its JSON), `engine` + `install` (the engine), `integrity` + `known_errors`
 //! (build failures), `host`, `http`, `ports`, `proc`, `progress`, `signals`, `util`.
 
+mod app_env;
 mod cmd;
 mod docker;
 mod engine;

@@ -230,6 +230,10 @@ pub fn compose_env(images: &ImageSet, root: &Path) -> Vec<(String, String)> {
         root.join("target/xtask/extra-ca.pem").display().to_string(),
     ));
     env.push((
+        "AXION_APP_ENV_FILE".into(),
+        crate::app_env::file(root).display().to_string(),
+    ));
+    env.push((
         "AXION_SECRETS_DIR".into(),
         crate::secrets::dir(root).display().to_string(),
     ));
@@ -238,13 +242,16 @@ pub fn compose_env(images: &ImageSet, root: &Path) -> Vec<(String, String)> {
 
 /// The files a stack needs on the host before compose runs. Docker creates missing bind-mount
 /// targets as root, so the anonymous volumes' mount points are made first (keeping
-/// root-owned directories out of the user's tree); the extra-CA file a build secret reads; and
-/// for prod, its secrets (made when missing, refused when weak).
-pub fn prepare_files(root: &Path, kind: StackKind) -> Result<()> {
+/// root-owned directories out of the user's tree); the extra-CA file a build secret reads; the
+/// app's own variables (`app_env`); and for prod, its secrets (made when missing, refused when
+/// weak).
+pub fn prepare_files(root: &Path, kind: StackKind, env: &EnvSource) -> Result<()> {
     for d in ["app/node_modules", "app/.next"] {
         fs::create_dir_all(root.join(d)).with_context(|| format!("creating {d}"))?;
     }
     host::extra_ca_file(root)?;
+    crate::app_env::check(root, env)?;
+    crate::app_env::write(root, env)?;
     if kind == StackKind::Prod {
         crate::secrets::ensure(root)?;
     }

@@ -180,6 +180,7 @@ impl flags::BuildProd {
         let v = engine::preflight()?;
         let root = sh.current_dir();
         let env = EnvSource::resolve(&root)?;
+        crate::app_env::check(&root, &env)?;
         let images = images::choose(sh, self.images, &env)?.set;
         let stages: Vec<&str> = STAGES
             .iter()
@@ -210,7 +211,8 @@ impl flags::BuildProd {
                     return Ok(check);
                 }
             }
-            let args = stage_build_args(&images, flags);
+            let mut args = stage_build_args(&images, flags);
+            args.extend(crate::app_env::build_args(&root, &env));
             let (finished, r) = if self.sequential {
                 build_sequential(&root, &stages, &rev, &args, &secret)?
             } else {

@@ -100,7 +100,7 @@ impl flags::Dev {
             ports::check_free(&ports.named())?;
         }
         let images = images::choose(sh, self.images, &env)?;
-        prepare_files(&root, StackKind::Dev)?;
+        prepare_files(&root, StackKind::Dev, &env)?;
         Ok(Stack::new(
             StackKind::Dev,
             project,

@@ -54,6 +54,7 @@ fn response(status: u16, body: &str) -> Result<http::Response, http::Error> {
     Ok(http::Response {
         status,
         location: None,
+        content_type: None,
         body: body.into(),
     })
 }
@@ -342,6 +343,7 @@ fn redirects_and_boot_errors_are_reported_as_what_they_are() {
         Ok(http::Response {
             status: 307,
             location: Some("/login".into()),
+            content_type: None,
             body: String::new(),
         })
     });

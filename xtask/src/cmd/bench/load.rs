@@ -45,7 +45,7 @@ pub fn run(sh: &Shell, o: &flags::Bench) -> Result<()> {
     let root = sh.current_dir();
     let env = EnvSource::resolve(&root)?;
     let images = images::choose(sh, o.images, &env)?.set;
-    prepare_files(&root, StackKind::Prod)?;
+    prepare_files(&root, StackKind::Prod, &env)?;
     let kind = StackKind::Prod;
     let stack = Stack::throwaway(kind, "bench-load", &env, &images, Ports::free()?);
     let _guard = Teardown {

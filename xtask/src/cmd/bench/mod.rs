@@ -35,7 +35,7 @@ impl flags::Bench {
         // The env-file rule is the same for the verify child and the plain run below.
         let env = EnvSource::resolve(&sh.current_dir())?;
         let chosen = images::choose(sh, self.images, &env)?.set;
-        crate::stack::prepare_files(&sh.current_dir(), StackKind::from_prod(self.prod))?;
+        crate::stack::prepare_files(&sh.current_dir(), StackKind::from_prod(self.prod), &env)?;
         let image_flag = if chosen.standin {
             "--standin"
         } else {

@@ -42,7 +42,7 @@ impl flags::Verify {
         crate::reap::reap(sh);
         let images = images::choose(sh, self.images, &env)?;
         let plan = Plan::new(&self, &env, images, Ports::free()?, &root);
-        prepare_files(&root, plan.stack.kind)?;
+        prepare_files(&root, plan.stack.kind, &env)?;
         let mut report = Report::new(&plan, &versions);
         report.phase("preflight", started.elapsed());
         if !self.json {
@@ -115,7 +115,7 @@ fn run_checks(sh: &Shell, p: &Plan, report: &mut Report, quiet: bool) -> Result<
     }
     if p.stack.kind == StackKind::Prod {
         let t = std::time::Instant::now();
-        report.checks = prod_checks::run(sh, &cs);
+        report.checks = prod_checks::run(sh, &cs, p.stack.ports.app);
         report.phase("prod checks", t.elapsed());
         let failed: Vec<&prod_checks::Check> = report.checks.iter().filter(|c| !c.ok).collect();
         if let Some(first) = failed.first() {
