@@ -86,6 +86,41 @@ pub fn known_problems(output: &str) -> Vec<String> {
     if lower.contains("buildx component is missing") || lower.contains("requires buildx") {
         out.push("buildx is missing or too old. Fix: `cargo xtask provision` (as root) or install docker-buildx".to_string());
     }
+    if lower.contains("google fonts")
+        || (lower.contains("next/font") && lower.contains("failed to fetch"))
+    {
+        out.push(
+            "next/font/google downloads its fonts while `next build` runs, and this build cannot reach Google. \
+             Fix: use next/font/local with the font files in the repository (or system fonts)"
+                .to_string(),
+        );
+    }
+    if lower.contains("error occurred prerendering page")
+        && [
+            "is not set",
+            "econnrefused",
+            "enotfound",
+            "getaddrinfo",
+            "connect_timeout",
+            "database_url",
+        ]
+        .iter()
+        .any(|m| lower.contains(m))
+    {
+        out.push(
+            "a page that reads a service (database, Redis) was prerendered during `next build`, where no service \
+             runs. Fix: make it dynamic: `await connection()` from \"next/server\" at the top of that page (or read \
+             the data in a route handler)"
+                .to_string(),
+        );
+    }
+    if lower.contains("lockfile had changes, but lockfile is frozen") {
+        out.push(format!(
+            "app/bun.lock no longer matches app/package.json. Fix: run `bun install` (bun {}) in app/ on the host and \
+             commit app/bun.lock",
+            crate::images::BUN_VERSION
+        ));
+    }
     if lower.contains("no space left on device") {
         out.push(
             "the disk is full. Fix: `docker builder prune` and `docker image prune`".to_string(),
@@ -145,5 +180,12 @@ mod tests {
             Some(5432)
         );
         assert!(known_problems("all good").is_empty());
+        let font =
+            "Failed to fetch `Geist` from Google Fonts.\n> Build failed because of webpack errors";
+        assert!(known_problems(font)[0].contains("next/font/local"));
+        let prerender = "Error occurred prerendering page \"/\". Read more: https://nextjs.org/docs/messages/prerender-error\nError: DATABASE_URL is not set";
+        assert!(known_problems(prerender)[0].contains("await connection()"));
+        let frozen = "error: lockfile had changes, but lockfile is frozen\nnote: try re-running without --frozen-lockfile";
+        assert!(known_problems(frozen)[0].contains("commit app/bun.lock"));
     }
 }

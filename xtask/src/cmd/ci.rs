@@ -37,6 +37,10 @@ pub fn run(sh: &Shell) -> Result<()> {
         .context("cargo test --workspace")?;
     times.push(("cargo test --workspace", t.elapsed()));
 
+    let t = Instant::now();
+    lint_and_typecheck(sh, &env, &chosen.set)?;
+    times.push(("lint and typecheck", t.elapsed()));
+
     // verify as a child, exactly as a person runs it.
     let exe = std::env::current_exe()?;
     for (what, extra) in [("verify (dev)", None), ("verify --prod", Some("--prod"))] {
@@ -92,5 +96,56 @@ fn hadolint(sh: &Shell) -> Result<()> {
     cmd!(sh, "{hadolint} {files...}").run().context(
         "hadolint found problems in the Dockerfiles (an ignore needs its reason inline)",
     )?;
+    Ok(())
+}
+
+/// `bun run lint` (Biome) and `bun run typecheck` (route types, then tsc) on a fresh checkout,
+/// in the dev image: the host needs no bun.
+fn lint_and_typecheck(sh: &Shell, env: &EnvSource, images: &crate::images::ImageSet) -> Result<()> {
+    use crate::{
+        docker::{self, compose::words},
+        stack::{Ports, Stack, StackKind, TIMEOUT_BUILD, log_path},
+    };
+    let root = sh.current_dir();
+    crate::stack::prepare_files(&root, StackKind::Dev, env)?;
+    let stack = Stack::new(
+        StackKind::Dev,
+        StackKind::Dev.project(),
+        env,
+        images,
+        Ports::default(),
+    );
+    let log = log_path(&root, "ci-dev-build.log");
+    let policy = crate::integrity::Policy::new(false, None);
+    crate::lifecycle::build(
+        sh,
+        &stack.compose,
+        StackKind::Dev,
+        &policy,
+        &["app"],
+        &log,
+        TIMEOUT_BUILD,
+    )?;
+    let user = format!("{}:{}", crate::host::uid(), crate::host::gid());
+    let app = format!("{}:/app/src", root.join("app").display());
+    let args = words(&[
+        "run",
+        "--rm",
+        "--user",
+        &user,
+        "--env",
+        "HOME=/tmp",
+        "--volume",
+        &app,
+        "--workdir",
+        "/app/src",
+        &stack.app_image(),
+        "sh",
+        "-c",
+        "bun run lint && bun run typecheck",
+    ]);
+    docker::cmd(sh, &args)
+        .run()
+        .context("`bun run lint` or `bun run typecheck` failed (output above)")?;
     Ok(())
 }

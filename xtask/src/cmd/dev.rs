@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use xshell::Shell;
 
 use crate::{
@@ -147,7 +147,7 @@ fn build_app(sh: &Shell, stack: &Stack) -> Result<Duration> {
         &log,
         TIMEOUT_BUILD,
     )
-    .with_context(|| format!("build log: {}", log.display()))?;
+    .map_err(|e| anyhow::anyhow!("{e:#}\n(full build log: {})", log.display()))?;
     progress.done();
     eprintln!(
         "built axion-hub:dev in {} ({})",

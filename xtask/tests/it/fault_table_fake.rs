@@ -250,3 +250,41 @@ fn further_ctrl_c_during_teardown_reports_then_abandons_with_the_command() {
         "prints the command: {err}"
     );
 }
+
+/// Build failures Next.js-in-Docker users meet, each named with its fix, the build's tail
+/// shown once.
+#[test]
+fn known_build_failures_are_named_with_their_fix() {
+    for (name, output, want) in [
+        (
+            "font",
+            "#14 [builder 4/4] RUN bun --bun run build\n#14 2.1 Failed to fetch `Geist` from Google Fonts.\n#14 ERROR: process did not complete successfully: exit code: 1\n",
+            "use next/font/local",
+        ),
+        (
+            "prerender",
+            "#14 3.2 Error occurred prerendering page \"/\". Read more: https://nextjs.org/docs/messages/prerender-error\n#14 3.2 Error: DATABASE_URL is not set\n",
+            "`await connection()`",
+        ),
+        (
+            "frozen",
+            "#9 [deps 2/2] RUN bun install\n#9 0.4 error: lockfile had changes, but lockfile is frozen\n",
+            "commit app/bun.lock",
+        ),
+    ] {
+        let mut rules = vec![(" build |", 1, output)];
+        rules.extend(FakeDocker::engine_rules());
+        let fake = FakeDocker::new(&format!("buildfail-{name}"), &rules);
+        let out = fake.xtask(&["verify", "--prod"]);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{name}: {all}");
+        assert!(all.contains(want), "{name}: {all}");
+        let tail_line = output.lines().last().unwrap();
+        assert_eq!(
+            all.matches(tail_line).count(),
+            1,
+            "{name}: the tail once: {all}"
+        );
+        assert!(!all.contains("stack backtrace"), "{name}: {all}");
+    }
+}
