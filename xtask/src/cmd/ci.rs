@@ -108,13 +108,8 @@ fn lint_and_typecheck(sh: &Shell, env: &EnvSource, images: &crate::images::Image
     };
     let root = sh.current_dir();
     crate::stack::prepare_files(&root, StackKind::Dev, env)?;
-    let stack = Stack::new(
-        StackKind::Dev,
-        StackKind::Dev.project(),
-        env,
-        images,
-        Ports::default(),
-    );
+    // A tag of its own (removed below): ci never changes what the dev stack runs.
+    let stack = Stack::throwaway(StackKind::Dev, "ci-lint", env, images, Ports::default());
     let log = log_path(&root, "ci-dev-build.log");
     let policy = crate::integrity::Policy::new(false, None);
     crate::lifecycle::build(
@@ -144,8 +139,8 @@ fn lint_and_typecheck(sh: &Shell, env: &EnvSource, images: &crate::images::Image
         "-c",
         "bun run lint && bun run typecheck",
     ]);
-    docker::cmd(sh, &args)
-        .run()
-        .context("`bun run lint` or `bun run typecheck` failed (output above)")?;
+    let checked = docker::cmd(sh, &args).run();
+    docker::remove_image(sh, &stack.app_image());
+    checked.context("`bun run lint` or `bun run typecheck` failed (output above)")?;
     Ok(())
 }
