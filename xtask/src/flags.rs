@@ -45,6 +45,8 @@ pub struct CommandSpec {
     pub flags: &'static [Flag],
     /// Whether the image flags (--standin/--upstream) apply.
     pub images: bool,
+    /// Positional arguments, by name (`<ACTION>`), in order; the last may be left out.
+    pub positionals: &'static [&'static str],
 }
 
 mod table;
@@ -61,6 +63,7 @@ pub enum Command {
     Verify(Verify),
     Down(Down),
     Clean(Clean),
+    Db(Db),
     Doctor(Doctor),
     Provision(Provision),
     Ci,
@@ -109,6 +112,22 @@ pub struct Verify {
 #[derive(Debug, Default, PartialEq)]
 pub struct Down {
     pub volumes: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbAction {
+    Psql,
+    Backup,
+    Restore,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Db {
+    pub action: DbAction,
+    /// restore: the backup directory.
+    pub path: Option<String>,
+    pub prod: bool,
+    pub force: bool,
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -210,6 +229,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
             standin: m.on("--standin"),
             refresh: m.on("--refresh"),
         }),
+        "db" => Command::Db(m.db()?),
         "clean" => Command::Clean(Clean {
             dry_run: m.on("--dry-run"),
             build_cache: m.size("--build-cache")?,
@@ -234,6 +254,7 @@ fn spec(name: &str) -> Option<&'static CommandSpec> {
 struct Matches {
     spec: &'static CommandSpec,
     given: Vec<(&'static str, Option<String>)>,
+    positionals: Vec<String>,
 }
 
 impl Matches {
@@ -244,14 +265,24 @@ impl Matches {
     ) -> Result<Option<Matches>> {
         let mut args = args.peekable();
         let mut given = Vec::new();
+        let mut positionals = Vec::new();
         while let Some(arg) = args.next() {
             if arg == "--help" || arg == "-h" {
                 return Ok(None);
             }
             if !arg.starts_with('-') {
+                if positionals.len() < spec.positionals.len() {
+                    positionals.push(arg);
+                    continue;
+                }
                 bail!(
-                    "`{}` takes no positional argument `{arg}` (see `cargo xtask {} --help`)",
+                    "`{}` takes no {}positional argument `{arg}` (see `cargo xtask {} --help`)",
                     spec.name,
+                    if spec.positionals.is_empty() {
+                        ""
+                    } else {
+                        "further "
+                    },
                     spec.name
                 );
             }
@@ -273,7 +304,11 @@ impl Matches {
             };
             given.push((flag.long, value));
         }
-        Ok(Some(Matches { spec, given }))
+        Ok(Some(Matches {
+            spec,
+            given,
+            positionals,
+        }))
     }
 
     fn declared(&self, long: &str) {
@@ -362,6 +397,38 @@ impl Matches {
         }
         Ok(out)
     }
+    fn db(&self) -> Result<Db> {
+        let action = match self.positionals.first().map(String::as_str) {
+            Some("psql") => DbAction::Psql,
+            Some("backup") => DbAction::Backup,
+            Some("restore") => DbAction::Restore,
+            Some(other) => bail!(
+                "`db {other}`: the actions are psql, backup, restore{}",
+                did_you_mean(other, &["psql", "backup", "restore"])
+            ),
+            None => {
+                bail!("`db` needs an action: psql, backup or restore (see `cargo xtask db --help`)")
+            }
+        };
+        let path = self.positionals.get(1).cloned();
+        match (action, &path) {
+            (DbAction::Restore, None) => {
+                bail!(
+                    "`db restore` needs the backup directory, e.g. `cargo xtask db restore backups/dev-20261128T074500Z`"
+                )
+            }
+            (DbAction::Psql | DbAction::Backup, Some(p)) => {
+                bail!("`db` takes a directory only with `restore`, not `{p}`")
+            }
+            _ => {}
+        }
+        Ok(Db {
+            action,
+            path,
+            prod: self.on("--prod"),
+            force: self.on("--force"),
+        })
+    }
     fn images(&self) -> Result<ImageChoice> {
         match (self.on("--standin"), self.on("--upstream")) {
             (true, true) => bail!("--standin and --upstream exclude each other"),
@@ -426,8 +493,9 @@ pub fn help(command: Option<&str>) -> String {
         s.push_str("\n`cargo xtask <command> --help` shows a command's options.\n");
         return s;
     };
+    let positionals: String = spec.positionals.iter().map(|p| format!(" <{p}>")).collect();
     let mut s = format!(
-        "cargo xtask {} [options]\n\n{}\n\nOptions:\n",
+        "cargo xtask {}{positionals} [options]\n\n{}\n\nOptions:\n",
         spec.name, spec.about
     );
     let mut rows: Vec<(String, String)> = all_flags(spec)

@@ -69,6 +69,7 @@ fn run() -> Result<()> {
         flags::Command::Verify(o) => o.run(&sh)?,
         flags::Command::Down(o) => o.run(&sh)?,
         flags::Command::Clean(o) => o.run(&sh)?,
+        flags::Command::Db(o) => o.run(&sh)?,
         flags::Command::Doctor(o) => o.run(&sh)?,
         flags::Command::Provision(o) => o.run(&sh)?,
         flags::Command::Ci => cmd::ci::run(&sh)?,

@@ -5,6 +5,7 @@ mod bench;
 mod build_prod;
 pub mod ci;
 mod clean;
+mod db;
 mod dev;
 mod doctor;
 mod down;

@@ -41,6 +41,7 @@ pub const COMMANDS: &[CommandSpec] = &[
             ),
         ],
         images: true,
+        positionals: &[],
     },
     CommandSpec {
         name: "build-prod",
@@ -60,6 +61,7 @@ pub const COMMANDS: &[CommandSpec] = &[
             JSON,
         ],
         images: true,
+        positionals: &[],
     },
     CommandSpec {
         name: "verify",
@@ -90,6 +92,7 @@ pub const COMMANDS: &[CommandSpec] = &[
             ),
         ],
         images: true,
+        positionals: &[],
     },
     CommandSpec {
         name: "down",
@@ -100,6 +103,20 @@ pub const COMMANDS: &[CommandSpec] = &[
             "also delete the named volumes (database and Redis data)",
         )],
         images: false,
+        positionals: &[],
+    },
+    CommandSpec {
+        name: "db",
+        about: "database chores: `psql` (a shell), `backup` (pg_dump + Redis RDB), `restore <DIR>`",
+        flags: &[
+            switch(
+                "--prod",
+                "the prod stack's database instead of the dev stack's",
+            ),
+            switch("--force", "restore over data that is already there"),
+        ],
+        images: false,
+        positionals: &["ACTION", "DIR"],
     },
     CommandSpec {
         name: "clean",
@@ -113,12 +130,14 @@ pub const COMMANDS: &[CommandSpec] = &[
             ),
         ],
         images: false,
+        positionals: &[],
     },
     CommandSpec {
         name: "doctor",
         about: "check every prerequisite and say how to fix what is missing",
         flags: &[JSON],
         images: false,
+        positionals: &[],
     },
     CommandSpec {
         name: "provision",
@@ -131,12 +150,14 @@ pub const COMMANDS: &[CommandSpec] = &[
             ),
         ],
         images: false,
+        positionals: &[],
     },
     CommandSpec {
         name: "ci",
         about: "everything CI needs on a bare machine: provision, cargo test, verify dev and prod",
         flags: &[],
         images: false,
+        positionals: &[],
     },
     CommandSpec {
         name: "bench",
@@ -155,5 +176,6 @@ pub const COMMANDS: &[CommandSpec] = &[
             ),
         ],
         images: true,
+        positionals: &[],
     },
 ];

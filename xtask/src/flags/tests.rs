@@ -44,7 +44,11 @@ fn every_declared_flag_is_converted() {
                 Some(_) => vec!["3"],
                 None => vec![],
             };
-            let mut args = vec![c.name, f.long];
+            let mut args = vec![c.name];
+            if c.name == "db" {
+                args.push("backup");
+            }
+            args.push(f.long);
             args.extend(value);
             parse(args.into_iter().map(String::from))
                 .unwrap_or_else(|e| panic!("{} {}: {e}", c.name, f.long));
@@ -136,6 +140,31 @@ fn bad_input_names_the_problem_and_the_closest_name() {
     );
     assert!(p("dev --standin --upstream").is_err());
     assert!(p("bench --runs 0").is_err());
+}
+
+#[test]
+fn db_actions_and_paths() {
+    let Command::Db(d) = p("db restore backups/x --force").unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (d.action, d.path.as_deref(), d.force, d.prod),
+        (DbAction::Restore, Some("backups/x"), true, false)
+    );
+    assert!(
+        p("db restore")
+            .unwrap_err()
+            .to_string()
+            .contains("needs the backup directory")
+    );
+    assert!(
+        p("db bakup")
+            .unwrap_err()
+            .to_string()
+            .contains("did you mean `backup`?")
+    );
+    assert!(p("db backup x y").is_err());
+    assert!(help(Some("db")).contains("cargo xtask db <ACTION> <DIR> [options]"));
 }
 
 #[test]

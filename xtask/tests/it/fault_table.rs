@@ -414,3 +414,58 @@ fn dev_data_survives_kills_restarts_and_verifies() {
     );
     assert_eq!(s.redis(&["get", "sentinel"]), "", "and the key");
 }
+
+/// `db backup` → `down --volumes` → `dev` → `db restore`: the row and the key are back; a
+/// second restore over that data is refused without --force.
+#[test]
+fn db_backup_and_restore_round_trip() {
+    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine_or_named_skip() {
+        return;
+    }
+    let s = Sentinel::start();
+    let out = s.dev.xtask(&["db", "backup"]);
+    let all = text(&out);
+    assert!(out.status.success(), "backup:\n{all}");
+    let dir = all
+        .split("backup: ")
+        .nth(1)
+        .and_then(|r| r.split(" (").next())
+        .expect("backup names its directory")
+        .to_string();
+    let _cleanup = RemoveDir(PathBuf::from(&dir));
+    assert!(
+        Path::new(&dir)
+            .join("postgres.dump")
+            .metadata()
+            .unwrap()
+            .len()
+            > 0
+    );
+    assert!(Path::new(&dir).join("redis.rdb").metadata().unwrap().len() > 0);
+
+    assert!(s.dev.xtask(&["down", "--volumes"]).status.success());
+    let out = s.dev.xtask(&["dev", "--detach"]);
+    assert!(out.status.success(), "fresh dev:\n{}", text(&out));
+    let out = s.dev.xtask(&["db", "restore", &dir]);
+    assert!(out.status.success(), "restore:\n{}", text(&out));
+    s.intact("after backup, down --volumes, restore");
+
+    let out = s.dev.xtask(&["db", "restore", &dir]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("holds data already") && all.contains("--force"),
+        "{all}"
+    );
+    let out = s.dev.xtask(&["db", "restore", &dir, "--force"]);
+    assert!(out.status.success(), "restore --force:\n{}", text(&out));
+    s.intact("after restore --force");
+}
+
+struct RemoveDir(PathBuf);
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}

@@ -210,7 +210,7 @@ fn further_ctrl_c_during_teardown_reports_then_abandons_with_the_command() {
             .unwrap()
             .success()
     );
-    let mut child = Command::new(crate::support::xtask_bin())
+    let child = Command::new(crate::support::xtask_bin())
         .arg("verify")
         .env("PATH", format!("{}:/usr/bin:/bin", fake.dir.display()))
         .env("AXION_IMAGES", "upstream")

@@ -1,0 +1,258 @@
+//! `cargo xtask db psql | backup | restore <DIR>`: database chores on the running dev stack
+//! (or the prod stack with `--prod`). A backup is a directory `backups/<stack>-<UTC time>/`
+//! holding `postgres.dump` (pg_dump's custom format) and `redis.rdb`; a restore refuses to
+//! overwrite data unless `--force`.
+
+use std::{
+    fs,
+    io::IsTerminal,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result, bail};
+use xshell::Shell;
+
+use crate::{
+    docker::{self, Container, compose::words},
+    engine,
+    flags::{self, DbAction},
+    stack::StackKind,
+    util::secs,
+};
+
+const PG_DUMP: &str = "postgres.dump";
+const REDIS_RDB: &str = "redis.rdb";
+/// Redis reads its password from the secret file in prod; dev has none.
+const REDIS_AUTH: &str = "if [ -r /run/secrets/redis_password ]; then export REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\"; fi; ";
+
+impl flags::Db {
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        engine::preflight()?;
+        let kind = StackKind::from_prod(self.prod);
+        let project = kind.project();
+        let cs = docker::containers(sh, &project)?;
+        let running = |service: &str| -> Result<Container> {
+            cs.iter()
+                .find(|c| c.service == service && c.status == "running")
+                .cloned()
+                .with_context(|| {
+                    format!(
+                        "the {} stack's `{service}` is not running (project {project}).\n  fix: {}",
+                        kind.name(),
+                        match kind {
+                            StackKind::Dev => "`cargo xtask dev --detach` first".to_string(),
+                            StackKind::Prod =>
+                                "start it: `docker compose -f docker-compose.prod.yml up -d`"
+                                    .to_string(),
+                        }
+                    )
+                })
+        };
+        let db = running("db")?;
+        match self.action {
+            DbAction::Psql => psql(&db),
+            DbAction::Backup => backup(sh, kind, &db, &running("redis")?),
+            DbAction::Restore => {
+                let dir = PathBuf::from(self.path.as_deref().unwrap_or_default());
+                restore(sh, &dir, &db, &running("redis")?, self.force)
+            }
+        }
+    }
+}
+
+/// An interactive psql as the database's owner, through the container's local socket.
+fn psql(db: &Container) -> Result<()> {
+    let tty = std::io::stdin().is_terminal();
+    let status = Command::new("docker")
+        .args(["exec", if tty { "-it" } else { "-i" }, &db.name])
+        .args([
+            "sh",
+            "-c",
+            "exec psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\"",
+        ])
+        .status()
+        .context("running psql in the db container")?;
+    if !status.success() {
+        bail!("psql ended with {status}");
+    }
+    Ok(())
+}
+
+/// `docker exec <container> sh -c <script>` with its stdout into `file`.
+fn exec_to_file(container: &str, script: &str, file: &Path) -> Result<()> {
+    let out = fs::File::create(file).with_context(|| format!("creating {}", file.display()))?;
+    let o = Command::new("docker")
+        .args(["exec", container, "sh", "-c", script])
+        .stdout(out)
+        .stderr(Stdio::piped())
+        .output()?;
+    if !o.status.success() {
+        bail!("{}", String::from_utf8_lossy(&o.stderr).trim());
+    }
+    Ok(())
+}
+
+fn backup(sh: &Shell, kind: StackKind, db: &Container, redis: &Container) -> Result<()> {
+    let t = Instant::now();
+    let dir = sh.current_dir().join("backups").join(format!(
+        "{}-{}",
+        kind.name(),
+        utc_stamp(SystemTime::now())
+    ));
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    exec_to_file(
+        &db.name,
+        "pg_dump -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" --format=custom",
+        &dir.join(PG_DUMP),
+    )
+    .context("pg_dump")?;
+    let rdb = format!(
+        "{REDIS_AUTH}redis-cli --rdb /tmp/axion-backup.rdb >/dev/null && cat /tmp/axion-backup.rdb && rm -f /tmp/axion-backup.rdb"
+    );
+    exec_to_file(&redis.name, &rdb, &dir.join(REDIS_RDB)).context("redis-cli --rdb")?;
+    let size = |f: &str| fs::metadata(dir.join(f)).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "backup: {} (postgres {} bytes, redis {} bytes) in {}",
+        dir.display(),
+        size(PG_DUMP),
+        size(REDIS_RDB),
+        secs(t.elapsed())
+    );
+    Ok(())
+}
+
+fn restore(sh: &Shell, dir: &Path, db: &Container, redis: &Container, force: bool) -> Result<()> {
+    let t = Instant::now();
+    for f in [PG_DUMP, REDIS_RDB] {
+        if !dir.join(f).is_file() {
+            bail!(
+                "{} has no {f}: not a backup made by `cargo xtask db backup`",
+                dir.display()
+            );
+        }
+    }
+    let tables = exec_text(
+        &db.name,
+        "psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -XtAc \"select count(*) from pg_tables where schemaname not in ('pg_catalog', 'information_schema')\"",
+    )?;
+    let keys = exec_text(&redis.name, &format!("{REDIS_AUTH}redis-cli dbsize"))?;
+    let (tables, keys): (u64, u64) = (
+        tables.trim().parse().unwrap_or(1),
+        keys.trim().parse().unwrap_or(1),
+    );
+    if (tables > 0 || keys > 0) && !force {
+        bail!(
+            "the database holds data already ({tables} tables, {keys} Redis keys): a restore would replace it.\n  \
+             fix: `cargo xtask down --volumes` then `cargo xtask dev --detach` for fresh volumes, or pass --force to replace it"
+        );
+    }
+    // As the app's role where there is one (prod), so what is restored stays the app's.
+    let pg = Command::new("docker")
+        .args(["exec", "-i", &db.name, "sh", "-c"])
+        .arg("pg_restore -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" --clean --if-exists --no-owner --exit-on-error --role \"${APP_DB_USER:-$POSTGRES_USER}\"")
+        .stdin(fs::File::open(dir.join(PG_DUMP))?)
+        .output()?;
+    if !pg.status.success() {
+        bail!("pg_restore: {}", String::from_utf8_lossy(&pg.stderr).trim());
+    }
+    restore_redis(sh, redis, &dir.join(REDIS_RDB))?;
+    eprintln!(
+        "restored {} into {} and {} in {}",
+        dir.display(),
+        db.name,
+        redis.name,
+        secs(t.elapsed())
+    );
+    Ok(())
+}
+
+/// Redis with `appendonly yes` ignores an RDB file at start, so: stop it, load the RDB in a
+/// throw-away Redis on the same volume and have it write a fresh AOF, start it again.
+fn restore_redis(sh: &Shell, redis: &Container, rdb: &Path) -> Result<()> {
+    let script = "set -e; rm -rf /data/appendonlydir /data/dump.rdb; cp /backup.rdb /data/dump.rdb; \
+        redis-server --dir /data --appendonly no --daemonize yes --port 6390 >/dev/null; \
+        until redis-cli -p 6390 ping >/dev/null 2>&1; do sleep 0.1; done; \
+        redis-cli -p 6390 config set appendonly yes >/dev/null; \
+        until [ -d /data/appendonlydir ] && redis-cli -p 6390 info persistence | grep -q aof_rewrite_in_progress:0 \
+              && redis-cli -p 6390 info persistence | grep -q aof_rewrite_scheduled:0; do sleep 0.1; done; \
+        redis-cli -p 6390 shutdown nosave >/dev/null 2>&1 || true; chown -R redis:redis /data";
+    docker::cmd(sh, &words(&["stop", "--time", "10", &redis.name]))
+        .quiet()
+        .ignore_stdout()
+        .run()?;
+    let rdb = format!("{}:/backup.rdb:ro", rdb.canonicalize()?.display());
+    let loaded = docker::cmd(
+        sh,
+        &words(&[
+            "run",
+            "--rm",
+            "--volumes-from",
+            &redis.name,
+            "--volume",
+            &rdb,
+            "--network",
+            "none",
+            "--entrypoint",
+            "sh",
+            &redis.image,
+            "-c",
+            script,
+        ]),
+    )
+    .quiet()
+    .run();
+    docker::cmd(sh, &words(&["start", &redis.name]))
+        .quiet()
+        .ignore_stdout()
+        .run()?;
+    loaded.context("loading the Redis backup")?;
+    Ok(())
+}
+
+fn exec_text(container: &str, script: &str) -> Result<String> {
+    let o = Command::new("docker")
+        .args(["exec", container, "sh", "-c", script])
+        .output()?;
+    if !o.status.success() {
+        bail!("{}", String::from_utf8_lossy(&o.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// `20261128T074500Z`: sorts by time, safe in a file name.
+fn utc_stamp(t: SystemTime) -> String {
+    let s = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    let (days, rem) = (s.div_euclid(86_400), s.rem_euclid(86_400));
+    // Civil date from days (Howard Hinnant's algorithm, the inverse of container.rs's).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_utc_and_sortable() {
+        let t = crate::docker::container::parse_rfc3339("2026-11-28T07:45:03Z").unwrap();
+        assert_eq!(utc_stamp(t), "20261128T074503Z");
+        assert_eq!(utc_stamp(UNIX_EPOCH), "19700101T000000Z");
+        let leap = crate::docker::container::parse_rfc3339("2024-02-29T23:59:59Z").unwrap();
+        assert_eq!(utc_stamp(leap), "20240229T235959Z");
+    }
+}
