@@ -404,3 +404,101 @@ fn build_host_trust_stays_in_the_build() {
         );
     }
 }
+
+/// The editors' path: the real devcontainer CLI (npm's @devcontainers/cli) brings up the dev
+/// compose's app service from .devcontainer/devcontainer.json; `devcontainer exec` runs bun
+/// and reaches PostgreSQL by its service name.
+#[test]
+fn devcontainer_cli_attaches_to_the_dev_stack() {
+    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine_or_named_skip() {
+        return;
+    }
+    let root = project_root();
+    let prefix = root.join("target/xtask/devcontainer-cli");
+    let cli = prefix.join("node_modules/.bin/devcontainer");
+    if !cli.exists() {
+        let npm = Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&prefix)
+            .arg("@devcontainers/cli@0.89")
+            .output()
+            .expect("npm (Node.js) is needed for the devcontainer CLI");
+        assert!(
+            npm.status.success(),
+            "npm install @devcontainers/cli:\n{}",
+            text(&npm)
+        );
+    }
+    let project = format!("axion-it-devcontainer-{}", std::process::id());
+    let ports = [free_port(), free_port(), free_port()];
+    let uid = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
+    let gid = String::from_utf8(Command::new("id").arg("-g").output().unwrap().stdout).unwrap();
+    let mut env: Vec<(String, String)> = vec![
+        ("COMPOSE_PROJECT_NAME".into(), project.clone()),
+        ("APP_PORT".into(), ports[0].to_string()),
+        ("DB_PORT".into(), ports[1].to_string()),
+        ("REDIS_PORT".into(), ports[2].to_string()),
+        ("HOST_UID".into(), uid.trim().into()),
+        ("HOST_GID".into(), gid.trim().into()),
+        (
+            "AXION_EXTRA_CA_FILE".into(),
+            root.join("target/xtask/extra-ca.pem").display().to_string(),
+        ),
+    ];
+    if std::env::var("AXION_IMAGES").is_ok_and(|v| v == "standin") {
+        for (k, v) in [
+            ("BUN_IMAGE", "axion-hub-standin/bun:1.4.5"),
+            ("BUN_SLIM_IMAGE", "axion-hub-standin/bun:1.4.5-slim"),
+            ("POSTGRES_IMAGE", "axion-hub-standin/postgres:17"),
+            ("REDIS_IMAGE", "axion-hub-standin/redis:7"),
+        ] {
+            env.push((k.into(), v.into()));
+        }
+    }
+    struct Down(String);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = Command::new("docker")
+                .args([
+                    "compose",
+                    "-p",
+                    &self.0,
+                    "down",
+                    "--volumes",
+                    "--remove-orphans",
+                ])
+                .output();
+        }
+    }
+    let _down = Down(project.clone());
+    // `devcontainer <sub> --workspace-folder <root> [command...]`: options before the command.
+    let run = |args: &[&str]| {
+        Command::new(&cli)
+            .arg(args[0])
+            .arg("--workspace-folder")
+            .arg(&root)
+            .args(&args[1..])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap()
+    };
+    let up = run(&["up"]);
+    assert!(up.status.success(), "devcontainer up:\n{}", text(&up));
+    assert!(String::from_utf8_lossy(&up.stdout).contains("\"outcome\":\"success\""));
+    let bun = run(&["exec", "bun", "--version"]);
+    assert!(bun.status.success(), "{}", text(&bun));
+    assert_eq!(String::from_utf8_lossy(&bun.stdout).trim(), "1.4.5");
+    let db = run(&[
+        "exec",
+        "bun",
+        "-e",
+        "import postgres from 'postgres'; const sql = postgres(process.env.DATABASE_URL); \
+         const [r] = await sql`select 1 + 1 as two`; console.log('db answers', r.two); await sql.end()",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&db.stdout).contains("db answers 2"),
+        "the db by its service name:\n{}",
+        text(&db)
+    );
+}
