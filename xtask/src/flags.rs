@@ -82,6 +82,8 @@ pub enum ImageChoice {
 pub struct Dev {
     pub detach: bool,
     pub no_build: bool,
+    /// Some(true): sync, Some(false): bind mount, None: by platform.
+    pub sync: Option<bool>,
     pub images: ImageChoice,
 }
 
@@ -197,6 +199,12 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
         "dev" => Command::Dev(Dev {
             detach: m.on("--detach"),
             no_build: m.on("--no-build"),
+            sync: match (m.on("--sync"), m.on("--bind")) {
+                (true, true) => bail!("--sync and --bind exclude each other"),
+                (true, false) => Some(true),
+                (false, true) => Some(false),
+                (false, false) => None,
+            },
             images: m.images()?,
         }),
         "build-prod" => Command::BuildProd(BuildProd {

@@ -163,6 +163,7 @@ impl Stack {
             kind,
             compose: Compose {
                 file: kind.compose_file().into(),
+                overlays: vec![],
                 project,
                 env_file: env.path.clone(),
                 env: vars,

@@ -101,13 +101,40 @@ impl flags::Dev {
         }
         let images = images::choose(sh, self.images, &env)?;
         prepare_files(&root, StackKind::Dev, &env)?;
-        Ok(Stack::new(
-            StackKind::Dev,
-            project,
-            &env,
-            &images.set,
-            ports,
-        ))
+        let mut stack = Stack::new(StackKind::Dev, project, &env, &images.set, ports);
+        let (sync, why) = sync_mode(self.sync, &docker::engine_os(sh));
+        eprintln!(
+            "edits reach the app by {} ({why})",
+            if sync {
+                "`compose watch` sync"
+            } else {
+                "a bind mount of app/"
+            }
+        );
+        if sync {
+            stack.compose.overlays.push(SYNC_OVERLAY.into());
+        }
+        Ok(stack)
+    }
+}
+
+/// The overlay that drops the bind mount: edits are synced by `docker compose watch`.
+const SYNC_OVERLAY: &str = "docker-compose.sync.yml";
+
+/// Bind mount or watch sync: asked for, or by platform. Docker Desktop (macOS, Windows, and its
+/// Linux VM) delivers bind-mount file events unreliably and Turbopack does not poll
+/// (vercel/next.js#71622); a native Linux engine delivers them.
+fn sync_mode(asked: Option<bool>, engine_os: &str) -> (bool, String) {
+    match asked {
+        Some(true) => (true, "--sync".into()),
+        Some(false) => (false, "--bind".into()),
+        None if engine_os.contains("Docker Desktop") => {
+            (true, format!("the engine is {engine_os}"))
+        }
+        None if cfg!(any(target_os = "macos", target_os = "windows")) => {
+            (true, "a macOS/Windows host".into())
+        }
+        None => (false, format!("a native engine on {engine_os}")),
     }
 }
 
@@ -164,6 +191,21 @@ fn mtime(p: &Path) -> Option<SystemTime> {
 /// Follows the logs in the foreground. A change to package.json or bun.lock rebuilds the app
 /// image and recreates the app with fresh anonymous volumes, so node_modules is never stale.
 fn follow(sh: &Shell, stack: &Stack) -> Result<()> {
+    let sync = !stack.compose.overlays.is_empty();
+    // Sync mode: `compose watch` copies edits in and rebuilds on package.json/bun.lock itself.
+    let watch = if sync {
+        Some(stack.compose.expr(&words(&["watch"])).unchecked().start()?)
+    } else {
+        None
+    };
+    let followed = follow_logs(sh, stack, sync);
+    if let Some(w) = watch {
+        let _ = w.kill();
+    }
+    followed
+}
+
+fn follow_logs(sh: &Shell, stack: &Stack, sync: bool) -> Result<()> {
     let root = sh.current_dir();
     let watched = [root.join("app/package.json"), root.join("app/bun.lock")];
     let stamp = || watched.iter().map(|p| mtime(p)).collect::<Vec<_>>();
@@ -197,7 +239,7 @@ fn follow(sh: &Shell, stack: &Stack) -> Result<()> {
             continue;
         }
         let now = stamp();
-        if now != last {
+        if now != last && !sync {
             last = now;
             if recreate_app(sh, stack)? {
                 let _ = follower.kill();
@@ -309,4 +351,20 @@ fn recreate_app(sh: &Shell, stack: &Stack) -> Result<bool> {
         ),
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_on_docker_desktop_bind_on_a_native_engine() {
+        assert!(sync_mode(None, "Docker Desktop").0);
+        assert!(!sync_mode(None, "Debian GNU/Linux 12 (bookworm)").0 || cfg!(target_os = "macos"));
+        assert_eq!(
+            sync_mode(Some(false), "Docker Desktop"),
+            (false, "--bind".to_string())
+        );
+        assert!(sync_mode(Some(true), "Debian").0);
+    }
 }

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Compose {
     pub file: String,
+    /// Files layered over `file` (`-f` after it), e.g. docker-compose.sync.yml.
+    pub overlays: Vec<String>,
     pub project: String,
     pub env_file: PathBuf,
     /// Variables for compose's interpolation (they win over the env file).
@@ -17,15 +19,16 @@ pub struct Compose {
 impl Compose {
     /// `compose -f <file> -p <project> --env-file <f> <sub...>` (without the leading `docker`).
     pub fn args(&self, sub: &[String]) -> Vec<String> {
-        let mut a: Vec<String> = vec![
-            "compose".into(),
-            "-f".into(),
-            self.file.clone(),
+        let mut a: Vec<String> = vec!["compose".into(), "-f".into(), self.file.clone()];
+        for o in &self.overlays {
+            a.extend(["-f".into(), o.clone()]);
+        }
+        a.extend([
             "-p".into(),
             self.project.clone(),
             "--env-file".into(),
             self.env_file.display().to_string(),
-        ];
+        ]);
         a.extend(sub.iter().cloned());
         a
     }
@@ -130,6 +133,7 @@ mod tests {
     fn compose() -> Compose {
         Compose {
             file: "docker-compose.yml".into(),
+            overlays: vec![],
             project: "axion-verify-1".into(),
             env_file: ".env.example".into(),
             env: vec![

@@ -233,3 +233,12 @@ pub fn remove_image(sh: &Shell, image: &str) {
         .ignore_stderr()
         .run();
 }
+
+/// The engine's operating system as it names itself (`Docker Desktop` on macOS and Windows).
+pub fn engine_os(sh: &Shell) -> String {
+    cmd(sh, &words(&["info", "--format", "{{.OperatingSystem}}"]))
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_default()
+}

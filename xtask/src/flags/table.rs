@@ -39,6 +39,14 @@ pub const COMMANDS: &[CommandSpec] = &[
                 "--no-build",
                 "start with the images as they are (no rebuild of the app image)",
             ),
+            switch(
+                "--sync",
+                "edits reach the container by `compose watch` sync (default on Docker Desktop)",
+            ),
+            switch(
+                "--bind",
+                "edits reach the container by a bind mount of app/ (default on a Linux engine)",
+            ),
         ],
         images: true,
         positionals: &[],

@@ -502,3 +502,95 @@ fn devcontainer_cli_attaches_to_the_dev_stack() {
         text(&db)
     );
 }
+
+/// Both ways edits reach the dev server, on this Linux engine: the bind mount and `compose
+/// watch` sync (Docker Desktop's default). Each: a new page is served, an edit to it is served
+/// without restarting the container; the edit-to-served time is reported (a timing, not a
+/// pass/fail threshold).
+#[test]
+fn hot_reload_by_bind_mount_and_by_watch_sync() {
+    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine_or_named_skip() {
+        return;
+    }
+    for mode in ["--bind", "--sync"] {
+        let dev = DevStack::new(&format!("mode{}", &mode[2..]));
+        let mut child = Command::new(xtask_bin())
+            .args(["dev", mode])
+            .env("AXION_DEV_PROJECT", &dev.project)
+            .env("APP_PORT", dev.ports[0].to_string())
+            .env("DB_PORT", dev.ports[1].to_string())
+            .env("REDIS_PORT", dev.ports[2].to_string())
+            .env_remove("RUST_BACKTRACE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let ready = line.contains("dev stack ready");
+            seen.push(line);
+            if ready {
+                break;
+            }
+        }
+        assert!(
+            seen.iter().any(|l| l.contains("dev stack ready")),
+            "{mode}: dev never became ready:\n{}",
+            seen.join("\n")
+        );
+        let how = if mode == "--sync" {
+            "`compose watch` sync"
+        } else {
+            "a bind mount"
+        };
+        assert!(
+            seen.iter().any(|l| l.contains(how)),
+            "{mode}: says how edits travel"
+        );
+        // Drain the rest of its output so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+
+        let dir = project_root().join(format!("app/app/it-{}", &mode[2..]));
+        let _cleanup = RemoveOnDrop(dir.clone());
+        fs::create_dir_all(&dir).unwrap();
+        let url = format!("/it-{}", &mode[2..]);
+        let page =
+            |m: &str| format!("export default function Page() {{\n  return <p>{m}</p>;\n}}\n");
+        fs::write(dir.join("page.tsx"), page("marker-one")).unwrap();
+        wait_for("the new page", Duration::from_secs(90), || {
+            get(dev.ports[0], &url).is_some_and(|(s, b)| s == 200 && b.contains("marker-one"))
+        });
+        let app = format!("{}-app-1", dev.project);
+        let started = docker_lines(&["inspect", "--format", "{{.State.StartedAt}}", &app]);
+        let mut times = Vec::new();
+        for i in 0..3 {
+            let marker = format!("marker-edit-{i}");
+            let t = Instant::now();
+            fs::write(dir.join("page.tsx"), page(&marker)).unwrap();
+            let deadline = t + Duration::from_secs(60);
+            while !get(dev.ports[0], &url).is_some_and(|(_, b)| b.contains(&marker)) {
+                assert!(Instant::now() < deadline, "{mode}: edit {i} never served");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            times.push(t.elapsed().as_millis());
+        }
+        eprintln!("hot reload {mode}: edit to served (server side) {times:?} ms");
+        assert_eq!(
+            started,
+            docker_lines(&["inspect", "--format", "{{.State.StartedAt}}", &app]),
+            "{mode}: the container was not restarted"
+        );
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert!(
+            status.success(),
+            "{mode}: Ctrl-C stops dev cleanly ({status})"
+        );
+    }
+}
