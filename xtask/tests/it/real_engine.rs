@@ -594,3 +594,135 @@ fn hot_reload_by_bind_mount_and_by_watch_sync() {
         );
     }
 }
+
+/// Hot reload as a person sees it, in a real browser: headless Chromium (Debian's package)
+/// loads a dev page, the HMR socket connects, an edit appears in place without a full reload.
+/// The edit-to-visible latency is reported (a timing, not a threshold).
+#[test]
+fn a_real_browser_sees_hot_reload_in_place() {
+    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine_or_named_skip() {
+        return;
+    }
+    let chromium = ensure_chromium();
+    let root = project_root();
+    let prefix = root.join("target/xtask/browser");
+    if !prefix.join("node_modules/puppeteer-core").exists() {
+        let npm = Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&prefix)
+            .arg("puppeteer-core@24")
+            .output()
+            .expect("npm (Node.js) is needed for the browser test");
+        assert!(
+            npm.status.success(),
+            "npm install puppeteer-core:\n{}",
+            text(&npm)
+        );
+    }
+    let dev = DevStack::new("browser");
+    let out = dev.xtask(&["dev", "--detach"]);
+    assert!(out.status.success(), "dev --detach:\n{}", text(&out));
+    let dir = root.join("app/app/it-browser");
+    let _cleanup = RemoveOnDrop(dir.clone());
+    fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("page.tsx");
+    fs::write(
+        &file,
+        "export default function Page() {\n  return <p id=\"marker\">marker-one</p>;\n}\n",
+    )
+    .unwrap();
+    for host in ["localhost", "127.0.0.1"] {
+        let out = Command::new("node")
+            .arg(root.join("xtask/tests/it/browser/hmr.mjs"))
+            .arg(format!("http://{host}:{}/it-browser", dev.ports[0]))
+            .arg(&file)
+            .arg(&chromium)
+            .env("PUPPETEER_DIR", &prefix)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{host}: the browser run:\n{}",
+            text(&out)
+        );
+        let report: serde_json::Value = serde_json::from_str(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .last()
+                .unwrap_or(""),
+        )
+        .unwrap_or_else(|e| panic!("{host}: {e}: {}", text(&out)));
+        let sockets = report["sockets"].as_array().unwrap();
+        assert!(
+            sockets
+                .iter()
+                .any(|s| s.as_str().unwrap().contains("/_next/"))
+                && report["socketsOpened"] != 0,
+            "{host}: the HMR socket connected: {report}"
+        );
+        assert_eq!(
+            report["fullReload"], false,
+            "{host}: in place, no full reload"
+        );
+        assert_eq!(report["text"], "marker-four");
+        eprintln!(
+            "browser ({host}): edit to visible {} ms",
+            report["latencyMs"]
+        );
+        fs::write(
+            &file,
+            "export default function Page() {\n  return <p id=\"marker\">marker-one</p>;\n}\n",
+        )
+        .unwrap();
+    }
+}
+
+/// Debian's Chromium: installed when missing and root (as CI is), else the fix is named.
+fn ensure_chromium() -> String {
+    for p in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
+        if std::path::Path::new(p).exists() {
+            return p.into();
+        }
+    }
+    let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    assert!(
+        root,
+        "the browser test needs Chromium: sudo apt-get install chromium"
+    );
+    let install = Command::new("apt-get")
+        .args([
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "chromium",
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output()
+        .unwrap();
+    if !install.status.success() {
+        let update = Command::new("apt-get")
+            .args(["update", "-qq"])
+            .output()
+            .unwrap();
+        assert!(update.status.success(), "{}", text(&update));
+        let again = Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "chromium",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .output()
+            .unwrap();
+        assert!(
+            again.status.success(),
+            "apt-get install chromium:\n{}",
+            text(&again)
+        );
+    }
+    "/usr/bin/chromium".into()
+}
