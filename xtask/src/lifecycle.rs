@@ -26,6 +26,8 @@ use crate::{
     util::{note, secs, tail},
 };
 
+/// While the app boots, how often a prefetch retries its connection.
+const PREFETCH_RETRY: Duration = Duration::from_millis(50);
 /// One HTTP probe: the dev server compiles a route on its first request (about 5 s on 2 cores).
 const HTTP_PROBE: Duration = Duration::from_secs(30);
 
@@ -175,6 +177,20 @@ impl Probe for EngineProbe<'_> {
     }
     fn sleep(&mut self, d: Duration) {
         std::thread::sleep(d);
+    }
+    fn prefetch(&mut self, paths: &[&str]) {
+        for path in paths {
+            let (port, path) = (self.app_port, path.to_string());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + HTTP_PROBE;
+                while Instant::now() < deadline {
+                    match http::get(port, &path, HTTP_PROBE) {
+                        Err(http::Error::Starting(_)) => std::thread::sleep(PREFETCH_RETRY),
+                        _ => return,
+                    }
+                }
+            });
+        }
     }
     fn get(&mut self, path: &str, timeout: Duration) -> Result<http::Response, http::Error> {
         http::get(self.app_port, path, timeout.min(HTTP_PROBE))
