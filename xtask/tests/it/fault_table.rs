@@ -469,3 +469,73 @@ impl Drop for RemoveDir {
         let _ = fs::remove_dir_all(&self.0);
     }
 }
+
+/// Build-time and run-time configuration reach the prod app from `.env`: a NEXT_PUBLIC_*
+/// value is inlined by the build, a server variable is read when the request runs; neither
+/// needed an edit of a compose file.
+#[test]
+fn env_file_configuration_reaches_the_prod_app() {
+    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine_or_named_skip() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("xtask-config-project-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    copy_tree(
+        &project_root(),
+        &dir,
+        &[
+            "target",
+            ".git",
+            "node_modules",
+            ".next",
+            "secrets",
+            ".env",
+            "xtask",
+        ],
+    );
+    let _cleanup = RemoveDir(dir.clone());
+    let mut env = fs::read_to_string(dir.join(".env.example")).unwrap();
+    env.push_str("NEXT_PUBLIC_APP_NAME=Hub From Env\nAPP_GREETING=hello-from-env\n");
+    fs::write(dir.join(".env"), env).unwrap();
+    let out = xtask(
+        &["verify", "--prod", "--keep", "--json"],
+        &[("AXION_PROJECT_ROOT", dir.to_str().unwrap())],
+    );
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let project = report["project"].as_str().unwrap().to_string();
+    let removal = all
+        .lines()
+        .skip_while(|l| !l.contains("stays up. Remove it with:"))
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = Command::new("sh").args(["-c", &self.0]).output();
+        }
+    }
+    let _remove = Remove(removal);
+    let port: u16 = docker_lines(&["port", &format!("{project}-app-1"), "3000"])[0]
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (status, body) = crate::real_engine::get(port, "/config").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(">Hub From Env<"),
+        "the build-time value: {body}"
+    );
+    assert!(
+        body.contains(">hello-from-env<"),
+        "the run-time value: {body}"
+    );
+    let (_, home) = crate::real_engine::get(port, "/").unwrap();
+    assert!(home.contains("Hub From Env"), "inlined in the page: {home}");
+}

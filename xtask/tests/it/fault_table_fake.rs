@@ -66,7 +66,7 @@ fn row5_engine_restart_under_dev_is_named_with_how_to_go_on() {
             "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n",
         ),
         (
-            "once:info --format",
+            "once:info --format {{.ServerVersion}}",
             1,
             "Cannot connect to the Docker daemon\n",
         ),

@@ -489,13 +489,23 @@ fn devcontainer_cli_attaches_to_the_dev_stack() {
     let bun = run(&["exec", "bun", "--version"]);
     assert!(bun.status.success(), "{}", text(&bun));
     assert_eq!(String::from_utf8_lossy(&bun.stdout).trim(), "1.4.5");
-    let db = run(&[
-        "exec",
-        "bun",
-        "-e",
-        "import postgres from 'postgres'; const sql = postgres(process.env.DATABASE_URL); \
-         const [r] = await sql`select 1 + 1 as two`; console.log('db answers', r.two); await sql.end()",
-    ]);
+    // The app starts beside db (not after it): PostgreSQL may still be starting.
+    let query = || {
+        run(&[
+            "exec",
+            "bun",
+            "-e",
+            "import postgres from 'postgres'; const sql = postgres(process.env.DATABASE_URL); \
+             const [r] = await sql`select 1 + 1 as two`; console.log('db answers', r.two); await sql.end()",
+        ])
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut db = query();
+    while !String::from_utf8_lossy(&db.stdout).contains("db answers 2") && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(500));
+        db = query();
+    }
     assert!(
         String::from_utf8_lossy(&db.stdout).contains("db answers 2"),
         "the db by its service name:\n{}",
