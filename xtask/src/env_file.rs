@@ -128,7 +128,10 @@ impl EnvFile {
                 continue;
             }
             let all = known.iter().map(String::as_str).chain(ALSO_READ);
-            if let Some(meant) = all.filter(|m| near(k, m)).min_by_key(|m| distance(k, m)) {
+            if let Some(meant) = all
+                .filter(|m| near(k, m))
+                .min_by_key(|m| crate::util::edit_distance(k, m))
+            {
                 bail!("line {n}: `{k}` is not a variable the stacks read; did you mean `{meant}`?");
             }
         }
@@ -191,23 +194,8 @@ impl EnvSource {
 
 /// A typo's distance: at most 2 edits, and less than a third of the name.
 fn near(a: &str, b: &str) -> bool {
-    let d = distance(a, b);
+    let d = crate::util::edit_distance(a, b);
     d > 0 && d <= 2 && d * 3 <= b.len()
-}
-
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// Creates `.env` from `.env.example` when it is missing, readable by its owner only (it will

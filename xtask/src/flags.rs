@@ -466,7 +466,7 @@ fn unknown_flag(spec: &'static CommandSpec, name: &str) -> anyhow::Error {
 fn did_you_mean(given: &str, candidates: &[&str]) -> String {
     let best = candidates
         .iter()
-        .map(|c| (edit_distance(given, c), *c))
+        .map(|c| (crate::util::edit_distance(given, c), *c))
         .min_by_key(|(d, _)| *d);
     match best {
         Some((d, c)) if d <= 3.max(given.len() / 3) && d < given.len() => {
@@ -474,21 +474,6 @@ fn did_you_mean(given: &str, candidates: &[&str]) -> String {
         }
         _ => String::new(),
     }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// The overview (`cargo xtask --help`) or one command's options (`cargo xtask verify --help`).

@@ -169,7 +169,7 @@ fn db_actions_and_paths() {
 
 #[test]
 fn edit_distances() {
-    assert_eq!(edit_distance("kitten", "sitting"), 3);
-    assert_eq!(edit_distance("", "abc"), 3);
-    assert_eq!(edit_distance("same", "same"), 0);
+    assert_eq!(crate::util::edit_distance("kitten", "sitting"), 3);
+    assert_eq!(crate::util::edit_distance("", "abc"), 3);
+    assert_eq!(crate::util::edit_distance("same", "same"), 0);
 }

@@ -418,17 +418,7 @@ fn devcontainer_cli_attaches_to_the_dev_stack() {
     let prefix = root.join("target/xtask/devcontainer-cli");
     let cli = prefix.join("node_modules/.bin/devcontainer");
     if !cli.exists() {
-        let npm = Command::new("npm")
-            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&prefix)
-            .arg("@devcontainers/cli@0.89")
-            .output()
-            .expect("npm (Node.js) is needed for the devcontainer CLI");
-        assert!(
-            npm.status.success(),
-            "npm install @devcontainers/cli:\n{}",
-            text(&npm)
-        );
+        npm_install(&prefix, "@devcontainers/cli@0.89");
     }
     let project = format!("axion-it-devcontainer-{}", std::process::id());
     let ports = [free_port(), free_port(), free_port()];
@@ -618,17 +608,7 @@ fn a_real_browser_sees_hot_reload_in_place() {
     let root = project_root();
     let prefix = root.join("target/xtask/browser");
     if !prefix.join("node_modules/puppeteer-core").exists() {
-        let npm = Command::new("npm")
-            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&prefix)
-            .arg("puppeteer-core@24")
-            .output()
-            .expect("npm (Node.js) is needed for the browser test");
-        assert!(
-            npm.status.success(),
-            "npm install puppeteer-core:\n{}",
-            text(&npm)
-        );
+        npm_install(&prefix, "puppeteer-core@24");
     }
     let dev = DevStack::new("browser");
     let out = dev.xtask(&["dev", "--detach"]);
@@ -735,4 +715,20 @@ fn ensure_chromium() -> String {
         );
     }
     "/usr/bin/chromium".into()
+}
+
+/// A client the tests drive (the devcontainer CLI, puppeteer), from the npm registry into a
+/// prefix under target/.
+fn npm_install(prefix: &std::path::Path, package: &str) {
+    let npm = Command::new("npm")
+        .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+        .arg(prefix)
+        .arg(package)
+        .output()
+        .unwrap_or_else(|e| panic!("npm (Node.js) is needed to install {package}: {e}"));
+    assert!(
+        npm.status.success(),
+        "npm install {package}:\n{}",
+        text(&npm)
+    );
 }
