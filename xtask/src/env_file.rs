@@ -62,31 +62,30 @@ impl EnvFile {
         env
     }
 
+    /// One line: a variable (quotes stripped, a trailing ` #` comment dropped), or nothing.
     fn parse_line(&mut self, line: &str, n: usize) {
-        {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                return;
-            }
-            let line = line.strip_prefix("export ").unwrap_or(line);
-            let Some((k, v)) = line.split_once('=') else {
-                self.vars.push((line.to_string(), String::new()));
-                return;
-            };
-            let (k, v) = (k.trim(), v.trim());
-            let quoted = ['"', '\''].into_iter().find(|q| v.starts_with(*q));
-            let v = match quoted {
-                Some(q) => match v[1..].split_once(q) {
-                    Some((inner, _)) => inner.to_string(),
-                    None => {
-                        self.unterminated.push((n, k.to_string()));
-                        v[1..].to_string()
-                    }
-                },
-                None => v.split(" #").next().unwrap_or("").trim().to_string(),
-            };
-            self.vars.push((k.to_string(), v));
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return;
         }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((k, v)) = line.split_once('=') else {
+            self.vars.push((line.to_string(), String::new()));
+            return;
+        };
+        let (k, v) = (k.trim(), v.trim());
+        let quoted = ['"', '\''].into_iter().find(|q| v.starts_with(*q));
+        let v = match quoted {
+            Some(q) => match v[1..].split_once(q) {
+                Some((inner, _)) => inner.to_string(),
+                None => {
+                    self.unterminated.push((n, k.to_string()));
+                    v[1..].to_string()
+                }
+            },
+            None => v.split(" #").next().unwrap_or("").trim().to_string(),
+        };
+        self.vars.push((k.to_string(), v));
     }
 
     /// Every variable a file assigns or mentions in a comment (`# HOST_UID=1000`): what
