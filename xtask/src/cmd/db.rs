@@ -56,7 +56,7 @@ impl flags::Db {
             DbAction::Backup => backup(sh, kind, &db, &running("redis")?),
             DbAction::Restore => {
                 let dir = PathBuf::from(self.path.as_deref().unwrap_or_default());
-                restore(sh, &dir, &db, &running("redis")?, self.force)
+                restore(sh, kind, &dir, &db, &running("redis")?, self.force)
             }
         }
     }
@@ -123,7 +123,14 @@ fn backup(sh: &Shell, kind: StackKind, db: &Container, redis: &Container) -> Res
     Ok(())
 }
 
-fn restore(sh: &Shell, dir: &Path, db: &Container, redis: &Container, force: bool) -> Result<()> {
+fn restore(
+    sh: &Shell,
+    kind: StackKind,
+    dir: &Path,
+    db: &Container,
+    redis: &Container,
+    force: bool,
+) -> Result<()> {
     let t = Instant::now();
     for f in [PG_DUMP, REDIS_RDB] {
         if !dir.join(f).is_file() {
@@ -143,9 +150,15 @@ fn restore(sh: &Shell, dir: &Path, db: &Container, redis: &Container, force: boo
         keys.trim().parse().unwrap_or(1),
     );
     if (tables > 0 || keys > 0) && !force {
+        let fresh = match kind {
+            StackKind::Dev => "`cargo xtask down --volumes` then `cargo xtask dev --detach`",
+            StackKind::Prod => {
+                "`docker compose -f docker-compose.prod.yml down --volumes` then `... up -d`"
+            }
+        };
         bail!(
             "the database holds data already ({tables} tables, {keys} Redis keys): a restore would replace it.\n  \
-             fix: `cargo xtask down --volumes` then `cargo xtask dev --detach` for fresh volumes, or pass --force to replace it"
+             fix: {fresh} for fresh volumes, or pass --force to replace it"
         );
     }
     // As the app's role where there is one (prod), so what is restored stays the app's.
