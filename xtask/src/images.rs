@@ -166,6 +166,39 @@ pub fn choose(sh: &Shell, flag: ImageChoice, env: &EnvSource) -> Result<Resoluti
     Ok(r)
 }
 
+/// The revision build-prod tags carry (`axion-hub:<stage>-<rev>`): the commit, `-dirty`
+/// when tracked files changed.
+pub fn revision(sh: &Shell) -> String {
+    let rev = xshell::cmd!(sh, "git rev-parse --short=12 HEAD")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_else(|_| "norev".into());
+    let dirty = xshell::cmd!(sh, "git status --porcelain --untracked-files=no")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .is_ok_and(|s| !s.trim().is_empty());
+    if dirty { format!("{rev}-dirty") } else { rev }
+}
+
+/// build-prod's revision tags of other revisions than `current`: `axion-hub:runner-1a2b3c…`.
+pub fn stale_revision_tags(tags: &[String], current: &str) -> Vec<String> {
+    tags.iter()
+        .filter(|t| {
+            let Some(tag) = t.strip_prefix("axion-hub:") else {
+                return false;
+            };
+            crate::flags::STAGES.iter().any(|s| {
+                tag.strip_prefix(s)
+                    .and_then(|r| r.strip_prefix('-'))
+                    .is_some_and(|rev| !rev.is_empty() && rev != current)
+            })
+        })
+        .cloned()
+        .collect()
+}
+
 pub fn registry_reachable() -> bool {
     let Ok(mut addrs) = (REGISTRY_HOST, 443).to_socket_addrs() else {
         return false;
@@ -212,6 +245,24 @@ mod tests {
         );
         assert_eq!(r.set.postgres, "postgres:17.2-bookworm");
         assert_eq!(r.set.redis, "axion-hub-standin/redis:7");
+    }
+
+    #[test]
+    fn old_revision_tags() {
+        let tags: Vec<String> = [
+            "axion-hub:dev",
+            "axion-hub:runner-abc123",
+            "axion-hub:runner-def456-dirty",
+            "axion-hub:dev-def456-dirty",
+            "axion-hub:deps-abc123",
+            "other:runner-abc123",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            stale_revision_tags(&tags, "def456-dirty"),
+            ["axion-hub:runner-abc123", "axion-hub:deps-abc123"]
+        );
     }
 
     #[test]

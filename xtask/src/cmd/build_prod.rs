@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use xshell::{Shell, cmd};
+use xshell::Shell;
 
 use crate::{
     docker::{self, compose::words},
@@ -139,20 +139,6 @@ fn cache_use(log: &str, target: &str) -> (usize, usize) {
     (cached, steps.len())
 }
 
-fn git_rev(sh: &Shell) -> String {
-    let rev = cmd!(sh, "git rev-parse --short=12 HEAD")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .unwrap_or_else(|_| "norev".into());
-    let dirty = cmd!(sh, "git status --porcelain --untracked-files=no")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .is_ok_and(|s| !s.trim().is_empty());
-    if dirty { format!("{rev}-dirty") } else { rev }
-}
-
 struct StageResult {
     stage: String,
     time: Option<Duration>,
@@ -187,7 +173,7 @@ impl flags::BuildProd {
             .copied()
             .filter(|s| self.stages.is_empty() || self.stages.iter().any(|x| x == s))
             .collect();
-        let rev = git_rev(sh);
+        let rev = images::revision(sh);
         let policy = Policy::for_run(self.cold, self.no_verify.clone());
         let secret = extra_ca_secret(&host::extra_ca_file(&root)?);
         let strategy = if self.sequential {

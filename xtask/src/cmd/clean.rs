@@ -6,7 +6,7 @@ use xshell::Shell;
 
 use crate::{
     docker::{self, compose::words},
-    engine, flags, reap,
+    engine, flags, images, reap,
 };
 
 impl flags::Clean {
@@ -45,6 +45,33 @@ impl flags::Clean {
                 "{verb} {} dangling image(s) the project built: {}",
                 dangling.len(),
                 short.join(" ")
+            );
+        }
+        // build-prod tags every build with its revision: those of other revisions pile up.
+        let tags = docker::cmd(
+            sh,
+            &words(&[
+                "image",
+                "ls",
+                "axion-hub",
+                "--format",
+                "{{.Repository}}:{{.Tag}}",
+            ]),
+        )
+        .quiet()
+        .read()?;
+        let tags: Vec<String> = tags.lines().map(String::from).collect();
+        let old = images::stale_revision_tags(&tags, &images::revision(sh));
+        if !old.is_empty() {
+            if !self.dry_run {
+                let mut args = words(&["image", "rm"]);
+                args.extend(old.iter().cloned());
+                docker::cmd(sh, &args).quiet().ignore_stdout().run()?;
+            }
+            eprintln!(
+                "{verb} {} build-prod tag(s) of other revisions: {}",
+                old.len(),
+                old.join(" ")
             );
         }
         if let Some(size) = &self.build_cache {
