@@ -269,6 +269,15 @@ fn fault_table_on_a_real_engine() {
         doctor.contains(&killed) && doctor.contains("is gone"),
         "row 8: doctor lists it: {doctor}"
     );
+    let dry = text(&xtask(&["clean", "--dry-run"], &[]));
+    assert!(
+        dry.contains(&format!("would remove {killed}")),
+        "row 8: clean --dry-run names it: {dry}"
+    );
+    assert!(
+        !project_resources(&killed).is_empty(),
+        "row 8: --dry-run removes nothing"
+    );
 
     // 9. SIGHUP mid-verify (and the SIGKILLed run of row 8 reaped on the way in).
     let (mut child, project, seen, reader) = verify_until_containers(&["verify"], &[]);
