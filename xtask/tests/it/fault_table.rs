@@ -83,6 +83,24 @@ fn assert_gone(project: &str, row: &str) {
     assert!(images.is_empty(), "{row}: its image is left: {images:?}");
 }
 
+/// A verify that must fail: runs it, asserts exit 1 and that its output names every `want`,
+/// then that nothing of its run is left. Returns the output.
+fn failing_verify(row: &str, args: &[&str], env: &[(&str, &str)], want: &[&str]) -> String {
+    let out = xtask(args, env);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{row}:\n{all}");
+    for w in want {
+        assert!(all.contains(w), "{row}: `{w}` missing from:\n{all}");
+    }
+    let project = all
+        .split("as project ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{row}: verify never named its project:\n{all}"));
+    assert_gone(project, row);
+    all
+}
+
 fn host_pid(container: &str) -> String {
     docker_lines(&["inspect", "--format", "{{.State.Pid}}", container]).concat()
 }
@@ -195,62 +213,31 @@ fn fault_table_on_a_real_engine() {
 
     // 2. The app crash-loops: its exit code and its last log lines are shown.
     let scratch = crashing_project();
-    let out = xtask(
+    failing_verify(
+        "row 2",
         &["verify"],
         &[("AXION_PROJECT_ROOT", scratch.to_str().unwrap())],
+        &["service `app` is exited(1)", "axion-it: broken config"],
     );
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "row 2:\n{all}");
-    assert!(all.contains("service `app` is exited(1)"), "row 2: {all}");
-    assert!(
-        all.contains("axion-it: broken config"),
-        "row 2 shows the app's log: {all}"
-    );
-    let project = all
-        .split("as project ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
-    assert_gone(project, "row 2");
     let _ = fs::remove_dir_all(&scratch);
     sentinel.intact("row 2");
 
     // 3. The app never answers before the HTTP timeout.
-    let out = xtask(&["verify", "--timeout-http", "1"], &[]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "row 3:\n{all}");
-    assert!(
-        all.contains("did not succeed within 1s") && all.contains("failing service: app"),
-        "row 3: {all}"
+    failing_verify(
+        "row 3",
+        &["verify", "--timeout-http", "1"],
+        &[],
+        &["did not succeed within 1s", "failing service: app"],
     );
-    let project = all
-        .split("as project ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
-    assert_gone(project, "row 3");
     sentinel.intact("row 3");
 
     // 4. The prod app exceeds its memory limit: the OOM kill is named.
-    let out = xtask(&["verify", "--prod"], &[("APP_MEMORY_LIMIT", "24m")]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "row 4:\n{all}");
-    assert!(
-        all.contains("service `app`") && all.contains("killed for running out of memory"),
-        "row 4: {all}"
+    failing_verify(
+        "row 4",
+        &["verify", "--prod"],
+        &[("APP_MEMORY_LIMIT", "24m")],
+        &["service `app`", "killed for running out of memory"],
     );
-    let project = all
-        .split("as project ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
-    assert_gone(project, "row 4");
     sentinel.intact("row 4");
 
     // 8. SIGKILL mid-verify: its stack stays, `doctor` lists it, the next command reaps it.
