@@ -137,7 +137,7 @@ fn image_rows(sh: &Shell) -> Vec<(usize, String, String, String)> {
 }
 
 /// Removes everything of an orphan; what could not be removed is named.
-pub fn remove(sh: &Shell, o: &Orphan) -> Result<()> {
+pub fn remove(o: &Orphan) -> Result<()> {
     let mut calls = Vec::new();
     if !o.containers.is_empty() {
         let mut a = words(&["rm", "--force", "--volumes"]);
@@ -163,7 +163,6 @@ pub fn remove(sh: &Shell, o: &Orphan) -> Result<()> {
     for out in docker::run_all(&calls) {
         check(out?)?;
     }
-    let _ = sh;
     Ok(())
 }
 
@@ -182,7 +181,7 @@ pub fn reap(sh: &Shell) {
         Err(e) => return note(format!("reaping left-over runs failed: {e:#}")),
     };
     for o in orphans {
-        match remove(sh, &o) {
+        match remove(&o) {
             Ok(()) => note(format!(
                 "removed a run that died without its teardown: {}",
                 o.summary()

@@ -24,7 +24,7 @@ impl flags::Clean {
         }
         for o in &orphans {
             if !self.dry_run {
-                reap::remove(sh, o)?;
+                reap::remove(o)?;
             }
             eprintln!("{verb} {}", o.summary());
         }
