@@ -196,7 +196,8 @@ impl Stack {
     pub fn project(&self) -> &str {
         &self.compose.project
     }
-    /// The app image this stack runs: the kind's own tag, or the run's.
+    /// The app image this stack runs: the run's own tag, or the kind's (the compose files'
+    /// default).
     pub fn app_image(&self) -> String {
         match self
             .compose
@@ -205,11 +206,10 @@ impl Stack {
             .find(|(k, _)| k == "AXION_APP_IMAGE")
         {
             Some((_, image)) => image.clone(),
-            None if self.compose.project == self.kind.project() => match self.kind {
+            None => match self.kind {
                 StackKind::Dev => "axion-hub:dev".into(),
                 StackKind::Prod => "axion-hub:runner".into(),
             },
-            None => format!("axion-hub-run:{}", self.compose.project),
         }
     }
 }
