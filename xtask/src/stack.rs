@@ -183,7 +183,7 @@ impl Stack {
     ) -> Stack {
         let project = kind.throwaway_project(purpose);
         let mut stack = Stack::new(kind, project, env, images, ports);
-        let image = stack.app_image();
+        let image = format!("axion-hub-run:{}", stack.project());
         stack.compose.env.extend([
             (
                 "AXION_OWNER".to_string(),
