@@ -15,7 +15,7 @@ use crate::{
     real_engine::{
         DevStack, ENGINE, docker_lines, engine_or_named_skip, project_resources, wait_for,
     },
-    support::{project_root, text, xtask_bin},
+    support::{project_root, signal, text, xtask_bin},
 };
 
 fn xtask(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -242,10 +242,7 @@ fn fault_table_on_a_real_engine() {
 
     // 8. SIGKILL mid-verify: its stack stays, `doctor` lists it, the next command reaps it.
     let (mut child, killed, _, _reader) = verify_until_containers(&["verify"], &[]);
-    Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .unwrap();
+    signal("KILL", &child.id().to_string());
     child.wait().unwrap();
     assert!(
         !project_resources(&killed).is_empty(),
@@ -276,10 +273,7 @@ fn fault_table_on_a_real_engine() {
         "row 8: the next verify reaps the killed run: {seen}"
     );
     assert_gone(&killed, "row 8");
-    Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .unwrap();
+    signal("HUP", &child.id().to_string());
     let all = rest(reader);
     let status = child.wait().unwrap();
     assert!(!status.success(), "row 9: a hung-up verify is not a pass");
@@ -317,10 +311,7 @@ fn fault_table_on_a_real_engine() {
         .collect();
     let killed_at = Instant::now();
     for n in &names {
-        Command::new("kill")
-            .args(["-KILL", &host_pid(n)])
-            .status()
-            .unwrap();
+        signal("KILL", &host_pid(n));
     }
     wait_for(
         "the prod services to be healthy again",
@@ -368,7 +359,7 @@ fn dev_data_survives_kills_restarts_and_verifies() {
     std::thread::sleep(Duration::from_millis(1500)); // Redis fsyncs its AOF every second
     for svc in ["db", "redis"] {
         let pid = host_pid(&format!("{}-{svc}-1", s.dev.project));
-        Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+        signal("KILL", &pid);
     }
     let out = s.dev.xtask(&["dev", "--detach"]);
     assert!(out.status.success(), "dev after SIGKILL:\n{}", text(&out));

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use crate::support::{FakeDocker, text};
+use crate::support::{FakeDocker, signal, text};
 
 fn container(service: &str, status: &str, health: &str, exit: i64) -> String {
     format!(
@@ -228,15 +228,10 @@ fn further_ctrl_c_during_teardown_reports_then_abandons_with_the_command() {
             .contains(" down --volumes")
     });
     assert!(down_started, "teardown never started");
-    let sigint = |pid: u32| {
-        Command::new("kill")
-            .args(["-INT", &pid.to_string()])
-            .status()
-            .unwrap()
-    };
-    sigint(child.id());
+    let pid = child.id().to_string();
+    signal("INT", &pid);
     std::thread::sleep(Duration::from_millis(300));
-    sigint(child.id());
+    signal("INT", &pid);
     let out = child.wait_with_output().unwrap();
     // Release the hung fake `down` (its own process group kept it alive).
     let _ = std::fs::OpenOptions::new().write(true).open(&fifo);

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{project_root, text, xtask_bin};
+use crate::support::{project_root, signal, text, xtask_bin};
 
 /// The engine tests share app/ and the image tags: one at a time.
 pub(crate) static ENGINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -297,10 +297,7 @@ fn verify_cleans_up_on_sigterm() {
         !project_resources(&project).is_empty(),
         "the stack was up when signalled"
     );
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    signal("TERM", &child.id().to_string());
     let tail: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
     assert!(!status.success(), "an interrupted verify is not a pass");
@@ -583,10 +580,7 @@ fn hot_reload_by_bind_mount_and_by_watch_sync() {
             docker_lines(&["inspect", "--format", "{{.State.StartedAt}}", &app]),
             "{mode}: the container was not restarted"
         );
-        Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
+        signal("INT", &child.id().to_string());
         let status = child.wait().unwrap();
         assert!(
             status.success(),

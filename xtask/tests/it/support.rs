@@ -19,6 +19,15 @@ pub fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// `kill -<sig> <pid>`: a signal to a process the test started (or a container's, from the host).
+pub fn signal(sig: &str, pid: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{sig}"), pid])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{sig} {pid}");
+}
+
 pub fn text(o: &Output) -> String {
     format!(
         "{}{}",
