@@ -68,6 +68,7 @@ pub enum Command {
     Provision(Provision),
     Ci,
     Bench(Bench),
+    Deploy(Deploy),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -108,6 +109,7 @@ pub struct Verify {
     pub timeout_build: Option<Duration>,
     pub timeout_healthy: Option<Duration>,
     pub timeout_http: Option<Duration>,
+    pub swarm: bool,
     pub images: ImageChoice,
 }
 
@@ -149,6 +151,15 @@ pub struct Bench {
     pub prod: bool,
     pub load: bool,
     pub duration: Option<Duration>,
+    pub images: ImageChoice,
+}
+
+#[derive(Debug, Default, PartialEq)]
+pub struct Deploy {
+    pub stack: Option<String>,
+    pub registry: Option<String>,
+    pub init: bool,
+    pub json: bool,
     pub images: ImageChoice,
 }
 
@@ -225,6 +236,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
             timeout_build: m.secs("--timeout-build")?,
             timeout_healthy: m.secs("--timeout-healthy")?,
             timeout_http: m.secs("--timeout-http")?,
+            swarm: m.on("--swarm"),
             images: m.images()?,
         }),
         "down" => Command::Down(Down {
@@ -248,6 +260,13 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
             prod: m.on("--prod"),
             load: m.on("--load"),
             duration: m.secs("--duration")?,
+            images: m.images()?,
+        }),
+        "deploy" => Command::Deploy(Deploy {
+            stack: m.value("--stack").map(String::from),
+            registry: m.value("--registry").map(String::from),
+            init: m.on("--init"),
+            json: m.on("--json"),
             images: m.images()?,
         }),
         other => unreachable!("command `{other}` is in the table but not converted"),

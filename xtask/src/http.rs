@@ -63,14 +63,19 @@ impl From<std::io::Error> for Error {
 }
 
 pub fn get(port: u16, path: &str, timeout: Duration) -> Result<Response, Error> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    get_at(SocketAddr::from(([127, 0, 0, 1], port)), path, timeout)
+}
+
+/// A GET of `path` at any address (the swarm's entry points).
+pub fn get_at(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Response, Error> {
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAccept: */*\r\n\r\n"
-    )?;
+    // One write: `write!` straight to the socket sends several small segments, and Nagle's
+    // algorithm against the server's delayed ACK then costs 40 ms a request.
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n");
+    s.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let _ = s.shutdown(Shutdown::Both);

@@ -29,6 +29,7 @@ mod secrets;
 mod signals;
 mod stack;
 mod standin;
+mod swarm;
 mod util;
 
 use std::process::ExitCode;
@@ -74,6 +75,7 @@ fn run() -> Result<()> {
         flags::Command::Provision(o) => o.run(&sh)?,
         flags::Command::Ci => cmd::ci::run(&sh)?,
         flags::Command::Bench(o) => o.run(&sh)?,
+        flags::Command::Deploy(o) => o.run(&sh)?,
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The registry-free stand-in images: minimal Debian roots (mmdebstrap piped into `docker
-//! import`), then bun, PostgreSQL and Redis built on them. Built once, rebuilt when their
-//! recipe changes (a content hash in a label).
+//! import`), then bun, PostgreSQL and Redis built on them, and for `verify --swarm` a
+//! Docker-in-Docker node, a registry and haproxy. Built once, rebuilt when their recipe changes
+//! (a content hash in a label).
 
 use std::{
     fs,
@@ -24,13 +25,33 @@ const RECIPE_LABEL: &str = "org.axion-hub.recipe";
 /// suite's current packages) once they are older than this: Debian publishes security
 /// updates within days of a disclosure, and a rebuild costs about a minute a week.
 pub const MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
-/// The files of a stand-in's recipe, in docker/standin/<name>/.
-const RECIPE_FILES: [&str; 2] = ["Dockerfile", "docker-entrypoint.sh"];
+/// The files of a stand-in's recipe, in docker/standin/<name>/ (those present).
+const RECIPE_FILES: [&str; 3] = ["Dockerfile", "docker-entrypoint.sh", "config.yml"];
+
+/// The swarm proof's own stand-ins (`verify --swarm`), built only when it runs.
+pub const SWARM_NODE: &str = "axion-hub-standin/swarm-node:trixie";
+pub const REGISTRY: &str = "axion-hub-standin/registry:2";
+pub const HAPROXY: &str = "axion-hub-standin/haproxy:3.0";
 
 struct Standin {
     name: &'static str,
     base: &'static str,
     tags: Vec<String>,
+}
+
+fn swarm_standins() -> Vec<Standin> {
+    [
+        ("swarm-node", SWARM_NODE),
+        ("registry", REGISTRY),
+        ("haproxy", HAPROXY),
+    ]
+    .into_iter()
+    .map(|(name, tag)| Standin {
+        name,
+        base: "trixie",
+        tags: vec![tag.to_string()],
+    })
+    .collect()
 }
 
 fn standins() -> Vec<Standin> {
@@ -64,13 +85,29 @@ struct Stale {
 /// Builds what is missing, stale or older than MAX_AGE and reuses the rest: a warm call costs
 /// one `docker image inspect`.
 pub fn ensure(sh: &Shell) -> Result<()> {
-    let (stale, too_old) = stale(sh, false)?;
+    let (stale, too_old) = stale(sh, standins(), false)?;
+    rebuild(sh, stale, too_old)
+}
+
+/// The swarm proof's stand-ins (node, registry, haproxy), the same way.
+pub fn ensure_swarm(sh: &Shell) -> Result<()> {
+    let (stale, too_old) = stale(sh, swarm_standins(), false)?;
+    rebuild(sh, stale, too_old)
+}
+
+/// Only the named swarm stand-ins (`deploy` needs haproxy alone).
+pub fn ensure_only(sh: &Shell, names: &[&str]) -> Result<()> {
+    let set = swarm_standins()
+        .into_iter()
+        .filter(|s| names.contains(&s.name))
+        .collect();
+    let (stale, too_old) = stale(sh, set, false)?;
     rebuild(sh, stale, too_old)
 }
 
 /// `provision --refresh`: every stand-in and its Debian root rebuilt now, without cache.
 pub fn refresh(sh: &Shell) -> Result<()> {
-    let (stale, _) = stale(sh, true)?;
+    let (stale, _) = stale(sh, standins(), true)?;
     rebuild(sh, stale, true)
 }
 
@@ -114,9 +151,9 @@ pub fn ages(sh: &Shell) -> Vec<(String, Option<Duration>)> {
 
 /// The stand-ins whose recipe label differs from their recipe's hash or that are missing (all
 /// of them when `all`), and whether any is older than MAX_AGE (then all are rebuilt).
-fn stale(sh: &Shell, all: bool) -> Result<(Vec<Stale>, bool)> {
+fn stale(sh: &Shell, set: Vec<Standin>, all: bool) -> Result<(Vec<Stale>, bool)> {
     let root = sh.current_dir();
-    let all_tags: Vec<String> = standins().into_iter().flat_map(|s| s.tags).collect();
+    let all_tags: Vec<String> = set.iter().flat_map(|s| s.tags.clone()).collect();
     let format = format!("{{{{index .Config.Labels \"{RECIPE_LABEL}\"}}}}|{{{{.Created}}}}");
     let lines = docker::image_lines(sh, &format, &all_tags);
     let too_old = lines.iter().flatten().any(|l| {
@@ -129,11 +166,14 @@ fn stale(sh: &Shell, all: bool) -> Result<(Vec<Stale>, bool)> {
         .into_iter()
         .map(|l| l.map(|l| l.split('|').next().unwrap_or("").to_string()));
     let mut out = Vec::new();
-    for s in standins() {
+    for s in set {
         let dir = root.join("docker/standin").join(s.name);
         let mut recipe = Vec::new();
         for f in RECIPE_FILES {
             let path = dir.join(f);
+            if f != "Dockerfile" && !path.exists() {
+                continue;
+            }
             recipe.extend(fs::read(&path).with_context(|| format!("reading {}", path.display()))?);
         }
         recipe.extend(s.base.as_bytes());
@@ -189,7 +229,9 @@ fn build(sh: &Shell, stale: &[Stale], no_cache: bool) -> Result<()> {
         let _ = fs::remove_dir_all(&ctx);
         fs::create_dir_all(&ctx)?;
         for f in RECIPE_FILES {
-            fs::copy(dir.join(f), ctx.join(f))?;
+            if dir.join(f).exists() {
+                fs::copy(dir.join(f), ctx.join(f))?;
+            }
         }
         let log = work.join(format!("{}.log", s.name));
         eprintln!(

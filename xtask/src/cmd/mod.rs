@@ -6,6 +6,7 @@ mod build_prod;
 pub mod ci;
 mod clean;
 mod db;
+mod deploy;
 mod dev;
 mod doctor;
 mod down;

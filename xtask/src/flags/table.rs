@@ -98,6 +98,10 @@ pub const COMMANDS: &[CommandSpec] = &[
                 "SECS",
                 "limit for / and /api/health to answer 200",
             ),
+            switch(
+                "--swarm",
+                "instead: the prod stack on a throw-away 3-node swarm (Docker in Docker), a registry, a rolling update under load and a rollback",
+            ),
         ],
         images: true,
         positionals: &[],
@@ -165,6 +169,25 @@ pub const COMMANDS: &[CommandSpec] = &[
         about: "everything CI needs on a bare machine: provision, cargo test, verify dev and prod",
         flags: &[],
         images: false,
+        positionals: &[],
+    },
+    CommandSpec {
+        name: "deploy",
+        about: "deploy the prod stack to the swarm this engine manages (`docker stack deploy`, images by digest)",
+        flags: &[
+            valued("--stack", "NAME", "the stack's name on the swarm"),
+            valued(
+                "--registry",
+                "HOST:PORT",
+                "push the images there and deploy them by digest (needed beyond one node)",
+            ),
+            switch(
+                "--init",
+                "make this engine a one-node swarm first (warns: it can disturb running stacks)",
+            ),
+            JSON,
+        ],
+        images: true,
         positionals: &[],
     },
     CommandSpec {

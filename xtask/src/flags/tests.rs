@@ -111,11 +111,13 @@ fn bad_input_names_the_problem_and_the_closest_name() {
         e.contains("unknown command `verfy`; did you mean `verify`?"),
         "{e}"
     );
-    let e = p("deploy").unwrap_err().to_string();
+    let e = p("kubernetes").unwrap_err().to_string();
     assert!(
-        e.contains("unknown command `deploy`") && !e.contains("did you mean"),
+        e.contains("unknown command `kubernetes`") && !e.contains("did you mean"),
         "{e}"
     );
+    let e = p("deploy --registy r:5000").unwrap_err().to_string();
+    assert!(e.contains("did you mean `--registry`?"), "{e}");
     let e = p("verify --timeout-htp 5").unwrap_err().to_string();
     assert!(e.contains("did you mean `--timeout-http`?"), "{e}");
     let e = p("down --force").unwrap_err().to_string();

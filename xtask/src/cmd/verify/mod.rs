@@ -4,6 +4,7 @@
 mod plan;
 mod prod_checks;
 mod report;
+mod swarm;
 
 use std::time::Instant;
 
@@ -24,6 +25,9 @@ use report::Report;
 
 impl flags::Verify {
     pub fn run(self, sh: &Shell) -> Result<()> {
+        if self.swarm {
+            return swarm::run(sh, &self);
+        }
         let root = sh.current_dir();
         let env = EnvSource::resolve(&root)?;
         if self.dry_run {

@@ -1,0 +1,350 @@
+//! `cargo xtask deploy`: the prod stack on the swarm this engine manages (or the one DOCKER_HOST
+//! or the docker context points at): the runner built, every image pushed to `--registry` and
+//! deployed by digest (local tags on a one-node swarm), then watched until every task is
+//! healthy. Run again with a new revision, it is a rolling update (start-first, health-gated,
+//! rolled back automatically on failure: docker-compose.swarm.yml).
+
+use std::time::Instant;
+
+use anyhow::{Result, anyhow, bail};
+use serde_json::json;
+use xshell::Shell;
+
+use crate::{
+    docker, engine,
+    env_file::EnvSource,
+    flags, images,
+    integrity::Policy,
+    lifecycle,
+    progress::Progress,
+    stack::{Ports, Stack, StackKind, TIMEOUT_BUILD, TIMEOUT_HEALTHY, log_path, prepare_files},
+    standin,
+    swarm::{self, DATA_LABEL, Membership, StackImages, Target},
+    util::{note, secs},
+};
+
+impl flags::Deploy {
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        let started = Instant::now();
+        let stack_name = self
+            .stack
+            .clone()
+            .unwrap_or_else(|| swarm::DEFAULT_STACK.into());
+        check_stack_name(&stack_name)?;
+        if let Some(r) = &self.registry {
+            check_registry(r)?;
+        }
+        let root = sh.current_dir();
+        let env = EnvSource::resolve(&root)?;
+        engine::preflight()?;
+        let target = Target::configured();
+        let mut member = swarm::membership(sh, &target)?;
+        if member.state != "active" {
+            if !self.init {
+                bail!("{}", not_in_a_swarm(&member));
+            }
+            note(
+                "deploy --init: making this engine a one-node swarm. Switching an engine into swarm mode \
+                 can break name resolution in compose stacks already running on it (until they are \
+                 recreated: `cargo xtask down` then `cargo xtask dev`).",
+            );
+            target.read(sh, &["swarm", "init"]).map_err(|e| {
+                anyhow!("{e:#}\n  fix: name the address other nodes reach this one by: docker swarm init --advertise-addr <IP>, then deploy again")
+            })?;
+            member = swarm::membership(sh, &target)?;
+        }
+        if !member.manager {
+            bail!("{}", not_in_a_swarm(&member));
+        }
+        ensure_data_node(sh, &target, &member)?;
+
+        let set = images::choose(sh, self.images, &env)?.set;
+        prepare_files(&root, StackKind::Prod, &env)?;
+        let stack = Stack::new(
+            StackKind::Prod,
+            StackKind::Prod.project(),
+            &env,
+            &set,
+            Ports::from_env(&env)?,
+        );
+        let log = log_path(&root, "deploy-build.log");
+        let t = Instant::now();
+        lifecycle::build(
+            sh,
+            &stack.compose,
+            StackKind::Prod,
+            &Policy::for_run(false, None),
+            &["app"],
+            &log,
+            TIMEOUT_BUILD,
+        )
+        .map_err(|e| anyhow!("{e:#}\n(full build log: {})", log.display()))?;
+        let built = t.elapsed();
+        let proxy = match std::env::var("EDGE_IMAGE") {
+            Ok(v) if !v.is_empty() => v,
+            _ if set == images::ImageSet::standin() => {
+                standin::ensure_only(sh, &["haproxy"])?;
+                standin::HAPROXY.to_string()
+            }
+            _ => "haproxy:3.0".to_string(),
+        };
+        let locals = [
+            (stack.app_image(), "axion-hub/app".to_string()),
+            (set.postgres.clone(), "axion-hub/postgres".into()),
+            (set.redis.clone(), "axion-hub/redis".into()),
+            (proxy, "axion-hub/haproxy".into()),
+        ];
+
+        let t = Instant::now();
+        let (refs, local) = match &self.registry {
+            Some(registry) => (by_digest(sh, &locals, registry)?, false),
+            None if member.nodes <= 1 => (locals.iter().map(|(l, _)| l.clone()).collect(), true),
+            None => bail!(
+                "this swarm has {} nodes, and a node can run only images it can pull.\n  \
+                 fix: cargo xtask deploy --registry HOST:PORT (a registry every node reaches; the images are pushed there and deployed by digest)",
+                member.nodes
+            ),
+        };
+        let pushed = t.elapsed();
+        let images = StackImages {
+            app: refs[0].clone(),
+            postgres: refs[1].clone(),
+            redis: refs[2].clone(),
+            proxy: refs[3].clone(),
+        };
+
+        let work = crate::stack::work_dir(&root, "deploy");
+        let file = work.join(format!("{stack_name}.stack.json"));
+        let mut vars = swarm::stack_vars(&root);
+        vars.extend(
+            Ports::from_env(&env)?
+                .named()
+                .map(|(k, p)| (k.to_string(), p.to_string())),
+        );
+        swarm::render(sh, &root, &stack_name, &images, &vars, &file)?;
+        let app_service = format!("{stack_name}_app");
+        let before = swarm::update_status(sh, &target, &app_service).unwrap_or_default();
+        let t = Instant::now();
+        swarm::deploy(sh, &target, &stack_name, &file, local)?;
+        let converged = swarm::wait_converged(
+            sh,
+            &target,
+            &stack_name,
+            TIMEOUT_HEALTHY,
+            &mut Progress::new(self.json),
+        )?;
+        let after = swarm::update_status(sh, &target, &app_service).unwrap_or_default();
+        if after.started_at != before.started_at && !after.finished() {
+            let (status, _) =
+                swarm::wait_update(sh, &target, &app_service, &before, TIMEOUT_HEALTHY * 2)?;
+            if status.state != "completed" {
+                bail!(
+                    "the app's update ended {}: {}\n  (the previous image keeps serving; `docker service ps {app_service}` shows why)",
+                    status.state,
+                    status.message
+                );
+            }
+        }
+        let deployed = t.elapsed();
+        let report = json!({
+            "stack": stack_name,
+            "file": file.display().to_string(),
+            "images": images.env().iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "registry": self.registry,
+            "seconds": {"build": built.as_secs_f64(), "push": pushed.as_secs_f64(), "deploy": deployed.as_secs_f64(), "total": started.elapsed().as_secs_f64()},
+            "converged": converged.iter().map(|(s, d)| json!({"service": s, "seconds": d.as_secs_f64()})).collect::<Vec<_>>(),
+        });
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            eprintln!(
+                "deploy: stack {stack_name} healthy in {} (build {}, push {}, deploy {}); every node answers on port {}\n  stack file: {}",
+                secs(started.elapsed()),
+                secs(built),
+                secs(pushed),
+                secs(deployed),
+                Ports::from_env(&env)?.app,
+                file.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+fn not_in_a_swarm(m: &Membership) -> String {
+    if m.state == "active" {
+        return "this engine is a swarm worker; stacks are deployed from a manager.\n  \
+                fix: point the client at a manager: DOCKER_HOST=ssh://USER@MANAGER cargo xtask deploy"
+            .into();
+    }
+    format!(
+        "this engine is not part of a swarm (swarm state: {}).\n  \
+         fix: deploy from a manager of your swarm: DOCKER_HOST=ssh://USER@MANAGER cargo xtask deploy\n  \
+         or make this engine a one-node swarm: cargo xtask deploy --init (switching an engine into swarm \
+         mode can break name resolution in compose stacks running on it until they are recreated)",
+        if m.state.is_empty() {
+            "unknown"
+        } else {
+            &m.state
+        }
+    )
+}
+
+/// db and redis are pinned to the node labelled DATA_LABEL (their volumes stay there). A
+/// one-node swarm's node is labelled here; on more nodes, which disk holds the data is the
+/// operator's choice.
+fn ensure_data_node(sh: &Shell, target: &Target, m: &Membership) -> Result<()> {
+    let out = target.read(sh, &["node", "ls", "--format", "{{.ID}} {{.Hostname}}"])?;
+    let nodes: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(a, b)| (a.into(), b.into())))
+        .collect();
+    for (id, _) in &nodes {
+        let labels = target.read(
+            sh,
+            &["node", "inspect", "--format", "{{json .Spec.Labels}}", id],
+        )?;
+        if labels.contains(&format!("\"{DATA_LABEL}\":\"true\"")) {
+            return Ok(());
+        }
+    }
+    match nodes.as_slice() {
+        [(id, host)] if m.nodes <= 1 => {
+            note(format!(
+                "deploy: labelling {host} {DATA_LABEL}=true (db and redis run there)"
+            ));
+            target.read(
+                sh,
+                &[
+                    "node",
+                    "update",
+                    "--label-add",
+                    &format!("{DATA_LABEL}=true"),
+                    id,
+                ],
+            )?;
+            Ok(())
+        }
+        _ => bail!(
+            "no node is labelled {DATA_LABEL}=true: db and redis are pinned to it, because their volumes stay on one node's disk.\n  \
+             fix: docker node update --label-add {DATA_LABEL}=true <NODE> (one of: {})",
+            nodes
+                .iter()
+                .map(|(_, h)| h.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Each image by digest: one pulled from a registry keeps its own digest; one built here (the
+/// runner, stand-ins) is pushed to `registry` first.
+fn by_digest(sh: &Shell, locals: &[(String, String)], registry: &str) -> Result<Vec<String>> {
+    let rev = images::revision(sh);
+    let mut to_push = Vec::new();
+    let mut refs: Vec<Option<String>> = Vec::new();
+    for (local, repo) in locals {
+        let digests = docker::cmd(
+            sh,
+            &docker::compose::words(&[
+                "image",
+                "inspect",
+                "--format",
+                "{{json .RepoDigests}}",
+                local,
+            ]),
+        )
+        .quiet()
+        .read()
+        .map_err(|_| anyhow!("image {local} is not on this engine"))?;
+        let own_repo = local.rsplit_once(':').map_or(local.as_str(), |(r, _)| r);
+        match swarm::digest_for(&digests, own_repo) {
+            Some(d) if !local.starts_with(images::STANDIN) => {
+                refs.push(Some(format!("{own_repo}@{d}")))
+            }
+            _ => {
+                refs.push(None);
+                to_push.push((local.clone(), format!("{repo}:{rev}")));
+            }
+        }
+    }
+    let mut tags = Vec::new();
+    let mut pushed = swarm::push(sh, &to_push, registry, registry, &mut tags)?.into_iter();
+    Ok(refs
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| pushed.next().unwrap_or_default()))
+        .collect())
+}
+
+/// Swarm names: letters, digits, `_` and `-`, starting with a letter or digit.
+pub fn check_stack_name(name: &str) -> Result<()> {
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name.len() <= 40;
+    if !ok {
+        bail!(
+            "`{name}` is not a stack name: use letters, digits, `-` and `_` (at most 40, starting with a letter or digit)"
+        );
+    }
+    Ok(())
+}
+
+/// `HOST:PORT` (or `HOST`), no scheme, no path.
+pub fn check_registry(r: &str) -> Result<()> {
+    let bad = r.is_empty() || r.contains("://") || r.contains('/') || r.contains(' ');
+    let port_ok = r
+        .rsplit_once(':')
+        .is_none_or(|(_, p)| p.parse::<u16>().is_ok_and(|p| p > 0));
+    if bad || !port_ok {
+        bail!(
+            "`--registry {r}` is not HOST:PORT (e.g. registry.example.com:5000, without https:// or a path)"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_names_and_registries_are_checked() {
+        check_stack_name("axion").unwrap();
+        check_stack_name("axion-hub_2").unwrap();
+        assert!(check_stack_name("-x").is_err());
+        assert!(check_stack_name("a b").is_err());
+        check_registry("registry.example.com:5000").unwrap();
+        check_registry("10.0.0.5:5000").unwrap();
+        check_registry("ghcr.io").unwrap();
+        let e = check_registry("https://r:5000").unwrap_err().to_string();
+        assert!(e.contains("HOST:PORT"), "{e}");
+        assert!(check_registry("r:99999").is_err());
+        assert!(check_registry("r:5000/x").is_err());
+    }
+
+    #[test]
+    fn the_refusal_names_the_fix() {
+        let m = Membership {
+            state: "inactive".into(),
+            manager: false,
+            nodes: 0,
+        };
+        let t = not_in_a_swarm(&m);
+        assert!(t.contains("swarm state: inactive"), "{t}");
+        assert!(
+            t.contains("--init") && t.contains("DOCKER_HOST=ssh://"),
+            "{t}"
+        );
+        let w = not_in_a_swarm(&Membership {
+            state: "active".into(),
+            manager: false,
+            nodes: 3,
+        });
+        assert!(w.contains("worker"), "{w}");
+    }
+}

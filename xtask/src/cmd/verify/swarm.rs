@@ -1,0 +1,577 @@
+//! `cargo xtask verify --swarm`: the prod stack on a throw-away three-node swarm (Docker in
+//! Docker; the host engine never changes mode), its images through a registry, then a rolling
+//! update under steady load that may not fail a single request, then a rollback of an image
+//! whose health check fails, then nothing left behind. Exit 0 only if all of it holds.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Value, json};
+use xshell::Shell;
+
+use crate::{
+    docker::{self, compose::words},
+    engine,
+    env_file::EnvSource,
+    flags, http, images,
+    integrity::Policy,
+    lifecycle,
+    progress::Progress,
+    stack::{Ports, Stack, StackKind, TIMEOUT_BUILD, TIMEOUT_HEALTHY, log_path, prepare_files},
+    standin,
+    swarm::{
+        self, StackImages, Target,
+        cluster::{Cluster, REGISTRY_NAME},
+        load::{Load, Summary, WORKERS},
+    },
+    util::secs,
+};
+
+/// One manager, two workers: the smallest swarm where "spread over nodes" and "a worker" mean
+/// something.
+const NODES: usize = 3;
+/// The stack's name on the throw-away swarm.
+const STACK: &str = "axion";
+/// An update of two start-first tasks takes 20-30 s here; a rollback 35-45 s.
+const TIMEOUT_UPDATE: Duration = Duration::from_secs(300);
+const URLS: [&str; 2] = ["/", "/api/health"];
+/// The proxy's port inside the swarm (docker-compose.swarm.yml publishes APP_PORT).
+const ENTRY_PORT: u16 = 3000;
+
+#[derive(Default)]
+struct Report {
+    ok: bool,
+    error: Option<String>,
+    phases: Vec<(String, Duration)>,
+    nodes: Vec<Value>,
+    pushes: Option<(Duration, Vec<String>)>,
+    converged: Vec<(String, Duration)>,
+    app_nodes: Vec<String>,
+    first_answers: Vec<String>,
+    update: Option<(Duration, Summary)>,
+    rollback: Option<(Duration, String, Summary)>,
+    host: Vec<(String, String)>,
+    neighbour: Option<String>,
+    total: Duration,
+}
+
+impl Report {
+    fn phase(&mut self, name: &str, d: Duration) {
+        self.phases.push((name.to_string(), d));
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "ok": self.ok,
+            "error": self.error,
+            "nodes": self.nodes,
+            "phases": self.phases.iter().map(|(n, d)| json!({"phase": n, "seconds": d.as_secs_f64()})).collect::<Vec<_>>(),
+            "push": self.pushes.as_ref().map(|(d, refs)| json!({"seconds": d.as_secs_f64(), "images": refs})),
+            "converged": self.converged.iter().map(|(s, d)| json!({"service": s, "seconds": d.as_secs_f64()})).collect::<Vec<_>>(),
+            "app_replica_nodes": self.app_nodes,
+            "first_answers": self.first_answers,
+            "rolling_update": self.update.as_ref().map(|(d, s)| json!({"seconds": d.as_secs_f64(), "load": s.to_json()})),
+            "rollback": self.rollback.as_ref().map(|(d, state, s)| json!({"seconds": d.as_secs_f64(), "final_state": state, "load": s.to_json()})),
+            "host_engine_after": self.host.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "neighbour_dns": self.neighbour,
+            "total_seconds": self.total.as_secs_f64(),
+        })
+    }
+
+    fn human(&self) -> String {
+        let mut s = format!(
+            "\nverify --swarm: {} in {}\n",
+            if self.ok { "OK" } else { "FAILED" },
+            secs(self.total)
+        );
+        for (name, d) in &self.phases {
+            s.push_str(&format!("  {name:<28} {}\n", secs(*d)));
+        }
+        if let Some((d, refs)) = &self.pushes {
+            s.push_str(&format!(
+                "  images pushed ({}) in {}:\n",
+                refs.len(),
+                secs(*d)
+            ));
+            for r in refs {
+                s.push_str(&format!("    {r}\n"));
+            }
+        }
+        if !self.converged.is_empty() {
+            let c: Vec<String> = self
+                .converged
+                .iter()
+                .map(|(s, d)| format!("{s} {}", secs(*d)))
+                .collect();
+            s.push_str(&format!("  converged: {}\n", c.join(", ")));
+        }
+        if !self.app_nodes.is_empty() {
+            s.push_str(&format!(
+                "  app replicas on: {}\n",
+                self.app_nodes.join(", ")
+            ));
+        }
+        for a in &self.first_answers {
+            s.push_str(&format!("  {a}\n"));
+        }
+        if let Some((d, l)) = &self.update {
+            s.push_str(&format!(
+                "  rolling update: {} under load: {}, {:.0} req/s\n",
+                secs(*d),
+                l.line(),
+                l.rps()
+            ));
+        }
+        if let Some((d, state, l)) = &self.rollback {
+            s.push_str(&format!(
+                "  rollback of an unhealthy image: {state} after {}; under load: {}\n",
+                secs(*d),
+                l.line()
+            ));
+        }
+        for (k, v) in &self.host {
+            s.push_str(&format!("  host engine after: {k}: {v}\n"));
+        }
+        if let Some(n) = &self.neighbour {
+            s.push_str(&format!("  {n}\n"));
+        }
+        if let Some(e) = &self.error {
+            s.push_str(&format!("  error: {e}\n"));
+        }
+        s
+    }
+}
+
+pub fn run(sh: &Shell, o: &flags::Verify) -> Result<()> {
+    if o.keep || o.dry_run {
+        bail!(
+            "`verify --swarm` takes neither --keep nor --dry-run: its nodes are throw-away by design.\n  \
+             fix: run `cargo xtask deploy` against a swarm you keep"
+        );
+    }
+    let started = Instant::now();
+    let mut report = Report::default();
+    let outcome = prove(sh, o, &mut report);
+    report.total = started.elapsed();
+    report.ok = outcome.is_ok();
+    if let Err(e) = &outcome {
+        report.error = Some(format!("{e:#}"));
+    }
+    if o.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else {
+        eprint!("{}", report.human());
+    }
+    outcome.context("verify --swarm failed")
+}
+
+fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
+    let t = Instant::now();
+    let root = sh.current_dir();
+    let env = EnvSource::resolve(&root)?;
+    engine::preflight()?;
+    crate::reap::reap(sh);
+    let host_mode = swarm::membership(sh, &Target::configured())?.state;
+    let set = images::choose(sh, o.images, &env)?.set;
+    prepare_files(&root, StackKind::Prod, &env)?;
+    let stack = Stack::throwaway(StackKind::Prod, "swarm", &env, &set, Ports::free()?);
+    let project = stack.project().to_string();
+    let run_image = stack.app_image();
+    let mut neighbour = Neighbour::start(sh, &project)?;
+    neighbour.check(sh).context("before the proof")?;
+    report.phase("preflight", t.elapsed());
+
+    let t = Instant::now();
+    let log = log_path(&root, &format!("{project}-build.log"));
+    let policy = Policy::new(o.cold, o.no_verify.clone());
+    let built = lifecycle::build(
+        sh,
+        &stack.compose,
+        StackKind::Prod,
+        &policy,
+        &["app"],
+        &log,
+        o.timeout_build.unwrap_or(TIMEOUT_BUILD),
+    );
+    // The run's own image tag goes with the cluster (and with a reaped run, by its labels).
+    let mut cluster_images = vec![run_image.clone()];
+    built.map_err(|e| anyhow!("{e:#}\n(full build log: {})", log.display()))?;
+    report.phase("build (runner)", t.elapsed());
+
+    let t = Instant::now();
+    let mut cluster = Cluster::create(sh, &project, NODES)?;
+    cluster.images.append(&mut cluster_images);
+    report.phase("cluster (3 nodes + registry)", t.elapsed());
+    for (what, d) in &cluster.timings {
+        report.phase(&format!("  {what}"), *d);
+    }
+    for n in &cluster.nodes {
+        report.nodes.push(json!({"node": n.hostname, "ip": n.ip, "role": if n.hostname == cluster.nodes[0].hostname { "manager, data" } else { "worker" }}));
+    }
+
+    let outcome = on_cluster(sh, o, &root, &set, &run_image, &mut cluster, report);
+
+    let t = Instant::now();
+    let teardown = cluster.teardown(sh);
+    report.phase("teardown", t.elapsed());
+    outcome?;
+    teardown?;
+
+    // Nothing of the run is left, the host engine's mode is what it was, and a stack beside
+    // the proof still resolves its services.
+    let left = docker::leftovers(&project)?;
+    if !left.is_empty() {
+        bail!(
+            "the run left {} behind on the host engine: {}",
+            left.len(),
+            left.join(", ")
+        );
+    }
+    let after = swarm::membership(sh, &Target::configured())?.state;
+    report
+        .host
+        .push(("swarm state".into(), format!("{after} (was {host_mode})")));
+    report.host.push((
+        "run's containers, volumes, networks left".into(),
+        "0".into(),
+    ));
+    if after != host_mode {
+        bail!("the host engine's swarm state changed from {host_mode} to {after}");
+    }
+    report.neighbour = Some(neighbour.check(sh).context("after the proof")?);
+    neighbour.stop(sh);
+    Ok(())
+}
+
+fn on_cluster(
+    sh: &Shell,
+    o: &flags::Verify,
+    root: &std::path::Path,
+    set: &images::ImageSet,
+    run_image: &str,
+    cluster: &mut Cluster,
+    report: &mut Report,
+) -> Result<()> {
+    // Two variants of the run's image: a new one to roll out (a new digest, the same app) and a
+    // broken one (listens on another port, so its health check fails) to roll back from.
+    let labels = cluster.labels();
+    let variants = [
+        ("update", "LABEL org.axion-hub.swarm-proof=update\n"),
+        (
+            "broken",
+            "ENV PORT=3999\nLABEL org.axion-hub.swarm-proof=broken\n",
+        ),
+    ];
+    for (name, lines) in variants {
+        let tag = format!("{run_image}-{name}");
+        let mut args = words(&["build", "--quiet", "-t", &tag]);
+        args.extend(labels.iter().cloned());
+        args.push("-".into());
+        docker::expr(&args)
+            .stdin_bytes(format!("FROM {run_image}\n{lines}"))
+            .stdout_null()
+            .stderr_capture()
+            .run()
+            .with_context(|| format!("building the {name} variant of {run_image}"))?;
+        cluster.images.push(tag);
+    }
+
+    // The base images and the app first, all at once; then the app's variants, whose layers
+    // the registry then has (same repository).
+    let t = Instant::now();
+    let rev = images::revision(sh);
+    let push_prefix = cluster.push_prefix.clone();
+    let first: Vec<(String, String)> = vec![
+        (run_image.to_string(), format!("axion-hub/app:{rev}")),
+        (set.postgres.clone(), format!("axion-hub/postgres:{rev}")),
+        (set.redis.clone(), format!("axion-hub/redis:{rev}")),
+        (
+            standin::HAPROXY.to_string(),
+            format!("axion-hub/haproxy:{rev}"),
+        ),
+    ];
+    let mut refs = swarm::push(sh, &first, &push_prefix, REGISTRY_NAME, &mut cluster.tags)?;
+    let variants: Vec<(String, String)> = ["update", "broken"]
+        .iter()
+        .map(|v| {
+            (
+                format!("{run_image}-{v}"),
+                format!("axion-hub/app:{rev}-{v}"),
+            )
+        })
+        .collect();
+    let more = swarm::push(
+        sh,
+        &variants,
+        &push_prefix,
+        REGISTRY_NAME,
+        &mut cluster.tags,
+    )?;
+    refs.extend(more.iter().cloned());
+    report.pushes = Some((t.elapsed(), refs.clone()));
+    let (update, broken) = (more[0].clone(), more[1].clone());
+    let images = StackImages {
+        app: refs[0].clone(),
+        postgres: refs[1].clone(),
+        redis: refs[2].clone(),
+        proxy: refs[3].clone(),
+    };
+
+    let manager = cluster.manager();
+    let work = crate::stack::work_dir(root, &cluster.project);
+    let file = work.join("stack.json");
+    let vars = swarm::stack_vars(root);
+    let t = Instant::now();
+    swarm::render(sh, root, STACK, &images, &vars, &file)?;
+    swarm::deploy(sh, &manager, STACK, &file, false)?;
+    let timeout = o.timeout_healthy.unwrap_or(TIMEOUT_HEALTHY);
+    let mut progress = Progress::new(o.json);
+    report.converged = swarm::wait_converged(sh, &manager, STACK, timeout, &mut progress)?;
+    report.phase("deploy until every task healthy", t.elapsed());
+
+    let app_service = format!("{STACK}_app");
+    let mut on = swarm::task_nodes(sh, &manager, &app_service)?;
+    on.sort();
+    report.app_nodes = on.clone();
+    on.dedup();
+    if on.len() < 2 {
+        bail!(
+            "the app's replicas all run on {}: the proof needs them spread over nodes",
+            on.join(", ")
+        );
+    }
+
+    // Every node's entry point answers both URLs (the proxy has found the app's tasks: DNS,
+    // then its own health check).
+    let t = Instant::now();
+    let entries = cluster.entry_points(ENTRY_PORT)?;
+    for e in &entries {
+        for url in URLS {
+            let r = crate::util::poll(
+                &format!("GET http://{e}{url} to answer 200"),
+                Duration::from_secs(60),
+                Duration::from_millis(100),
+                || match http::get_at(*e, url, Duration::from_secs(10)) {
+                    Ok(r) if r.status == 200 => Ok(Some(r)),
+                    _ => Ok(None),
+                },
+            )?;
+            report.first_answers.push(format!(
+                "GET http://{e}{url}: {} after {}",
+                r.describe(),
+                secs(t.elapsed())
+            ));
+        }
+    }
+    report.phase("every entry point answers", t.elapsed());
+
+    // The rolling update, as `deploy` does one: the same file with a new image.
+    let before = swarm::update_status(sh, &manager, &app_service)?;
+    let load = Load::start(&entries, &URLS, WORKERS);
+    let t = Instant::now();
+    let new_images = StackImages {
+        app: update.clone(),
+        ..images.clone()
+    };
+    let rolled = swarm::render(sh, root, STACK, &new_images, &vars, &file)
+        .and_then(|_| swarm::deploy(sh, &manager, STACK, &file, false))
+        .and_then(|_| swarm::wait_update(sh, &manager, &app_service, &before, TIMEOUT_UPDATE));
+    let summary = load.finish();
+    let (status, took) = rolled?;
+    let _ = t;
+    report.update = Some((took, summary.clone()));
+    if status.state != "completed" {
+        bail!(
+            "the rolling update ended {}: {}",
+            status.state,
+            status.message
+        );
+    }
+    if swarm::service_image(sh, &manager, &app_service)? != update {
+        bail!("after the update the app does not run {update}");
+    }
+    if summary.total.failed > 0 {
+        bail!(
+            "{} of {} requests failed during the rolling update: {}",
+            summary.total.failed,
+            summary.total.requests,
+            summary.failures.join("; ")
+        );
+    }
+    report.phase("rolling update", took);
+
+    // The rollback path: an image whose health check fails. The proof shortens that check's
+    // start period so the failure shows in seconds (the stack's own is 60 s).
+    let before = swarm::update_status(sh, &manager, &app_service)?;
+    let load = Load::start(&entries, &URLS, WORKERS);
+    let asked = manager.read(
+        sh,
+        &[
+            "service",
+            "update",
+            "--detach=true",
+            "--quiet",
+            "--image",
+            &broken,
+            "--health-start-period",
+            "3s",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "3",
+            &app_service,
+        ],
+    );
+    let waited =
+        asked.and_then(|_| swarm::wait_update(sh, &manager, &app_service, &before, TIMEOUT_UPDATE));
+    let summary = load.finish();
+    let (status, took) = waited?;
+    report.rollback = Some((took, status.state.clone(), summary.clone()));
+    if status.state != "rollback_completed" {
+        bail!(
+            "an image whose health check fails did not roll back: update ended {} ({})",
+            status.state,
+            status.message
+        );
+    }
+    let now = swarm::service_image(sh, &manager, &app_service)?;
+    if now != update {
+        bail!("after the rollback the app runs {now}, not {update}");
+    }
+    if summary.total.failed > 0 {
+        bail!(
+            "{} of {} requests failed during the rollback: {}",
+            summary.total.failed,
+            summary.total.requests,
+            summary.failures.join("; ")
+        );
+    }
+    report.phase("failed update + rollback", took);
+    Ok(())
+}
+
+/// A stack running beside the proof on the host engine, whose name resolution must survive it:
+/// the dev stack when it runs, else two containers on a network of their own.
+struct Neighbour {
+    /// `container`, and the names it must resolve.
+    probe: (String, Vec<&'static str>),
+    what: String,
+    made: Vec<String>,
+    network: Option<String>,
+}
+
+impl Neighbour {
+    fn start(sh: &Shell, project: &str) -> Result<Neighbour> {
+        let dev = docker::containers(sh, &StackKind::Dev.project()).unwrap_or_default();
+        if let Some(app) = dev
+            .iter()
+            .find(|c| c.service == "app" && c.state_word() == "running")
+        {
+            return Ok(Neighbour {
+                probe: (app.id.clone(), vec!["db", "redis"]),
+                what: "the dev stack".into(),
+                made: vec![],
+                network: None,
+            });
+        }
+        let net = format!("{project}-neighbour");
+        let base = format!("{}/debian:trixie", images::STANDIN);
+        let owner = format!(
+            "{}={}",
+            crate::owner::LABEL,
+            crate::owner::Owner::current().label()
+        );
+        // A project of its own: the proof's leftover check must not count it.
+        let proj = format!("com.docker.compose.project={net}");
+        docker::cmd(
+            sh,
+            &words(&[
+                "network", "create", "--label", &owner, "--label", &proj, &net,
+            ]),
+        )
+        .quiet()
+        .ignore_stdout()
+        .run()?;
+        let mut n = Neighbour {
+            probe: (format!("{net}-app"), vec!["db"]),
+            what: "a two-container stack beside it (no dev stack was running)".into(),
+            made: vec![],
+            network: Some(net.clone()),
+        };
+        for (name, alias) in [("db", "db"), ("app", "app")] {
+            let container = format!("{net}-{name}");
+            docker::cmd(
+                sh,
+                &words(&[
+                    "run",
+                    "-d",
+                    "--rm",
+                    "--label",
+                    &owner,
+                    "--label",
+                    &proj,
+                    "--name",
+                    &container,
+                    "--network",
+                    &net,
+                    "--network-alias",
+                    alias,
+                    &base,
+                    "sleep",
+                    "infinity",
+                ]),
+            )
+            .quiet()
+            .ignore_stdout()
+            .run()?;
+            n.made.push(container);
+        }
+        Ok(n)
+    }
+
+    /// `getent hosts` of each name inside the probe container.
+    fn check(&self, sh: &Shell) -> Result<String> {
+        let (container, names) = &self.probe;
+        for name in names {
+            let out = docker::exec(sh, container, &["getent", "hosts", name])?;
+            if !out.status.success() {
+                bail!("{}: `{name}` does not resolve any more", self.what);
+            }
+        }
+        let verb = if names.len() == 1 {
+            "resolves"
+        } else {
+            "resolve"
+        };
+        Ok(format!("{}: {} still {verb}", self.what, names.join(", ")))
+    }
+
+    fn stop(&mut self, sh: &Shell) {
+        if !self.made.is_empty() {
+            let mut a = words(&["rm", "--force"]);
+            a.append(&mut self.made);
+            let _ = docker::cmd(sh, &a)
+                .quiet()
+                .ignore_status()
+                .ignore_stdout()
+                .ignore_stderr()
+                .run();
+        }
+        if let Some(n) = self.network.take() {
+            let _ = docker::cmd(sh, &words(&["network", "rm", &n]))
+                .quiet()
+                .ignore_status()
+                .ignore_stdout()
+                .ignore_stderr()
+                .run();
+        }
+    }
+}
+
+impl Drop for Neighbour {
+    fn drop(&mut self) {
+        if let Ok(sh) = Shell::new() {
+            self.stop(&sh);
+        }
+    }
+}
