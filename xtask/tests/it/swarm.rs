@@ -1,0 +1,208 @@
+//! `deploy` and `verify --swarm` at their edges: refusals (real engine where it can say no,
+//! the fake where a swarm's answers are needed), and a proof killed mid-run leaves nothing once
+//! reaped. The proof itself runs whole in `cargo xtask ci` (`verify --swarm`).
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::{
+    real_engine::{ENGINE, docker_lines, engine_or_named_skip},
+    support::{FakeDocker, signal, text, xtask_bin},
+};
+
+fn host_swarm_state() -> String {
+    docker_lines(&["info", "--format", "{{.Swarm.LocalNodeState}}"]).join("")
+}
+
+#[test]
+fn deploy_refuses_an_engine_outside_a_swarm_and_leaves_it_so() {
+    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine_or_named_skip() {
+        return;
+    }
+    assert_eq!(
+        host_swarm_state(),
+        "inactive",
+        "this test needs an engine outside swarm mode (deploy would deploy on a manager)"
+    );
+    let out = Command::new(xtask_bin())
+        .arg("deploy")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("not part of a swarm (swarm state: inactive)"),
+        "{all}"
+    );
+    assert!(
+        all.contains("DOCKER_HOST=ssh://") && all.contains("deploy --init"),
+        "the fixes: {all}"
+    );
+    assert!(!all.contains("stack backtrace"), "{all}");
+    assert_eq!(
+        host_swarm_state(),
+        "inactive",
+        "deploy without --init changes nothing"
+    );
+}
+
+fn swarm_rules(swarm_json: &'static str) -> Vec<(&'static str, i32, &'static str)> {
+    let mut r = vec![("info --format {{json .Swarm}}", 0, swarm_json)];
+    r.extend(FakeDocker::engine_rules());
+    r
+}
+
+#[test]
+fn deploy_from_a_worker_or_without_a_registry_is_refused_before_building() {
+    let worker = FakeDocker::new(
+        "swarm-worker",
+        &swarm_rules(r#"{"LocalNodeState":"active","ControlAvailable":false,"Nodes":0}"#),
+    );
+    let out = worker.xtask(&["deploy"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("swarm worker") && all.contains("DOCKER_HOST=ssh://"),
+        "{all}"
+    );
+
+    let manager = FakeDocker::new(
+        "swarm-manager",
+        &swarm_rules(r#"{"LocalNodeState":"active","ControlAvailable":true,"Nodes":3}"#),
+    );
+    let out = manager.xtask(&["deploy", "--stack", "shop"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("has 3 nodes") && all.contains("--registry HOST:PORT"),
+        "{all}"
+    );
+    for fake in [&worker, &manager] {
+        let calls = fake.calls();
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.contains(" build") || c.contains("stack deploy")),
+            "refused before building or deploying: {calls:#?}"
+        );
+    }
+
+    let out = manager.xtask(&["deploy", "--registry", "https://r.example:5000"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("is not HOST:PORT"), "{all}");
+    let out = manager.xtask(&["verify", "--swarm", "--keep"]);
+    assert!(
+        text(&out).contains("throw-away by design"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A swarm proof SIGKILLed once its nodes run (no teardown can run) leaves privileged nodes,
+/// their volumes, a registry and networks: the next command reaps all of it by its labels.
+#[test]
+fn a_killed_swarm_proof_is_reaped_whole() {
+    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine_or_named_skip() {
+        return;
+    }
+    let state_before = host_swarm_state();
+    let mut child = Command::new(xtask_bin())
+        .args(["verify", "--swarm"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mine = format!("-{pid}-");
+    let projects = || -> Vec<String> {
+        let mut p = docker_lines(&[
+            "ps",
+            "-a",
+            "--filter",
+            "label=com.docker.compose.project",
+            "--format",
+            "{{.Label \"com.docker.compose.project\"}}",
+        ]);
+        p.extend(docker_lines(&[
+            "volume",
+            "ls",
+            "--filter",
+            "label=com.docker.compose.project",
+            "--format",
+            "{{.Label \"com.docker.compose.project\"}}",
+        ]));
+        p.retain(|l| l.contains(&mine));
+        p
+    };
+    let running = || {
+        docker_lines(&["ps", "--format", "{{.Names}}"])
+            .into_iter()
+            .filter(|n| n.contains(&mine))
+            .filter(|n| n.ends_with("-registry") || n.ends_with("-node3"))
+            .count()
+    };
+    let started = Instant::now();
+    // Kill once the registry and the last node run.
+    while running() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "the proof never started its nodes: {:?}",
+            projects()
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the proof ended early");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    signal("KILL", &pid.to_string());
+    child.wait().unwrap();
+    assert!(!projects().is_empty(), "the killed run left its nodes");
+
+    // Someone else's dangling image without any label must not trip the reaper's listing.
+    let tag = format!("axion-test-unlabelled:{pid}");
+    let mut made = Vec::new();
+    for n in 0..2 {
+        let mut b = Command::new("docker")
+            .args(["build", "--quiet", "-t", &tag, "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = "axion-hub-standin/debian:trixie";
+        std::io::Write::write_all(
+            b.stdin.as_mut().unwrap(),
+            format!("FROM {base}\nENV N={pid}{n}\n").as_bytes(),
+        )
+        .unwrap();
+        drop(b.stdin.take());
+        assert!(b.wait().unwrap().success());
+        made.extend(docker_lines(&[
+            "image", "inspect", "--format", "{{.Id}}", &tag,
+        ]));
+    }
+    let out = Command::new(xtask_bin()).arg("clean").output().unwrap();
+    let _ = Command::new("docker")
+        .args(["image", "rm"])
+        .args(&made)
+        .output();
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains(&format!("pid {pid} is gone")),
+        "says what it removed: {all}"
+    );
+    let left = projects();
+    let nets: Vec<String> = docker_lines(&["network", "ls", "--format", "{{.Name}}"])
+        .into_iter()
+        .filter(|n| n.contains(&mine))
+        .collect();
+    assert!(
+        left.is_empty() && nets.is_empty(),
+        "left after reaping: {left:?} {nets:?}"
+    );
+    assert_eq!(host_swarm_state(), state_before);
+}
