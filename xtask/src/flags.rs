@@ -158,6 +158,9 @@ pub struct Bench {
 pub struct Deploy {
     pub stack: Option<String>,
     pub registry: Option<String>,
+    pub node_registry: Option<String>,
+    pub manager: Option<String>,
+    pub image: Option<String>,
     pub init: bool,
     pub json: bool,
     pub images: ImageChoice,
@@ -265,6 +268,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
         "deploy" => Command::Deploy(Deploy {
             stack: m.value("--stack").map(String::from),
             registry: m.value("--registry").map(String::from),
+            node_registry: m.value("--node-registry").map(String::from),
+            manager: m.value("--manager").map(String::from),
+            image: m.value("--image").map(String::from),
             init: m.on("--init"),
             json: m.on("--json"),
             images: m.images()?,

@@ -29,6 +29,9 @@ use crate::{
 pub const OVERLAY: &str = "docker-compose.swarm.yml";
 /// `deploy`'s default stack name.
 pub const DEFAULT_STACK: &str = "axion";
+/// A rolling update of two start-first tasks takes 20-30 s here, a rollback 30-45 s; a cold
+/// node also pulls the image first.
+pub const TIMEOUT_UPDATE: Duration = Duration::from_secs(300);
 /// The node label db and redis are pinned to (their volumes live there).
 pub const DATA_LABEL: &str = "axion-hub.data";
 
@@ -43,6 +46,10 @@ impl Target {
     }
     pub fn tcp(ip: &str) -> Target {
         Target(Some(format!("tcp://{ip}:2375")))
+    }
+    /// `tcp://…`, `ssh://user@host`, `unix://…`: what `docker -H` takes.
+    pub fn host(h: &str) -> Target {
+        Target(Some(h.to_string()))
     }
     /// `docker [-H host] <rest>`.
     pub fn args(&self, rest: &[&str]) -> Vec<String> {

@@ -19,6 +19,7 @@ use crate::{
     progress::Progress,
     stack::{Ports, Stack, StackKind, TIMEOUT_BUILD, TIMEOUT_HEALTHY, log_path, prepare_files},
     standin,
+    swarm::TIMEOUT_UPDATE,
     swarm::{self, DATA_LABEL, Membership, StackImages, Target},
     util::{note, secs},
 };
@@ -31,81 +32,77 @@ impl flags::Deploy {
             .clone()
             .unwrap_or_else(|| swarm::DEFAULT_STACK.into());
         check_stack_name(&stack_name)?;
-        if let Some(r) = &self.registry {
+        for r in [&self.registry, &self.node_registry].into_iter().flatten() {
             check_registry(r)?;
+        }
+        if self.node_registry.is_some() && self.registry.is_none() {
+            bail!(
+                "--node-registry names how the nodes reach --registry: give --registry HOST:PORT too"
+            );
+        }
+        if let Some(m) = &self.manager {
+            check_manager(m)?;
         }
         let root = sh.current_dir();
         let env = EnvSource::resolve(&root)?;
         engine::preflight()?;
-        let target = Target::configured();
-        let mut member = swarm::membership(sh, &target)?;
-        if member.state != "active" {
-            if !self.init {
-                bail!("{}", not_in_a_swarm(&member));
-            }
-            note(
-                "deploy --init: making this engine a one-node swarm. Switching an engine into swarm mode \
-                 can break name resolution in compose stacks already running on it (until they are \
-                 recreated: `cargo xtask down` then `cargo xtask dev`).",
-            );
-            target.read(sh, &["swarm", "init"]).map_err(|e| {
-                anyhow!("{e:#}\n  fix: name the address other nodes reach this one by: docker swarm init --advertise-addr <IP>, then deploy again")
-            })?;
-            member = swarm::membership(sh, &target)?;
-        }
-        if !member.manager {
-            bail!("{}", not_in_a_swarm(&member));
-        }
-        if self.registry.is_none() && member.nodes > 1 {
+        let target = self
+            .manager
+            .as_deref()
+            .map_or_else(Target::configured, Target::host);
+        let member = self.membership(sh, &target)?;
+        if self.registry.is_none() && (member.nodes > 1 || self.manager.is_some()) {
             bail!(
-                "this swarm has {} nodes, and a node can run only images it can pull.\n  \
+                "{}, and a node can run only images it can pull.\n  \
                  fix: cargo xtask deploy --registry HOST:PORT (a registry every node reaches; the images are pushed there and deployed by digest)",
-                member.nodes
+                if self.manager.is_some() {
+                    "the swarm is on another engine (--manager)".to_string()
+                } else {
+                    format!("this swarm has {} nodes", member.nodes)
+                }
             );
         }
         ensure_data_node(sh, &target, &member)?;
 
         let set = images::choose(sh, self.images, &env)?.set;
         prepare_files(&root, StackKind::Prod, &env)?;
-        let stack = Stack::new(
-            StackKind::Prod,
-            StackKind::Prod.project(),
-            &env,
-            &set,
-            Ports::from_env(&env)?,
-        );
-        let log = log_path(&root, "deploy-build.log");
+        let ports = Ports::from_env(&env)?;
         let t = Instant::now();
-        lifecycle::build(
-            sh,
-            &stack.compose,
-            StackKind::Prod,
-            &Policy::for_run(false, None),
-            &["app"],
-            &log,
-            TIMEOUT_BUILD,
-        )
-        .map_err(|e| anyhow!("{e:#}\n(full build log: {})", log.display()))?;
+        let app = match &self.image {
+            Some(image) => {
+                if !docker::image_exists(sh, image) {
+                    bail!(
+                        "--image {image}: no such image on this engine (`docker image ls` lists them)"
+                    );
+                }
+                image.clone()
+            }
+            None => build_runner(sh, &root, &env, &set, ports)?,
+        };
         let built = t.elapsed();
         let proxy = match std::env::var("EDGE_IMAGE") {
             Ok(v) if !v.is_empty() => v,
-            _ if set == images::ImageSet::standin() => {
+            _ if set.standin => {
                 standin::ensure_only(sh, &["haproxy"])?;
                 standin::HAPROXY.to_string()
             }
             _ => "haproxy:3.0".to_string(),
         };
         let locals = [
-            (stack.app_image(), "axion-hub/app".to_string()),
+            (app, "axion-hub/app".to_string()),
             (set.postgres.clone(), "axion-hub/postgres".into()),
             (set.redis.clone(), "axion-hub/redis".into()),
             (proxy, "axion-hub/haproxy".into()),
         ];
 
         let t = Instant::now();
-        // Without a registry (a one-node swarm, checked above) the node runs the local tags.
+        // Without a registry (a one-node swarm on this engine, checked above) the node runs the
+        // local tags.
         let (refs, local) = match &self.registry {
-            Some(registry) => (by_digest(sh, &locals, registry)?, false),
+            Some(registry) => {
+                let nodes = self.node_registry.as_deref().unwrap_or(registry);
+                (by_digest(sh, &locals, registry, nodes)?, false)
+            }
             None => (locals.iter().map(|(l, _)| l.clone()).collect(), true),
         };
         let pushed = t.elapsed();
@@ -116,30 +113,21 @@ impl flags::Deploy {
             proxy: refs[3].clone(),
         };
 
-        let work = crate::stack::work_dir(&root, "deploy");
-        let file = work.join(format!("{stack_name}.stack.json"));
+        let file = crate::stack::work_dir(&root, "deploy").join(format!("{stack_name}.stack.json"));
         let mut vars = swarm::stack_vars(&root);
-        vars.extend(
-            Ports::from_env(&env)?
-                .named()
-                .map(|(k, p)| (k.to_string(), p.to_string())),
-        );
+        vars.extend(ports.named().map(|(k, p)| (k.to_string(), p.to_string())));
         swarm::render(sh, &root, &stack_name, &images, &vars, &file)?;
         let app_service = format!("{stack_name}_app");
         let before = swarm::update_status(sh, &target, &app_service).unwrap_or_default();
+        let previous = swarm::service_image(sh, &target, &app_service).ok();
         let t = Instant::now();
         swarm::deploy(sh, &target, &stack_name, &file, local)?;
-        let converged = swarm::wait_converged(
-            sh,
-            &target,
-            &stack_name,
-            TIMEOUT_HEALTHY,
-            &mut Progress::new(self.json),
-        )?;
-        let after = swarm::update_status(sh, &target, &app_service).unwrap_or_default();
-        if after.started_at != before.started_at && !after.finished() {
-            let (status, _) =
-                swarm::wait_update(sh, &target, &app_service, &before, TIMEOUT_HEALTHY * 2)?;
+        let mut progress = Progress::new(self.json);
+        let mut update = None;
+        if previous.is_some_and(|p| p != images.app) {
+            // A new app image: a rolling update, which ends completed or rolled back.
+            let (status, took) =
+                swarm::wait_update(sh, &target, &app_service, &before, TIMEOUT_UPDATE)?;
             if status.state != "completed" {
                 bail!(
                     "the app's update ended {}: {}\n  (the previous image keeps serving; `docker service ps {app_service}` shows why)",
@@ -147,13 +135,17 @@ impl flags::Deploy {
                     status.message
                 );
             }
+            update = Some(took);
         }
+        let converged =
+            swarm::wait_converged(sh, &target, &stack_name, TIMEOUT_HEALTHY, &mut progress)?;
         let deployed = t.elapsed();
         let report = json!({
             "stack": stack_name,
             "file": file.display().to_string(),
             "images": images.env().iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "registry": self.registry,
+            "rolling_update_seconds": update.map(|d| d.as_secs_f64()),
             "seconds": {"build": built.as_secs_f64(), "push": pushed.as_secs_f64(), "deploy": deployed.as_secs_f64(), "total": started.elapsed().as_secs_f64()},
             "converged": converged.iter().map(|(s, d)| json!({"service": s, "seconds": d.as_secs_f64()})).collect::<Vec<_>>(),
         });
@@ -161,17 +153,64 @@ impl flags::Deploy {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             eprintln!(
-                "deploy: stack {stack_name} healthy in {} (build {}, push {}, deploy {}); every node answers on port {}\n  stack file: {}",
+                "deploy: stack {stack_name} healthy in {} (build {}, push {}, deploy {}{}); every node answers on port {}\n  stack file: {}",
                 secs(started.elapsed()),
                 secs(built),
                 secs(pushed),
                 secs(deployed),
-                Ports::from_env(&env)?.app,
+                update.map_or(String::new(), |d| format!(
+                    ", of which the rolling update {}",
+                    secs(d)
+                )),
+                ports.app,
                 file.display()
             );
         }
         Ok(())
     }
+
+    /// The swarm membership of the target engine; `--init` makes this engine a one-node swarm.
+    fn membership(&self, sh: &Shell, target: &Target) -> Result<Membership> {
+        let member = swarm::membership(sh, target)?;
+        if member.state == "active" || !self.init {
+            if !member.manager {
+                bail!("{}", not_in_a_swarm(&member));
+            }
+            return Ok(member);
+        }
+        note(
+            "deploy --init: making this engine a one-node swarm. Switching an engine into swarm mode \
+             can break name resolution in compose stacks already running on it (until they are \
+             recreated: `cargo xtask down` then `cargo xtask dev`).",
+        );
+        target.read(sh, &["swarm", "init"]).map_err(|e| {
+            anyhow!("{e:#}\n  fix: name the address other nodes reach this one by: docker swarm init --advertise-addr <IP>, then deploy again")
+        })?;
+        swarm::membership(sh, target)
+    }
+}
+
+/// The prod runner, built as the prod stack builds it (`axion-hub:runner`).
+fn build_runner(
+    sh: &Shell,
+    root: &std::path::Path,
+    env: &EnvSource,
+    set: &images::ImageSet,
+    ports: Ports,
+) -> Result<String> {
+    let stack = Stack::new(StackKind::Prod, StackKind::Prod.project(), env, set, ports);
+    let log = log_path(root, "deploy-build.log");
+    lifecycle::build(
+        sh,
+        &stack.compose,
+        StackKind::Prod,
+        &Policy::for_run(false, None),
+        &["app"],
+        &log,
+        TIMEOUT_BUILD,
+    )
+    .map_err(|e| anyhow!("{e:#}\n(full build log: {})", log.display()))?;
+    Ok(stack.app_image())
 }
 
 fn not_in_a_swarm(m: &Membership) -> String {
@@ -242,7 +281,12 @@ fn ensure_data_node(sh: &Shell, target: &Target, m: &Membership) -> Result<()> {
 
 /// Each image by digest: one pulled from a registry keeps its own digest; one built here (the
 /// runner, stand-ins) is pushed to `registry` first.
-fn by_digest(sh: &Shell, locals: &[(String, String)], registry: &str) -> Result<Vec<String>> {
+fn by_digest(
+    sh: &Shell,
+    locals: &[(String, String)],
+    registry: &str,
+    node_registry: &str,
+) -> Result<Vec<String>> {
     let rev = images::revision(sh);
     let mut to_push = Vec::new();
     let mut refs: Vec<Option<String>> = Vec::new();
@@ -272,7 +316,7 @@ fn by_digest(sh: &Shell, locals: &[(String, String)], registry: &str) -> Result<
         }
     }
     let mut tags = Vec::new();
-    let mut pushed = swarm::push(sh, &to_push, registry, registry, &mut tags)?.into_iter();
+    let mut pushed = swarm::push(sh, &to_push, registry, node_registry, &mut tags)?.into_iter();
     Ok(refs
         .into_iter()
         .map(|r| r.unwrap_or_else(|| pushed.next().unwrap_or_default()))
@@ -292,6 +336,19 @@ pub fn check_stack_name(name: &str) -> Result<()> {
     if !ok {
         bail!(
             "`{name}` is not a stack name: use letters, digits, `-` and `_` (at most 40, starting with a letter or digit)"
+        );
+    }
+    Ok(())
+}
+
+/// What `docker -H` takes.
+pub fn check_manager(m: &str) -> Result<()> {
+    if !["tcp://", "ssh://", "unix://"]
+        .iter()
+        .any(|p| m.starts_with(p))
+    {
+        bail!(
+            "`--manager {m}` is not an engine address: use tcp://HOST:PORT, ssh://USER@HOST or unix:///PATH"
         );
     }
     Ok(())
@@ -328,6 +385,10 @@ mod tests {
         assert!(e.contains("HOST:PORT"), "{e}");
         assert!(check_registry("r:99999").is_err());
         assert!(check_registry("r:5000/x").is_err());
+        check_manager("ssh://deploy@10.0.0.1").unwrap();
+        check_manager("tcp://10.0.0.1:2375").unwrap();
+        let e = check_manager("10.0.0.1").unwrap_err().to_string();
+        assert!(e.contains("tcp://HOST:PORT, ssh://USER@HOST"), "{e}");
     }
 
     #[test]

@@ -181,6 +181,21 @@ pub const COMMANDS: &[CommandSpec] = &[
                 "HOST:PORT",
                 "push the images there and deploy them by digest (needed beyond one node)",
             ),
+            valued(
+                "--node-registry",
+                "HOST:PORT",
+                "the same registry as the nodes reach it, when not as this host does",
+            ),
+            valued(
+                "--manager",
+                "HOST",
+                "the swarm manager's engine (tcp://…, ssh://user@host); default: this engine",
+            ),
+            valued(
+                "--image",
+                "IMAGE",
+                "deploy this app image (built before, e.g. by CI) instead of building the runner",
+            ),
             switch(
                 "--init",
                 "make this engine a one-node swarm first (warns: it can disturb running stacks)",

@@ -311,7 +311,24 @@ impl Cluster {
                 .concat(),
             );
         }
-        let untag: Vec<String> = self.tags.iter().chain(&self.images).cloned().collect();
+        // Every tag made for pushing to this run's registry (here and by `deploy` children).
+        let pushed = docker::cmd(
+            sh,
+            &words(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]),
+        )
+        .quiet()
+        .read()
+        .unwrap_or_default();
+        let prefix = format!("{}/", self.push_prefix);
+        let mut untag: Vec<String> = pushed
+            .lines()
+            .filter(|t| !self.push_prefix.is_empty() && t.starts_with(&prefix))
+            .map(String::from)
+            .chain(self.tags.iter().cloned())
+            .chain(self.images.iter().cloned())
+            .collect();
+        untag.sort();
+        untag.dedup();
         if !untag.is_empty() {
             first.push([words(&["image", "rm", "--force"]), untag].concat());
         }
@@ -324,7 +341,6 @@ impl Cluster {
             second.push(words(&["network", "rm", n]));
         }
         step(second);
-        let _ = sh;
         if failures.is_empty() {
             Ok(t.elapsed())
         } else {

@@ -16,11 +16,9 @@ use crate::{
     flags, http, images,
     integrity::Policy,
     lifecycle,
-    progress::Progress,
-    stack::{Ports, Stack, StackKind, TIMEOUT_BUILD, TIMEOUT_HEALTHY, log_path, prepare_files},
-    standin,
+    stack::{Ports, Stack, StackKind, TIMEOUT_BUILD, log_path, prepare_files},
     swarm::{
-        self, StackImages, Target,
+        self, TIMEOUT_UPDATE, Target,
         cluster::{Cluster, REGISTRY_NAME},
         load::{Load, Summary, WORKERS},
     },
@@ -32,8 +30,6 @@ use crate::{
 const NODES: usize = 3;
 /// The stack's name on the throw-away swarm.
 const STACK: &str = "axion";
-/// An update of two start-first tasks takes 20-30 s here; a rollback 35-45 s.
-const TIMEOUT_UPDATE: Duration = Duration::from_secs(300);
 const URLS: [&str; 2] = ["/", "/api/health"];
 /// The proxy's port inside the swarm (docker-compose.swarm.yml publishes APP_PORT).
 const ENTRY_PORT: u16 = 3000;
@@ -209,7 +205,7 @@ fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
         report.nodes.push(json!({"node": n.hostname, "ip": n.ip, "role": if n.hostname == cluster.nodes[0].hostname { "manager, data" } else { "worker" }}));
     }
 
-    let outcome = on_cluster(sh, o, &root, &set, &run_image, &mut cluster, report);
+    let outcome = on_cluster(sh, o, &run_image, &mut cluster, report);
 
     let t = Instant::now();
     let teardown = cluster.teardown(sh);
@@ -246,8 +242,6 @@ fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
 fn on_cluster(
     sh: &Shell,
     o: &flags::Verify,
-    root: &std::path::Path,
-    set: &images::ImageSet,
     run_image: &str,
     cluster: &mut Cluster,
     report: &mut Report,
@@ -276,58 +270,67 @@ fn on_cluster(
         cluster.images.push(tag);
     }
 
-    // The base images and the app first, all at once; then the app's variants, whose layers
-    // the registry then has (same repository).
-    let t = Instant::now();
-    let rev = images::revision(sh);
-    let push_prefix = cluster.push_prefix.clone();
-    let first: Vec<(String, String)> = vec![
-        (run_image.to_string(), format!("axion-hub/app:{rev}")),
-        (set.postgres.clone(), format!("axion-hub/postgres:{rev}")),
-        (set.redis.clone(), format!("axion-hub/redis:{rev}")),
-        (
-            standin::HAPROXY.to_string(),
-            format!("axion-hub/haproxy:{rev}"),
-        ),
-    ];
-    let mut refs = swarm::push(sh, &first, &push_prefix, REGISTRY_NAME, &mut cluster.tags)?;
-    let variants: Vec<(String, String)> = ["update", "broken"]
-        .iter()
-        .map(|v| {
-            (
-                format!("{run_image}-{v}"),
-                format!("axion-hub/app:{rev}-{v}"),
-            )
-        })
-        .collect();
-    let more = swarm::push(
-        sh,
-        &variants,
-        &push_prefix,
-        REGISTRY_NAME,
-        &mut cluster.tags,
-    )?;
-    refs.extend(more.iter().cloned());
-    report.pushes = Some((t.elapsed(), refs.clone()));
-    let (update, broken) = (more[0].clone(), more[1].clone());
-    let images = StackImages {
-        app: refs[0].clone(),
-        postgres: refs[1].clone(),
-        redis: refs[2].clone(),
-        proxy: refs[3].clone(),
+    // The first deployment and the rolling update are `cargo xtask deploy` itself, run as a
+    // person runs it: this host pushes to the registry on loopback, the nodes pull it by its
+    // name on their network, the manager is node1's engine.
+    let manager = cluster.manager();
+    let manager_host = format!("tcp://{}:2375", cluster.nodes[0].ip);
+    let deploy = |image: &str| -> Result<Value> {
+        let exe = std::env::current_exe()?;
+        let out = std::process::Command::new(exe)
+            .args([
+                "deploy",
+                "--json",
+                "--stack",
+                STACK,
+                "--image",
+                image,
+                "--registry",
+                &cluster.push_prefix,
+                "--node-registry",
+                REGISTRY_NAME,
+                "--manager",
+                &manager_host,
+            ])
+            .args(image_flag(o.images))
+            .stderr(if o.json {
+                std::process::Stdio::null()
+            } else {
+                std::process::Stdio::inherit()
+            })
+            .output()
+            .context("running cargo xtask deploy")?;
+        if !out.status.success() {
+            bail!("cargo xtask deploy --image {image} failed (its output is above)");
+        }
+        serde_json::from_slice(&out.stdout).context("reading deploy's JSON report")
     };
 
-    let manager = cluster.manager();
-    let work = crate::stack::work_dir(root, &cluster.project);
-    let file = work.join("stack.json");
-    let vars = swarm::stack_vars(root);
     let t = Instant::now();
-    swarm::render(sh, root, STACK, &images, &vars, &file)?;
-    swarm::deploy(sh, &manager, STACK, &file, false)?;
-    let timeout = o.timeout_healthy.unwrap_or(TIMEOUT_HEALTHY);
-    let mut progress = Progress::new(o.json);
-    report.converged = swarm::wait_converged(sh, &manager, STACK, timeout, &mut progress)?;
+    let first = deploy(run_image)?;
     report.phase("deploy until every task healthy", t.elapsed());
+    report.pushes = Some((
+        Duration::from_secs_f64(first["seconds"]["push"].as_f64().unwrap_or(0.0)),
+        first["images"]
+            .as_object()
+            .map(|m| {
+                m.values()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    ));
+    report.converged = first["converged"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            Some((
+                c["service"].as_str()?.to_string(),
+                Duration::from_secs_f64(c["seconds"].as_f64()?),
+            ))
+        })
+        .collect();
 
     let app_service = format!("{STACK}_app");
     let mut on = swarm::task_nodes(sh, &manager, &app_service)?;
@@ -365,30 +368,23 @@ fn on_cluster(
     }
     report.phase("every entry point answers", t.elapsed());
 
-    // The rolling update, as `deploy` does one: the same file with a new image.
-    let before = swarm::update_status(sh, &manager, &app_service)?;
+    // The rolling update: `deploy` of a new image, under a steady load on every entry point.
     let load = Load::start(&entries, &URLS, WORKERS);
     let t = Instant::now();
-    let new_images = StackImages {
-        app: update.clone(),
-        ..images.clone()
-    };
-    let rolled = swarm::render(sh, root, STACK, &new_images, &vars, &file)
-        .and_then(|_| swarm::deploy(sh, &manager, STACK, &file, false))
-        .and_then(|_| swarm::wait_update(sh, &manager, &app_service, &before, TIMEOUT_UPDATE));
+    let rolled = deploy(&format!("{run_image}-update"));
     let summary = load.finish();
-    let (status, took) = rolled?;
-    let _ = t;
-    report.update = Some((took, summary.clone()));
-    if status.state != "completed" {
-        bail!(
-            "the rolling update ended {}: {}",
-            status.state,
-            status.message
-        );
-    }
-    if swarm::service_image(sh, &manager, &app_service)? != update {
-        bail!("after the update the app does not run {update}");
+    let rolled = rolled?;
+    let took = t.elapsed();
+    let update = swarm::service_image(sh, &manager, &app_service)?;
+    let rolling = rolled["rolling_update_seconds"]
+        .as_f64()
+        .map(Duration::from_secs_f64);
+    report.update = Some((rolling.unwrap_or(took), summary.clone()));
+    let Some(rolling) = rolling else {
+        bail!("deploy of a new image did no rolling update");
+    };
+    if update == first["images"]["AXION_APP_IMAGE"].as_str().unwrap_or("") {
+        bail!("after the update the app still runs {update}");
     }
     if summary.total.failed > 0 {
         bail!(
@@ -398,7 +394,23 @@ fn on_cluster(
             summary.failures.join("; ")
         );
     }
-    report.phase("rolling update", took);
+    report.phase("deploy of a new image (rolling update)", took);
+    report.phase("  of which the update itself", rolling);
+
+    // A broken variant (listens on another port: its health check fails) in the registry.
+    let push_prefix = cluster.push_prefix.clone();
+    let rev = images::revision(sh);
+    let broken = swarm::push(
+        sh,
+        &[(
+            format!("{run_image}-broken"),
+            format!("axion-hub/app:{rev}-broken"),
+        )],
+        &push_prefix,
+        REGISTRY_NAME,
+        &mut cluster.tags,
+    )?
+    .remove(0);
 
     // The rollback path: an image whose health check fails. The proof shortens that check's
     // start period so the failure shows in seconds (the stack's own is 60 s).
@@ -448,6 +460,15 @@ fn on_cluster(
     }
     report.phase("failed update + rollback", took);
     Ok(())
+}
+
+/// The child commands use the images this run chose.
+fn image_flag(choice: flags::ImageChoice) -> &'static [&'static str] {
+    match choice {
+        flags::ImageChoice::Auto => &[],
+        flags::ImageChoice::Standin => &["--standin"],
+        flags::ImageChoice::Upstream => &["--upstream"],
+    }
 }
 
 /// A stack running beside the proof on the host engine, whose name resolution must survive it:
