@@ -73,9 +73,9 @@ impl Cluster {
     }
 
     /// Creates `n` nodes (the first a manager, the rest workers; the first labelled as the data
-    /// node) and a TLS registry they trust.
-    pub fn create(sh: &Shell, project: &str, n: usize) -> Result<Cluster> {
-        standin::ensure_swarm(sh)?;
+    /// node) and a TLS registry they trust. `images` (the run's) are removed with the cluster,
+    /// whether or not it could be created.
+    pub fn create(sh: &Shell, project: &str, n: usize, images: Vec<String>) -> Result<Cluster> {
         let mut c = Cluster {
             project: project.to_string(),
             nodes: Vec::new(),
@@ -85,9 +85,10 @@ impl Cluster {
             volumes: Vec::new(),
             network: None,
             tags: Vec::new(),
-            images: Vec::new(),
+            images,
             torn_down: false,
         };
+        standin::ensure_swarm(sh)?;
         let started = Instant::now();
         let labels = c.labels();
         let with_labels = |mut a: Vec<String>, rest: &[&str]| {
@@ -286,6 +287,37 @@ impl Cluster {
             .collect()
     }
 
+    /// Names on this engine under the run's registry (tags and digest references).
+    fn pushed_names(&self, sh: &Shell) -> Vec<String> {
+        let listed = docker::cmd(
+            sh,
+            &words(&[
+                "image",
+                "ls",
+                "--digests",
+                "--format",
+                "{{.Repository}}|{{.Tag}}|{{.Digest}}",
+            ]),
+        )
+        .quiet()
+        .read()
+        .unwrap_or_default();
+        registry_names(&listed, &self.push_prefix)
+    }
+
+    /// What is left of the run's images after the teardown: names under its registry, and its
+    /// own images.
+    pub fn leftover_images(&self, sh: &Shell) -> Vec<String> {
+        let mut left = self.pushed_names(sh);
+        left.extend(
+            self.images
+                .iter()
+                .filter(|i| docker::image_exists(sh, i))
+                .cloned(),
+        );
+        left
+    }
+
     /// Removes everything the run made, containers first (their volumes and network are in
     /// use until then); what could not be removed is named.
     pub fn teardown(&mut self, sh: &Shell) -> Result<Duration> {
@@ -311,22 +343,13 @@ impl Cluster {
                 .concat(),
             );
         }
-        // Every tag made for pushing to this run's registry (here and by `deploy` children).
-        let pushed = docker::cmd(
-            sh,
-            &words(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]),
-        )
-        .quiet()
-        .read()
-        .unwrap_or_default();
-        let prefix = format!("{}/", self.push_prefix);
-        let mut untag: Vec<String> = pushed
-            .lines()
-            .filter(|t| !self.push_prefix.is_empty() && t.starts_with(&prefix))
-            .map(String::from)
-            .chain(self.tags.iter().cloned())
-            .chain(self.images.iter().cloned())
-            .collect();
+        // Every name made by pushing to this run's registry (here and by `deploy` children):
+        // tags, and the digest references a push leaves (`repo@sha256:…`, which keep an image
+        // alive after its tags are gone). Removing names never removes an image that has others
+        // (the stand-ins).
+        let mut untag = self.pushed_names(sh);
+        untag.extend(self.tags.iter().cloned());
+        untag.extend(self.images.iter().cloned());
         untag.sort();
         untag.dedup();
         if !untag.is_empty() {
@@ -392,4 +415,48 @@ fn run_parallel(calls: &[Vec<String>]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The image names under `prefix/` in `image ls --digests` lines (`repo|tag|digest`).
+fn registry_names(listed: &str, prefix: &str) -> Vec<String> {
+    if prefix.is_empty() {
+        return vec![];
+    }
+    let mut out = Vec::new();
+    for line in listed.lines() {
+        let mut f = line.split('|');
+        let (Some(repo), Some(tag), Some(digest)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if !repo.starts_with(&format!("{prefix}/")) {
+            continue;
+        }
+        if tag != "<none>" {
+            out.push(format!("{repo}:{tag}"));
+        }
+        if digest != "<none>" {
+            out.push(format!("{repo}@{digest}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn registry_names_are_tags_and_digest_references_under_the_prefix() {
+        let listed = "127.0.0.1:5/axion-hub/app|<none>|sha256:aa\n\
+                      127.0.0.1:5/axion-hub/postgres|abc123|sha256:bb\n\
+                      axion-hub-standin/postgres|17|<none>\n\
+                      127.0.0.1:55/other|x|<none>\n";
+        assert_eq!(
+            super::registry_names(listed, "127.0.0.1:5"),
+            vec![
+                "127.0.0.1:5/axion-hub/app@sha256:aa",
+                "127.0.0.1:5/axion-hub/postgres:abc123",
+                "127.0.0.1:5/axion-hub/postgres@sha256:bb",
+            ]
+        );
+        assert!(super::registry_names(listed, "").is_empty());
+    }
 }

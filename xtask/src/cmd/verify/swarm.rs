@@ -189,14 +189,13 @@ fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
         &log,
         o.timeout_build.unwrap_or(TIMEOUT_BUILD),
     );
-    // The run's own image tag goes with the cluster (and with a reaped run, by its labels).
-    let mut cluster_images = vec![run_image.clone()];
     built.map_err(|e| anyhow!("{e:#}\n(full build log: {})", log.display()))?;
     report.phase("build (runner)", t.elapsed());
 
     let t = Instant::now();
-    let mut cluster = Cluster::create(sh, &project, NODES)?;
-    cluster.images.append(&mut cluster_images);
+    let counts_before = host_counts(sh);
+    // The run's own image goes with the cluster (and with a reaped run, by its labels).
+    let mut cluster = Cluster::create(sh, &project, NODES, vec![run_image.clone()])?;
     report.phase("cluster (3 nodes + registry)", t.elapsed());
     for (what, d) in &cluster.timings {
         report.phase(&format!("  {what}"), *d);
@@ -215,7 +214,13 @@ fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
 
     // Nothing of the run is left, the host engine's mode is what it was, and a stack beside
     // the proof still resolves its services.
-    let left = docker::leftovers(&project)?;
+    let mut left = docker::leftovers(&project)?;
+    left.extend(
+        cluster
+            .leftover_images(sh)
+            .into_iter()
+            .map(|i| format!("image {i}")),
+    );
     if !left.is_empty() {
         bail!(
             "the run left {} behind on the host engine: {}",
@@ -228,8 +233,17 @@ fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
         .host
         .push(("swarm state".into(), format!("{after} (was {host_mode})")));
     report.host.push((
-        "run's containers, volumes, networks left".into(),
+        "run's containers, volumes, networks, images left".into(),
         "0".into(),
+    ));
+    // Everyone's, not only the run's: what `docker ps -a`, `network ls`, `volume ls` count.
+    report.host.push((
+        "containers, networks, volumes".into(),
+        format!(
+            "{} (before the cluster: {})",
+            host_counts(sh),
+            counts_before
+        ),
     ));
     if after != host_mode {
         bail!("the host engine's swarm state changed from {host_mode} to {after}");
@@ -342,6 +356,18 @@ fn on_cluster(
             "the app's replicas all run on {}: the proof needs them spread over nodes",
             on.join(", ")
         );
+    }
+
+    // An image through the registry by itself: redis (db's node has it) pulled by a worker.
+    if let Some(redis) = first["images"]["REDIS_IMAGE"].as_str() {
+        let worker = &cluster.nodes[NODES - 1];
+        let t = Instant::now();
+        worker.target().read(sh, &["pull", "--quiet", redis])?;
+        let size = worker
+            .target()
+            .read(sh, &["image", "inspect", "--format", "{{.Size}}", redis])?;
+        let mb = size.trim().parse::<u64>().unwrap_or(0) / 1_000_000;
+        report.phase(&format!("pull of redis ({mb} MB) by {}", worker.hostname), t.elapsed());
     }
 
     // Every node's entry point answers both URLs (the proxy has found the app's tasks: DNS,
@@ -460,6 +486,22 @@ fn on_cluster(
     }
     report.phase("failed update + rollback", took);
     Ok(())
+}
+
+/// `3 containers, 5 networks, 6 volumes` on the host engine.
+fn host_counts(sh: &Shell) -> String {
+    let count = |args: &[&str]| {
+        docker::cmd(sh, &words(args))
+            .quiet()
+            .read()
+            .map_or(0, |o| o.lines().count())
+    };
+    format!(
+        "{} containers, {} networks, {} volumes",
+        count(&["ps", "-aq"]),
+        count(&["network", "ls", "-q"]),
+        count(&["volume", "ls", "-q"])
+    )
 }
 
 /// The child commands use the images this run chose.
