@@ -216,12 +216,12 @@ fn build_runner(
 fn not_in_a_swarm(m: &Membership) -> String {
     if m.state == "active" {
         return "this engine is a swarm worker; stacks are deployed from a manager.\n  \
-                fix: point the client at a manager: DOCKER_HOST=ssh://USER@MANAGER cargo xtask deploy"
+                fix: build here, deploy there: cargo xtask deploy --manager ssh://USER@MANAGER --registry HOST:PORT"
             .into();
     }
     format!(
         "this engine is not part of a swarm (swarm state: {}).\n  \
-         fix: deploy from a manager of your swarm: DOCKER_HOST=ssh://USER@MANAGER cargo xtask deploy\n  \
+         fix: deploy to a manager of your swarm: cargo xtask deploy --manager ssh://USER@MANAGER --registry HOST:PORT\n  \
          or make this engine a one-node swarm: cargo xtask deploy --init (switching an engine into swarm \
          mode can break name resolution in compose stacks running on it until they are recreated)",
         if m.state.is_empty() {
@@ -401,7 +401,7 @@ mod tests {
         let t = not_in_a_swarm(&m);
         assert!(t.contains("swarm state: inactive"), "{t}");
         assert!(
-            t.contains("--init") && t.contains("DOCKER_HOST=ssh://"),
+            t.contains("--init") && t.contains("--manager ssh://"),
             "{t}"
         );
         let w = not_in_a_swarm(&Membership {

@@ -290,30 +290,39 @@ fn on_cluster(
     let manager = cluster.manager();
     let manager_host = format!("tcp://{}:2375", cluster.nodes[0].ip);
     let deploy = |image: &str| -> Result<Value> {
-        let exe = std::env::current_exe()?;
-        let out = std::process::Command::new(exe)
-            .args([
-                "deploy",
-                "--json",
-                "--stack",
-                STACK,
-                "--image",
-                image,
-                "--registry",
-                &cluster.push_prefix,
-                "--node-registry",
-                REGISTRY_NAME,
-                "--manager",
-                &manager_host,
-            ])
-            .args(image_flag(o.images))
-            .stderr(if o.json {
-                std::process::Stdio::null()
-            } else {
-                std::process::Stdio::inherit()
-            })
-            .output()
-            .context("running cargo xtask deploy")?;
+        let mut args = words(&[
+            "deploy",
+            "--json",
+            "--stack",
+            STACK,
+            "--image",
+            image,
+            "--registry",
+            &cluster.push_prefix,
+            "--node-registry",
+            REGISTRY_NAME,
+            "--manager",
+            &manager_host,
+        ]);
+        args.extend(image_flag(o.images).iter().map(|f| f.to_string()));
+        let mut child = duct::cmd(std::env::current_exe()?, &args)
+            .stdout_capture()
+            .unchecked();
+        if o.json {
+            child = child.stderr_null();
+        }
+        let child = child.start().context("running cargo xtask deploy")?;
+        // A signal to this run (SIGTERM, SIGHUP) ends the child too, then the teardown runs.
+        let out = loop {
+            if let Some(out) = child.try_wait()? {
+                break out.clone();
+            }
+            if let Err(e) = crate::signals::check() {
+                let _ = child.kill();
+                return Err(e);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
         if !out.status.success() {
             bail!("cargo xtask deploy --image {image} failed (its output is above)");
         }
@@ -367,7 +376,10 @@ fn on_cluster(
             .target()
             .read(sh, &["image", "inspect", "--format", "{{.Size}}", redis])?;
         let mb = size.trim().parse::<u64>().unwrap_or(0) / 1_000_000;
-        report.phase(&format!("pull of redis ({mb} MB) by {}", worker.hostname), t.elapsed());
+        report.phase(
+            &format!("pull of redis ({mb} MB) by {}", worker.hostname),
+            t.elapsed(),
+        );
     }
 
     // Every node's entry point answers both URLs (the proxy has found the app's tasks: DNS,
