@@ -52,6 +52,7 @@ impl flags::Doctor {
         rows.push(bun_pin_row(&root));
         rows.extend(image_rows(sh, docker_ok));
         if docker_ok {
+            rows.push(swarm_row(sh));
             rows.extend(leftover_rows(sh));
         }
         let failed = rows
@@ -133,6 +134,26 @@ fn engine_rows() -> Vec<Row> {
         buildx,
         compose,
     ]
+}
+
+/// What `deploy` would meet here: the engine's swarm role, and whether the kernel has IPVS
+/// (the routing mesh needs it; the swarm stack's proxy does not). Information, never a failure.
+fn swarm_row(sh: &Shell) -> Row {
+    let ipvs = if std::path::Path::new("/proc/net/ip_vs").exists() {
+        "IPVS present"
+    } else {
+        "no IPVS (no routing mesh here; the stack's proxy does not need it)"
+    };
+    let found = match crate::swarm::membership(sh, &crate::swarm::Target::configured()) {
+        Ok(m) if m.manager => format!("manager of {} node(s); {ipvs}", m.nodes),
+        Ok(m) if m.state == "active" => format!("worker: deploy with --manager; {ipvs}"),
+        Ok(m) => format!(
+            "{}: deploy with --manager, or --init; {ipvs}",
+            if m.state.is_empty() { "unknown" } else { &m.state }
+        ),
+        Err(e) => format!("unknown ({e:#})"),
+    };
+    row("swarm (deploy)", found, Verdict::Ok)
 }
 
 /// The env file by the one rule, and each port it sets: free, held by our own dev stack, or
