@@ -563,7 +563,13 @@ pub fn task_errors(sh: &Shell, target: &Target, service: &str) -> String {
                 service,
             ],
         )
-        .map(|o| o.lines().take(6).collect::<Vec<_>>().join("\n"))
+        .map(|o| {
+            o.lines()
+                .take(6)
+                .map(|l| format!("    {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
         .unwrap_or_default()
 }
 
@@ -608,7 +614,7 @@ pub fn wait_converged(
                     "\n  {name} {}/{}:\n{}",
                     r.running,
                     r.desired,
-                    crate::util::tail(&task_errors(sh, target, &name), 6)
+                    task_errors(sh, target, &name)
                 ));
             }
             bail!("the stack did not converge in {}:{why}", secs(timeout));

@@ -130,9 +130,11 @@ impl flags::Deploy {
                 swarm::wait_update(sh, &target, &app_service, &before, TIMEOUT_UPDATE)?;
             if status.state != "completed" {
                 bail!(
-                    "the app's update ended {}: {}\n  (the previous image keeps serving; `docker service ps {app_service}` shows why)",
+                    "the app's update to {} ended {} ({}): the previous image keeps serving.\n  its tasks (`docker service ps {app_service}`):\n{}",
+                    images.app,
                     status.state,
-                    status.message
+                    status.message,
+                    swarm::task_errors(sh, &target, &app_service)
                 );
             }
             update = Some(took);
@@ -153,9 +155,12 @@ impl flags::Deploy {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             eprintln!(
-                "deploy: stack {stack_name} healthy in {} (build {}, push {}, deploy {}{}); every node answers on port {}\n  stack file: {}",
+                "deploy: stack {stack_name} healthy in {} ({}, push {}, deploy {}{}); every node answers on port {}\n  stack file: {}",
                 secs(started.elapsed()),
-                secs(built),
+                match &self.image {
+                    Some(i) => format!("image {i}"),
+                    None => format!("build {}", secs(built)),
+                },
                 secs(pushed),
                 secs(deployed),
                 update.map_or(String::new(), |d| format!(

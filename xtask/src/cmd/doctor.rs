@@ -149,7 +149,11 @@ fn swarm_row(sh: &Shell) -> Row {
         Ok(m) if m.state == "active" => format!("worker: deploy with --manager; {ipvs}"),
         Ok(m) => format!(
             "{}: deploy with --manager, or --init; {ipvs}",
-            if m.state.is_empty() { "unknown" } else { &m.state }
+            if m.state.is_empty() {
+                "unknown"
+            } else {
+                &m.state
+            }
         ),
         Err(e) => format!("unknown ({e:#})"),
     };
