@@ -36,7 +36,7 @@ pub const TIMEOUT_UPDATE: Duration = Duration::from_secs(300);
 pub const DATA_LABEL: &str = "axion-hub.data";
 
 /// Which engine a docker call talks to: the one the client is configured for (DOCKER_HOST,
-/// context), or a node of the throw-away cluster by address.
+/// context), or another by address (`--manager`, a node of the throw-away cluster).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Target(Option<String>);
 
@@ -44,12 +44,13 @@ impl Target {
     pub fn configured() -> Target {
         Target(None)
     }
-    pub fn tcp(ip: &str) -> Target {
-        Target(Some(format!("tcp://{ip}:2375")))
-    }
     /// `tcp://…`, `ssh://user@host`, `unix://…`: what `docker -H` takes.
     pub fn host(h: &str) -> Target {
         Target(Some(h.to_string()))
+    }
+    /// The address, for a child command's `--manager`.
+    pub fn address(&self) -> Option<&str> {
+        self.0.as_deref()
     }
     /// `docker [-H host] <rest>`.
     pub fn args(&self, rest: &[&str]) -> Vec<String> {

@@ -8,6 +8,8 @@
 
 use std::{
     net::SocketAddr,
+    os::unix::fs::PermissionsExt,
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -35,11 +37,13 @@ pub struct Node {
     /// The swarm's name for it.
     pub hostname: String,
     pub ip: String,
+    /// Its engine's socket, in a 0700 directory of this run.
+    pub socket: PathBuf,
 }
 
 impl Node {
     pub fn target(&self) -> Target {
-        Target::tcp(&self.ip)
+        Target::host(&format!("unix://{}", self.socket.display()))
     }
 }
 
@@ -54,6 +58,8 @@ pub struct Cluster {
     containers: Vec<String>,
     volumes: Vec<String>,
     network: Option<String>,
+    /// The nodes' socket directories (temp_dir/<project>, 0700).
+    sockets: Option<PathBuf>,
     /// Host tags made for pushing (removed at teardown; the images stay).
     pub tags: Vec<String>,
     /// Images made for the run (removed at teardown).
@@ -84,6 +90,7 @@ impl Cluster {
             containers: Vec::new(),
             volumes: Vec::new(),
             network: None,
+            sockets: None,
             tags: Vec::new(),
             images,
             torn_down: false,
@@ -110,6 +117,16 @@ impl Cluster {
         run_parallel(&creates)?;
         c.volumes = names.iter().map(|name| volume(name)).collect();
 
+        // Each node's engine answers only on a unix socket in a directory only this user may
+        // enter (short: a socket path has at most 107 bytes).
+        let sockets = std::env::temp_dir().join(project);
+        std::fs::create_dir_all(&sockets)?;
+        std::fs::set_permissions(&sockets, std::fs::Permissions::from_mode(0o700))?;
+        c.sockets = Some(sockets.clone());
+        for i in 1..=n {
+            std::fs::create_dir_all(sockets.join(format!("node{i}")))?;
+        }
+        let gid = format!("AXION_SOCKET_GID={}", crate::host::gid());
         let mut runs = vec![with_labels(
             words(&["run", "-d"]),
             &[
@@ -140,6 +157,10 @@ impl Cluster {
                     project,
                     "-v",
                     &format!("{}:/var/lib/docker", volume(&format!("node{i}"))),
+                    "-v",
+                    &format!("{}:/run/axion", sockets.join(format!("node{i}")).display()),
+                    "-e",
+                    &gid,
                     standin::SWARM_NODE,
                 ],
             ));
@@ -171,6 +192,7 @@ impl Cluster {
                 container: format!("{project}-node{}", i + 1),
                 hostname: format!("node{}", i + 1),
                 ip: ip.trim().to_string(),
+                socket: sockets.join(format!("node{}/docker.sock", i + 1)),
             })
             .collect();
         let port = docker::cmd(sh, &words(&["port", &c.containers[0], "5000/tcp"]))
@@ -364,6 +386,9 @@ impl Cluster {
             second.push(words(&["network", "rm", n]));
         }
         step(second);
+        if let Some(dir) = self.sockets.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         if failures.is_empty() {
             Ok(t.elapsed())
         } else {

@@ -166,7 +166,7 @@ fn digests_are_found_for_their_repository() {
 fn targets_name_their_engine() {
     assert_eq!(Target::configured().args(&["info"]), vec!["info"]);
     assert_eq!(
-        Target::tcp("10.0.0.2").args(&["node", "ls"]),
-        vec!["-H", "tcp://10.0.0.2:2375", "node", "ls"]
+        Target::host("unix:///tmp/n1/docker.sock").args(&["node", "ls"]),
+        vec!["-H", "unix:///tmp/n1/docker.sock", "node", "ls"]
     );
 }

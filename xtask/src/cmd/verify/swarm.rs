@@ -286,9 +286,9 @@ fn on_cluster(
 
     // The first deployment and the rolling update are `cargo xtask deploy` itself, run as a
     // person runs it: this host pushes to the registry on loopback, the nodes pull it by its
-    // name on their network, the manager is node1's engine.
+    // name on their network, the manager is node1's engine (its socket).
     let manager = cluster.manager();
-    let manager_host = format!("tcp://{}:2375", cluster.nodes[0].ip);
+    let manager_host = manager.address().unwrap_or_default().to_string();
     let deploy = |image: &str| -> Result<Value> {
         let mut args = words(&[
             "deploy",
