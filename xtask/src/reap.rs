@@ -165,6 +165,10 @@ pub fn remove(o: &Orphan) -> Result<()> {
     for out in docker::run_all(&calls) {
         check(out?)?;
     }
+    // A swarm proof's node sockets (swarm::cluster): a directory of its own in temp_dir.
+    if o.project.starts_with("axion-swarm-") {
+        let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&o.project));
+    }
     Ok(())
 }
 
@@ -196,10 +200,11 @@ pub fn reap(sh: &Shell) {
 /// Compose projects this project names: the dev and prod stacks, verify and bench runs,
 /// the tests' own. Images compose built for them before images carried IMAGE_LABEL are
 /// recognised by this.
-const OWN_PROJECTS: [&str; 5] = [
+const OWN_PROJECTS: [&str; 6] = [
     "axion-hub",
     "axion-verify-",
     "axion-bench-",
+    "axion-swarm-",
     "axion-it-",
     "axion-hub-prod",
 ];

@@ -250,5 +250,18 @@ fn a_killed_swarm_proof_is_reaped_whole() {
     );
     let left = projects();
     assert!(left.is_empty(), "left after reaping: {left:?}");
+    let sockets: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .contains(&format!("-{pid}-"))
+        })
+        .collect();
+    assert!(
+        sockets.is_empty(),
+        "node socket directories left: {sockets:?}"
+    );
     assert_eq!(host_swarm_state(), state_before);
 }
