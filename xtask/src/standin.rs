@@ -107,7 +107,8 @@ pub fn ensure_only(sh: &Shell, names: &[&str]) -> Result<()> {
 
 /// `provision --refresh`: every stand-in and its Debian root rebuilt now, without cache.
 pub fn refresh(sh: &Shell) -> Result<()> {
-    let (stale, _) = stale(sh, standins(), true)?;
+    let all = standins().into_iter().chain(swarm_standins()).collect();
+    let (stale, _) = stale(sh, all, true)?;
     rebuild(sh, stale, true)
 }
 

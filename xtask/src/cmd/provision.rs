@@ -1,5 +1,5 @@
 //! `cargo xtask provision`: a Docker engine with buildx and Compose v2 (Debian/Ubuntu, root),
-//! and with `--standin` the registry-free stand-in images.
+//! and with `--standin` every registry-free stand-in image (the swarm proof's too).
 
 use anyhow::Result;
 use xshell::Shell;
@@ -13,6 +13,7 @@ impl flags::Provision {
             standin::refresh(sh)?;
         } else if self.standin {
             standin::ensure(sh)?;
+            standin::ensure_swarm(sh)?;
         }
         Ok(())
     }

@@ -265,3 +265,190 @@ fn a_killed_swarm_proof_is_reaped_whole() {
     );
     assert_eq!(host_swarm_state(), state_before);
 }
+
+/// A one-node Docker-in-Docker engine of the test's own, removed whatever happens; its engine
+/// answers on a unix socket in a 0700 directory.
+struct DindNode {
+    name: String,
+    dir: std::path::PathBuf,
+}
+
+impl DindNode {
+    fn start(tag: &str) -> DindNode {
+        use std::os::unix::fs::PermissionsExt;
+        let name = format!("axion-it-{tag}-{}", std::process::id());
+        let dir = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let node = DindNode { name, dir };
+        docker_lines(&[
+            "run",
+            "-d",
+            "--privileged",
+            "--name",
+            &node.name,
+            "--label",
+            &format!("com.docker.compose.project={}", node.name),
+            "-v",
+            &format!("{}:/run/axion", node.dir.display()),
+            "axion-hub-standin/swarm-node:trixie",
+        ]);
+        crate::real_engine::wait_for("the node's engine", Duration::from_secs(60), || {
+            node.docker(&["version"]).status.success()
+        });
+        node
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}/docker.sock", self.dir.display())
+    }
+
+    fn docker(&self, args: &[&str]) -> std::process::Output {
+        Command::new("docker")
+            .arg("-H")
+            .arg(self.host())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ip(&self) -> String {
+        docker_lines(&[
+            "inspect",
+            "--format",
+            "{{.NetworkSettings.IPAddress}}",
+            &self.name,
+        ])
+        .join("")
+    }
+}
+
+impl Drop for DindNode {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "--force", "--volumes", &self.name])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The one-node path a developer takes: `deploy` refuses an engine outside a swarm, then
+/// `deploy --init` makes it a one-node swarm, labels its node for the data, and runs the local
+/// images without a registry (`--resolve-image never`); the stack answers through its proxy.
+/// The engine is a throw-away Docker-in-Docker one (the host's never changes mode), given this
+/// engine's images by `docker save | docker load`.
+#[test]
+fn deploy_init_runs_the_stack_on_a_one_node_swarm_from_local_images() {
+    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    if !engine_or_named_skip() {
+        return;
+    }
+    let state_before = host_swarm_state();
+    // The runner to deploy (build-prod tags axion-hub:runner; warm when other tests built it).
+    if docker_lines(&["image", "ls", "-q", "axion-hub:runner"]).is_empty() {
+        let out = Command::new(xtask_bin())
+            .args(["build-prod", "--stage", "runner"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    // Every stand-in, the swarm node's and haproxy's too.
+    let out = Command::new(xtask_bin())
+        .args(["provision", "--standin"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let node = DindNode::start("deploy-init");
+    let images = [
+        "axion-hub:runner",
+        "axion-hub-standin/bun:1.4.5",
+        "axion-hub-standin/bun:1.4.5-slim",
+        "axion-hub-standin/postgres:17",
+        "axion-hub-standin/redis:7",
+        "axion-hub-standin/haproxy:3.0",
+    ];
+    let save = Command::new("docker")
+        .arg("save")
+        .args(images)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let load = Command::new("docker")
+        .args(["-H", &node.host(), "load", "--quiet"])
+        .stdin(save.stdout.unwrap())
+        .output()
+        .unwrap();
+    assert!(load.status.success(), "{}", text(&load));
+
+    let deploy = |extra: &[&str]| {
+        Command::new(xtask_bin())
+            .arg("deploy")
+            .args(extra)
+            .args(["--standin", "--image", "axion-hub:runner"])
+            .env("DOCKER_HOST", node.host())
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap()
+    };
+    let refused = deploy(&[]);
+    let all = text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{all}");
+    assert!(all.contains("not part of a swarm"), "{all}");
+
+    let out = deploy(&["--init"]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("one-node swarm") && all.contains("can break name resolution"),
+        "warns: {all}"
+    );
+    assert!(
+        all.contains("labelling") && all.contains("axion-hub.data=true"),
+        "{all}"
+    );
+    assert!(all.contains("deploy: stack axion healthy"), "{all}");
+    let services = String::from_utf8_lossy(
+        &node
+            .docker(&[
+                "service",
+                "ls",
+                "--format",
+                "{{.Name}} {{.Replicas}} {{.Image}}",
+            ])
+            .stdout,
+    )
+    .into_owned();
+    for s in [
+        "axion_app 2/2 axion-hub:runner",
+        "axion_db 1/1",
+        "axion_redis 1/1",
+        "axion_proxy 1/1",
+    ] {
+        assert!(services.contains(s), "{s} in:\n{services}");
+    }
+    // Through the proxy's host-mode port on the node.
+    let addr: std::net::SocketAddr = format!("{}:3000", node.ip()).parse().unwrap();
+    let mut answer = String::new();
+    crate::real_engine::wait_for(
+        "/api/health through the proxy",
+        Duration::from_secs(60),
+        || {
+            use std::io::{Read, Write};
+            let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            else {
+                return false;
+            };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ =
+                s.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            answer.clear();
+            s.read_to_string(&mut answer).is_ok() && answer.starts_with("HTTP/1.1 200")
+        },
+    );
+    assert!(answer.contains("\"status\":\"ok\""), "{answer}");
+    assert_eq!(
+        host_swarm_state(),
+        state_before,
+        "the host engine never changes mode"
+    );
+}
