@@ -367,7 +367,7 @@ fn deploy_init_runs_the_stack_on_a_one_node_swarm_from_local_images() {
         "axion-hub-standin/redis:7",
         "axion-hub-standin/haproxy:3.0",
     ];
-    let save = Command::new("docker")
+    let mut save = Command::new("docker")
         .arg("save")
         .args(images)
         .stdout(Stdio::piped())
@@ -375,9 +375,10 @@ fn deploy_init_runs_the_stack_on_a_one_node_swarm_from_local_images() {
         .unwrap();
     let load = Command::new("docker")
         .args(["-H", &node.host(), "load", "--quiet"])
-        .stdin(save.stdout.unwrap())
+        .stdin(save.stdout.take().unwrap())
         .output()
         .unwrap();
+    assert!(save.wait().unwrap().success(), "docker save failed");
     assert!(load.status.success(), "{}", text(&load));
 
     let deploy = |extra: &[&str]| {
