@@ -68,7 +68,6 @@ pub fn file(root: &Path) -> PathBuf {
 /// themselves. The stacks' own (ports, images, PostgreSQL's bootstrap password, ...) stay out,
 /// so prod's app never holds a password in its environment.
 pub fn write(root: &Path, env: &EnvSource) -> Result<PathBuf> {
-    use std::{io::Write, os::unix::fs::OpenOptionsExt};
     let example = fs::read_to_string(root.join(".env.example")).unwrap_or_default();
     let stacks_own = EnvFile::documented(&example);
     let mut text = String::new();
@@ -77,14 +76,8 @@ pub fn write(root: &Path, env: &EnvSource) -> Result<PathBuf> {
     }
     let path = file(root);
     fs::create_dir_all(path.parent().context("target/xtask")?)?;
-    let _ = fs::remove_file(&path);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
+    crate::util::write_atomic(&path, text.as_bytes(), 0o600)
         .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
     Ok(path)
 }
 

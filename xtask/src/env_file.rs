@@ -200,20 +200,13 @@ fn near(a: &str, b: &str) -> bool {
 /// Creates `.env` from `.env.example` when it is missing, readable by its owner only (it will
 /// hold passwords); never touches an existing one.
 pub fn ensure_dotenv(root: &Path) -> Result<bool> {
-    use std::{io::Write, os::unix::fs::OpenOptionsExt};
     let env = root.join(".env");
     if env.exists() {
         return Ok(false);
     }
     let text = fs::read(root.join(".env.example")).context("reading .env.example")?;
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&env)
-        .context("creating .env from .env.example")?;
-    f.write_all(&text)?;
-    Ok(true)
+    // Never over a .env another command made a moment ago.
+    crate::util::create_atomic(&env, &text, 0o600).context("creating .env from .env.example")
 }
 
 #[cfg(test)]

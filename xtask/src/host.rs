@@ -62,16 +62,10 @@ pub fn certificate_blocks(text: &str) -> Vec<String> {
 /// 0600, empty when the host has none. Never a build argument: those sit on docker's argv and
 /// in the image's history.
 pub fn extra_ca_file(root: &Path) -> anyhow::Result<PathBuf> {
-    use std::{io::Write, os::unix::fs::OpenOptionsExt};
     let path = root.join("target/xtask/extra-ca.pem");
     fs::create_dir_all(root.join("target/xtask"))?;
-    let _ = fs::remove_file(&path);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)?;
-    f.write_all(extra_ca_pem().as_bytes())?;
+    crate::util::write_atomic(&path, extra_ca_pem().as_bytes(), 0o600)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     Ok(path)
 }
 

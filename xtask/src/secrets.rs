@@ -10,7 +10,7 @@
 use std::{
     fs,
     io::Read,
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
 };
 
@@ -51,8 +51,11 @@ pub fn ensure(root: &Path) -> Result<()> {
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
     for (name, what) in SECRETS {
         let path = dir.join(name);
-        if !path.exists() {
-            write_new(&path, &generate()?)?;
+        // Whole or not at all, and never over one another run made a moment ago.
+        if !path.exists()
+            && crate::util::create_atomic(&path, generate()?.as_bytes(), 0o644)
+                .with_context(|| format!("creating {}", path.display()))?
+        {
             eprintln!(
                 "created secret {} ({what}): 256 random bits",
                 path.display()
@@ -61,8 +64,8 @@ pub fn ensure(root: &Path) -> Result<()> {
     }
     let redis = read(&dir, "redis_password")?;
     let conf = dir.join(REDIS_CONF);
-    let _ = fs::remove_file(&conf);
-    write_new(&conf, &format!("requirepass {redis}\n"))?;
+    crate::util::write_atomic(&conf, format!("requirepass {redis}\n").as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", conf.display()))?;
     check(root)
 }
 
@@ -96,18 +99,6 @@ fn read(dir: &Path, name: &str) -> Result<String> {
     let path = dir.join(name);
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     Ok(text.trim_end_matches(['\n', '\r']).to_string())
-}
-
-fn write_new(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
 }
 
 /// Every value .env.example assigns: the published defaults no prod secret may reuse.

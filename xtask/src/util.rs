@@ -78,6 +78,45 @@ pub fn note(msg: impl std::fmt::Display) {
     let _ = writeln!(std::io::stderr(), "{msg}");
 }
 
+/// The bytes in a file of this process beside `path`, with `mode` from its creation.
+fn write_temp(
+    path: &std::path::Path,
+    bytes: &[u8],
+    mode: u32,
+) -> std::io::Result<std::path::PathBuf> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    Ok(tmp)
+}
+
+/// Writes a file atomically, `mode` from its creation: a temporary file renamed over `path`.
+/// Runs at once (two verifies) each write their own, and a reader never sees a half-written or
+/// missing file.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let tmp = write_temp(path, bytes, mode)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Creates `path` whole only if it does not exist (a hard link of a finished temporary file:
+/// no replace, no half-written file); false when another process made it first.
+pub fn create_atomic(path: &std::path::Path, bytes: &[u8], mode: u32) -> std::io::Result<bool> {
+    let tmp = write_temp(path, bytes, mode)?;
+    let made = match std::fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    };
+    let _ = std::fs::remove_file(&tmp);
+    made
+}
+
 /// Seconds with one decimal, for reports.
 pub fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
@@ -123,6 +162,30 @@ pub fn tail(text: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn atomic_writes_replace_and_creates_do_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("xtask-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("f");
+        assert!(create_atomic(&p, b"one", 0o600).unwrap());
+        assert!(
+            !create_atomic(&p, b"two", 0o600).unwrap(),
+            "an existing file stays"
+        );
+        assert_eq!(std::fs::read(&p).unwrap(), b"one");
+        write_atomic(&p, b"three", 0o644).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"three");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn versions_compare_numerically() {
