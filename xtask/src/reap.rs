@@ -140,6 +140,9 @@ fn image_rows(sh: &Shell) -> Vec<(usize, String, String, String)> {
 
 /// Removes everything of an orphan; what could not be removed is named.
 pub fn remove(o: &Orphan) -> Result<()> {
+    // A swarm proof's pushes left names under its registry's address on this engine; that
+    // address is known only while its registry container exists.
+    let pushed = crate::swarm::cluster::names_pushed_by(&o.project);
     let mut calls = Vec::new();
     if !o.containers.is_empty() {
         let mut a = words(&["rm", "--force", "--volumes"]);
@@ -164,6 +167,11 @@ pub fn remove(o: &Orphan) -> Result<()> {
     }
     for out in docker::run_all(&calls) {
         check(out?)?;
+    }
+    if !pushed.is_empty() {
+        check(
+            docker::run_all(&[[words(&["image", "rm", "--force"]), pushed].concat()]).remove(0)?,
+        )?;
     }
     // A swarm proof's node sockets (swarm::cluster): a directory of its own in temp_dir.
     if o.project.starts_with("axion-swarm-") {

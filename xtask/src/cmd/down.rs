@@ -28,6 +28,7 @@ impl flags::Down {
         );
         let compose = &stack.compose;
         let named = docker::volumes(sh, &compose.project)?;
+        let anonymous = anonymous_volumes(sh, &compose.project);
         // Anonymous volumes (node_modules, .next copies) are caches: remove them with their
         // containers so they do not pile up; named volumes are data.
         compose
@@ -45,6 +46,18 @@ impl flags::Down {
             .ignore_stdout()
             .ignore_stderr()
             .run()?;
+        // A container `compose watch` recreated (sync mode) keeps anonymous volumes compose's
+        // `rm --volumes` without the sync overlay does not remove: remove them by name.
+        if !anonymous.is_empty() {
+            let mut rm = words(&["volume", "rm", "--force"]);
+            rm.extend(anonymous);
+            let _ = docker::cmd(sh, &rm)
+                .quiet()
+                .ignore_stdout()
+                .ignore_stderr()
+                .ignore_status()
+                .run();
+        }
         if !self.volumes {
             let kept = if named.is_empty() {
                 "none".to_string()
@@ -63,4 +76,31 @@ impl flags::Down {
         }
         Ok(())
     }
+}
+
+/// The anonymous volumes (named by a 64-hex id, never data: node_modules and .next caches)
+/// mounted in the project's containers.
+fn anonymous_volumes(sh: &Shell, project: &str) -> Vec<String> {
+    let ids = docker::cmd(
+        sh,
+        &words(&["ps", "-aq", "--filter", &docker::label_filter(project)]),
+    )
+    .quiet()
+    .read()
+    .unwrap_or_default();
+    let ids: Vec<String> = ids.split_whitespace().map(String::from).collect();
+    if ids.is_empty() {
+        return vec![];
+    }
+    let mut args = words(&[
+        "inspect",
+        "--format",
+        "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{end}}{{end}}",
+    ]);
+    args.extend(ids);
+    let out = docker::cmd(sh, &args).quiet().read().unwrap_or_default();
+    out.split_whitespace()
+        .filter(|n| n.len() == 64 && n.chars().all(|c| c.is_ascii_hexdigit()))
+        .map(String::from)
+        .collect()
 }

@@ -442,6 +442,41 @@ fn run_parallel(calls: &[Vec<String>]) -> Result<()> {
     Ok(())
 }
 
+/// The names a swarm proof's pushes left on this engine, found by its registry container's
+/// published port (`project` is the proof's; nothing for any other project).
+pub fn names_pushed_by(project: &str) -> Vec<String> {
+    if !project.starts_with("axion-swarm-") {
+        return vec![];
+    }
+    let registry = format!("{project}-registry");
+    let Ok(out) = std::process::Command::new("docker")
+        .args(["port", &registry, "5000/tcp"])
+        .output()
+    else {
+        return vec![];
+    };
+    let port = String::from_utf8_lossy(&out.stdout);
+    let Some(addr) = port
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<SocketAddr>().ok())
+    else {
+        return vec![];
+    };
+    let listed = std::process::Command::new("docker")
+        .args([
+            "image",
+            "ls",
+            "--digests",
+            "--format",
+            "{{.Repository}}|{{.Tag}}|{{.Digest}}",
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    registry_names(&listed, &format!("127.0.0.1:{}", addr.port()))
+}
+
 /// The image names under `prefix/` in `image ls --digests` lines (`repo|tag|digest`).
 fn registry_names(listed: &str, prefix: &str) -> Vec<String> {
     if prefix.is_empty() {

@@ -586,6 +586,33 @@ fn hot_reload_by_bind_mount_and_by_watch_sync() {
             status.success(),
             "{mode}: Ctrl-C stops dev cleanly ({status})"
         );
+        // `down` removes the app's anonymous volumes too, even those of a container `compose
+        // watch` recreated (sync mode).
+        let anonymous = docker_lines(&[
+            "inspect",
+            "--format",
+            "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{end}}{{end}}",
+            &app,
+        ])
+        .join(" ");
+        let anonymous: Vec<&str> = anonymous
+            .split_whitespace()
+            .filter(|v| v.len() == 64)
+            .collect();
+        assert!(
+            !anonymous.is_empty(),
+            "{mode}: the app mounts anonymous volumes"
+        );
+        let out = dev.xtask(&["down", "--volumes"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let left: Vec<String> = docker_lines(&["volume", "ls", "-q"])
+            .into_iter()
+            .filter(|v| anonymous.contains(&v.as_str()))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "{mode}: anonymous volumes left after down: {left:?}"
+        );
     }
 }
 

@@ -193,27 +193,49 @@ fn a_terminated_swarm_proof_removes_everything_itself() {
     assert_eq!(host_swarm_state(), state_before);
 }
 
-/// A swarm proof SIGKILLed once its nodes run (no teardown can run) leaves privileged nodes,
-/// their volumes, a registry and networks: the next command reaps all of it by its labels.
+/// A swarm proof SIGKILLed with its children (`deploy`, `docker push`) while it pushes: no
+/// teardown can run, so nodes, their volumes, the registry, networks, the run's images and the
+/// names its pushes left are all on the engine; the next command reaps every one of them.
 #[test]
 fn a_killed_swarm_proof_is_reaped_whole() {
+    use std::os::unix::process::CommandExt;
     let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
     if !engine_or_named_skip() {
         return;
     }
     let state_before = host_swarm_state();
+    let pushed = || -> Vec<String> {
+        docker_lines(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
+            .into_iter()
+            .filter(|i| i.starts_with("127.0.0.1:"))
+            .collect()
+    };
     let mut child = Command::new(xtask_bin())
         .args(["verify", "--swarm"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .unwrap();
     let pid = child.id();
     let projects = || run_resources(pid).0;
     wait_for_nodes(&mut child);
-    signal("KILL", &pid.to_string());
+    let started = Instant::now();
+    while pushed().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the proof never pushed"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the proof ended early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The whole process group, by kill(2): `kill -KILL -PID` from a shell is not portable
+    // (here it signalled far more than the group).
+    // SAFETY: a plain syscall on the group the test made.
+    assert_eq!(unsafe { libc::kill(-(pid as i32), libc::SIGKILL) }, 0);
     child.wait().unwrap();
     assert!(!projects().is_empty(), "the killed run left its nodes");
+    assert!(!pushed().is_empty(), "the killed run left its pushed names");
 
     // Someone else's dangling image without any label must not trip the reaper's listing.
     let tag = format!("axion-test-unlabelled:{pid}");
@@ -250,6 +272,21 @@ fn a_killed_swarm_proof_is_reaped_whole() {
     );
     let left = projects();
     assert!(left.is_empty(), "left after reaping: {left:?}");
+    assert!(
+        pushed().is_empty(),
+        "pushed names left after reaping: {:?}",
+        pushed()
+    );
+    let mine = format!("-{pid}-");
+    let images: Vec<String> =
+        docker_lines(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
+            .into_iter()
+            .filter(|i| i.contains(&mine))
+            .collect();
+    assert!(
+        images.is_empty(),
+        "the run's images left after reaping: {images:?}"
+    );
     let sockets: Vec<_> = std::fs::read_dir(std::env::temp_dir())
         .unwrap()
         .filter_map(|e| e.ok())

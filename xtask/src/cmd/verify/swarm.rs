@@ -80,8 +80,23 @@ impl Report {
             if self.ok { "OK" } else { "FAILED" },
             secs(self.total)
         );
+        if !self.nodes.is_empty() {
+            let nodes: Vec<String> = self
+                .nodes
+                .iter()
+                .map(|n| {
+                    format!(
+                        "{} {} ({})",
+                        n["node"].as_str().unwrap_or(""),
+                        n["ip"].as_str().unwrap_or(""),
+                        n["role"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            s.push_str(&format!("  nodes: {}\n", nodes.join(", ")));
+        }
         for (name, d) in &self.phases {
-            s.push_str(&format!("  {name:<28} {}\n", secs(*d)));
+            s.push_str(&format!("  {name:<40} {}\n", secs(*d)));
         }
         if let Some((d, refs)) = &self.pushes {
             s.push_str(&format!(
