@@ -116,14 +116,10 @@ fn parse_rows(text: &str, kind: usize) -> Vec<(usize, String, String, String)> {
 
 /// Images a run built (per-run tags), with their project and owner labels.
 fn image_rows(sh: &Shell) -> Vec<(usize, String, String, String)> {
-    let ids = docker::cmd(
+    let ids = docker::ids(
         sh,
         &words(&["image", "ls", "-q", "--filter", &format!("label={LABEL}")]),
-    )
-    .quiet()
-    .read()
-    .unwrap_or_default();
-    let ids: Vec<String> = ids.split_whitespace().map(String::from).collect();
+    );
     if ids.is_empty() {
         return vec![];
     }

@@ -81,14 +81,10 @@ impl flags::Down {
 /// The anonymous volumes (named by a 64-hex id, never data: node_modules and .next caches)
 /// mounted in the project's containers.
 fn anonymous_volumes(sh: &Shell, project: &str) -> Vec<String> {
-    let ids = docker::cmd(
+    let ids = docker::ids(
         sh,
         &words(&["ps", "-aq", "--filter", &docker::label_filter(project)]),
-    )
-    .quiet()
-    .read()
-    .unwrap_or_default();
-    let ids: Vec<String> = ids.split_whitespace().map(String::from).collect();
+    );
     if ids.is_empty() {
         return vec![];
     }

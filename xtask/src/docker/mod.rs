@@ -48,6 +48,17 @@ pub fn image_label(key: &str) -> String {
     format!("{{{{with .Config.Labels}}}}{{{{index . \"{key}\"}}}}{{{{end}}}}")
 }
 
+/// The ids a listing (`ps -aq …`, `image ls -q …`) prints; none when it fails.
+pub fn ids(sh: &Shell, args: &[String]) -> Vec<String> {
+    cmd(sh, args)
+        .quiet()
+        .read()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
 /// The filter that selects everything compose made for a project.
 pub fn label_filter(project: &str) -> String {
     format!("label=com.docker.compose.project={project}")

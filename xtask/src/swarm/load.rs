@@ -177,6 +177,19 @@ impl Summary {
         })
     }
 
+    /// An error naming the failures, when any request failed `during` an event.
+    pub fn no_failures(&self, during: &str) -> anyhow::Result<()> {
+        if self.total.failed > 0 {
+            anyhow::bail!(
+                "{} of {} requests failed during {during}: {}",
+                self.total.failed,
+                self.total.requests,
+                self.failures.join("; ")
+            );
+        }
+        Ok(())
+    }
+
     /// `4210 requests (/ 2105, /api/health 2105), 0 failed, p50 7 ms, p99 56 ms`
     pub fn line(&self) -> String {
         let per: Vec<String> = self

@@ -439,14 +439,7 @@ fn on_cluster(
     if update == first["images"]["AXION_APP_IMAGE"].as_str().unwrap_or("") {
         bail!("after the update the app still runs {update}");
     }
-    if summary.total.failed > 0 {
-        bail!(
-            "{} of {} requests failed during the rolling update: {}",
-            summary.total.failed,
-            summary.total.requests,
-            summary.failures.join("; ")
-        );
-    }
+    summary.no_failures("the rolling update")?;
     report.phase("deploy of a new image (rolling update)", took);
     report.phase("  of which the update itself", rolling);
 
@@ -503,14 +496,7 @@ fn on_cluster(
     if now != update {
         bail!("after the rollback the app runs {now}, not {update}");
     }
-    if summary.total.failed > 0 {
-        bail!(
-            "{} of {} requests failed during the rollback: {}",
-            summary.total.failed,
-            summary.total.requests,
-            summary.failures.join("; ")
-        );
-    }
+    summary.no_failures("the rollback")?;
     report.phase("failed update + rollback", took);
     Ok(())
 }
