@@ -574,6 +574,38 @@ pub fn task_errors(sh: &Shell, target: &Target, service: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A service that reached all its tasks, and when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Converged {
+    pub service: String,
+    /// Tasks running (healthy) of those desired: all of them.
+    pub replicas: u64,
+    pub after: Duration,
+}
+
+impl Converged {
+    pub fn to_json(&self) -> Value {
+        json!({"service": self.service, "replicas": self.replicas, "seconds": self.after.as_secs_f64()})
+    }
+    pub fn from_json(v: &Value) -> Option<Converged> {
+        Some(Converged {
+            service: v["service"].as_str()?.to_string(),
+            replicas: v["replicas"].as_u64()?,
+            after: Duration::from_secs_f64(v["seconds"].as_f64()?),
+        })
+    }
+    /// `app 2/2 after 14.2s`
+    pub fn line(&self) -> String {
+        format!(
+            "{} {}/{} after {}",
+            self.service,
+            self.replicas,
+            self.replicas,
+            secs(self.after)
+        )
+    }
+}
+
 /// Waits until every service of the stack runs all its desired tasks (healthy ones: a task with
 /// a health check counts once healthy) and no update is in flight; returns when each service
 /// first did.
@@ -583,16 +615,20 @@ pub fn wait_converged(
     stack: &str,
     timeout: Duration,
     progress: &mut Progress,
-) -> Result<Vec<(String, Duration)>> {
+) -> Result<Vec<Converged>> {
     let started = Instant::now();
-    let mut done: Vec<(String, Duration)> = Vec::new();
+    let mut done: Vec<Converged> = Vec::new();
     loop {
         crate::signals::check()?;
         let rows = services(sh, target, stack)?;
         for r in &rows {
-            if r.desired > 0 && r.running >= r.desired && !done.iter().any(|(s, _)| *s == r.service)
-            {
-                done.push((r.service.clone(), started.elapsed()));
+            let seen = done.iter().any(|c| c.service == r.service);
+            if r.desired > 0 && r.running >= r.desired && !seen {
+                done.push(Converged {
+                    service: r.service.clone(),
+                    replicas: r.desired,
+                    after: started.elapsed(),
+                });
             }
         }
         let line: Vec<String> = rows

@@ -149,7 +149,7 @@ impl flags::Deploy {
             "registry": self.registry,
             "rolling_update_seconds": update.map(|d| d.as_secs_f64()),
             "seconds": {"build": built.as_secs_f64(), "push": pushed.as_secs_f64(), "deploy": deployed.as_secs_f64(), "total": started.elapsed().as_secs_f64()},
-            "converged": converged.iter().map(|(s, d)| json!({"service": s, "seconds": d.as_secs_f64()})).collect::<Vec<_>>(),
+            "converged": converged.iter().map(swarm::Converged::to_json).collect::<Vec<_>>(),
         });
         if self.json {
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -170,3 +170,14 @@ fn targets_name_their_engine() {
         vec!["-H", "unix:///tmp/n1/docker.sock", "node", "ls"]
     );
 }
+
+#[test]
+fn convergence_round_trips_through_deploys_json() {
+    let c = Converged {
+        service: "app".into(),
+        replicas: 2,
+        after: Duration::from_millis(14_200),
+    };
+    assert_eq!(Converged::from_json(&c.to_json()), Some(c.clone()));
+    assert_eq!(c.line(), "app 2/2 after 14.2s");
+}

@@ -41,7 +41,7 @@ struct Report {
     phases: Vec<(String, Duration)>,
     nodes: Vec<Value>,
     pushes: Option<(Duration, Vec<String>)>,
-    converged: Vec<(String, Duration)>,
+    converged: Vec<swarm::Converged>,
     app_nodes: Vec<String>,
     first_answers: Vec<String>,
     update: Option<(Duration, Summary)>,
@@ -63,7 +63,7 @@ impl Report {
             "nodes": self.nodes,
             "phases": self.phases.iter().map(|(n, d)| json!({"phase": n, "seconds": d.as_secs_f64()})).collect::<Vec<_>>(),
             "push": self.pushes.as_ref().map(|(d, refs)| json!({"seconds": d.as_secs_f64(), "images": refs})),
-            "converged": self.converged.iter().map(|(s, d)| json!({"service": s, "seconds": d.as_secs_f64()})).collect::<Vec<_>>(),
+            "converged": self.converged.iter().map(swarm::Converged::to_json).collect::<Vec<_>>(),
             "app_replica_nodes": self.app_nodes,
             "first_answers": self.first_answers,
             "rolling_update": self.update.as_ref().map(|(d, s)| json!({"seconds": d.as_secs_f64(), "load": s.to_json()})),
@@ -109,12 +109,8 @@ impl Report {
             }
         }
         if !self.converged.is_empty() {
-            let c: Vec<String> = self
-                .converged
-                .iter()
-                .map(|(s, d)| format!("{s} {}", secs(*d)))
-                .collect();
-            s.push_str(&format!("  converged: {}\n", c.join(", ")));
+            let c: Vec<String> = self.converged.iter().map(swarm::Converged::line).collect();
+            s.push_str(&format!("  every task healthy: {}\n", c.join(", ")));
         }
         if !self.app_nodes.is_empty() {
             s.push_str(&format!(
@@ -362,12 +358,7 @@ fn on_cluster(
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|c| {
-            Some((
-                c["service"].as_str()?.to_string(),
-                Duration::from_secs_f64(c["seconds"].as_f64()?),
-            ))
-        })
+        .filter_map(swarm::Converged::from_json)
         .collect();
 
     let app_service = format!("{STACK}_app");
