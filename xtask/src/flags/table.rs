@@ -166,7 +166,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "ci",
-        about: "everything CI needs on a bare machine: provision, cargo test, verify dev and prod",
+        about: "everything CI needs on a bare machine: provision, cargo test, verify dev, prod and swarm",
         flags: &[],
         images: false,
         positionals: &[],
@@ -175,7 +175,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         name: "deploy",
         about: "deploy the prod stack to the swarm this engine manages (`docker stack deploy`, images by digest)",
         flags: &[
-            valued("--stack", "NAME", "the stack's name on the swarm"),
+            valued(
+                "--stack",
+                "NAME",
+                "the stack's name on the swarm (default: axion)",
+            ),
             valued(
                 "--registry",
                 "HOST:PORT",
@@ -189,7 +193,7 @@ pub const COMMANDS: &[CommandSpec] = &[
             valued(
                 "--manager",
                 "HOST",
-                "the swarm manager's engine (tcp://…, ssh://user@host); default: this engine",
+                "the swarm manager's engine (ssh://user@host, tcp://…, unix://…); images are still built and pushed here",
             ),
             valued(
                 "--image",

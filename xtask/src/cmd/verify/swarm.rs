@@ -215,7 +215,7 @@ fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
         report.nodes.push(json!({"node": n.hostname, "ip": n.ip, "role": if n.hostname == cluster.nodes[0].hostname { "manager, data" } else { "worker" }}));
     }
 
-    let outcome = on_cluster(sh, o, &run_image, &mut cluster, report);
+    let outcome = on_cluster(sh, o, set.standin, &run_image, &mut cluster, report);
 
     let t = Instant::now();
     let teardown = cluster.teardown(sh);
@@ -267,6 +267,7 @@ fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
 fn on_cluster(
     sh: &Shell,
     o: &flags::Verify,
+    standin: bool,
     run_image: &str,
     cluster: &mut Cluster,
     report: &mut Report,
@@ -315,7 +316,8 @@ fn on_cluster(
             "--manager",
             &manager_host,
         ]);
-        args.extend(image_flag(o.images).iter().map(|f| f.to_string()));
+        // The images this run resolved to, named: the children need not probe (or say) again.
+        args.push(if standin { "--standin" } else { "--upstream" }.into());
         let mut child = duct::cmd(std::env::current_exe()?, &args)
             .stdout_capture()
             .unchecked();
@@ -506,15 +508,6 @@ fn host_counts(sh: &Shell) -> String {
         count(&["network", "ls", "-q"]),
         count(&["volume", "ls", "-q"])
     )
-}
-
-/// The child commands use the images this run chose.
-fn image_flag(choice: flags::ImageChoice) -> &'static [&'static str] {
-    match choice {
-        flags::ImageChoice::Auto => &[],
-        flags::ImageChoice::Standin => &["--standin"],
-        flags::ImageChoice::Upstream => &["--upstream"],
-    }
 }
 
 /// A stack running beside the proof on the host engine, whose name resolution must survive it:
