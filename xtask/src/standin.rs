@@ -129,8 +129,16 @@ fn rebuild(sh: &Shell, stale: Vec<Stale>, fresh_bases: bool) -> Result<()> {
             docker::remove_image(sh, &format!("{STANDIN}/debian:{suite}"));
         }
     }
-    ensure_debian_bases(sh, &suites)?;
-    build(sh, &stale, fresh_bases)?;
+    // Where a registry answers and our Debian roots are missing (GitHub's runners: no root for
+    // mmdebstrap), Debian's own images are the base; our mmdebstrap roots otherwise.
+    let upstream_bases = suites
+        .iter()
+        .any(|s| !docker::image_exists(sh, &format!("{STANDIN}/debian:{s}")))
+        && crate::images::registry_reachable();
+    if !upstream_bases {
+        ensure_debian_bases(sh, &suites)?;
+    }
+    build(sh, &stale, fresh_bases, upstream_bases)?;
     eprintln!("stand-in images ready in {}", secs(started.elapsed()));
     Ok(())
 }
@@ -192,11 +200,27 @@ fn stale(sh: &Shell, set: Vec<Standin>, all: bool) -> Result<(Vec<Stale>, bool)>
     Ok((out, too_old))
 }
 
-fn build_argv(s: &Standin, hash: &str, ctx: &Path, extra_ca: &Path, no_cache: bool) -> Vec<String> {
+/// `docker build` of a stand-in on `base` (ours, or Debian's own with `--pull`).
+fn build_argv(
+    s: &Standin,
+    hash: &str,
+    ctx: &Path,
+    extra_ca: &Path,
+    no_cache: bool,
+    upstream_base: bool,
+) -> Vec<String> {
     let mut args = words(&["build", "--progress=plain"]);
     if no_cache {
         args.push("--no-cache".into());
     }
+    if upstream_base {
+        args.push("--pull".into());
+    }
+    let base = if upstream_base {
+        format!("debian:{}", s.base)
+    } else {
+        format!("{STANDIN}/debian:{}", s.base)
+    };
     args.extend([
         "--secret".into(),
         format!("id=extra_ca,src={}", extra_ca.display()),
@@ -208,7 +232,7 @@ fn build_argv(s: &Standin, hash: &str, ctx: &Path, extra_ca: &Path, no_cache: bo
         "--label".into(),
         format!("{RECIPE_LABEL}={hash}"),
         "--build-arg".into(),
-        format!("BASE={STANDIN}/debian:{}", s.base),
+        format!("BASE={base}"),
         ctx.display().to_string(),
     ]);
     args
@@ -216,7 +240,7 @@ fn build_argv(s: &Standin, hash: &str, ctx: &Path, extra_ca: &Path, no_cache: bo
 
 /// Builds the stale stand-ins in parallel, each from a context of its recipe; the host's extra
 /// CAs reach their downloads as a build secret.
-fn build(sh: &Shell, stale: &[Stale], no_cache: bool) -> Result<()> {
+fn build(sh: &Shell, stale: &[Stale], no_cache: bool, upstream_base: bool) -> Result<()> {
     let work = work_dir(&sh.current_dir(), "standin");
     let extra_ca = host::extra_ca_file(&sh.current_dir())?;
     let mut running = Vec::new();
@@ -240,7 +264,8 @@ fn build(sh: &Shell, stale: &[Stale], no_cache: bool) -> Result<()> {
             s.tags.join(", "),
             log.display()
         );
-        let handle = docker::expr(&build_argv(s, hash, &ctx, &extra_ca, no_cache))
+        let argv = build_argv(s, hash, &ctx, &extra_ca, no_cache, upstream_base);
+        let handle = docker::expr(&argv)
             .stderr_to_stdout()
             .stdout_path(&log)
             .unchecked()
@@ -367,11 +392,29 @@ mod tests {
     #[test]
     fn build_argv_labels_the_recipe() {
         let s = &standins()[2];
-        let a = build_argv(s, "00ff", Path::new("/ctx"), Path::new("/ca.pem"), false).join(" ");
+        let a = build_argv(
+            s,
+            "00ff",
+            Path::new("/ctx"),
+            Path::new("/ca.pem"),
+            false,
+            false,
+        )
+        .join(" ");
         assert_eq!(
             a,
             "build --progress=plain --secret id=extra_ca,src=/ca.pem -t axion-hub-standin/redis:7 \
              --label org.axion-hub.recipe=00ff --build-arg BASE=axion-hub-standin/debian:bookworm /ctx"
         );
+        let up = build_argv(
+            s,
+            "00ff",
+            Path::new("/ctx"),
+            Path::new("/ca.pem"),
+            false,
+            true,
+        );
+        assert!(up.contains(&"--pull".to_string()));
+        assert!(up.contains(&"BASE=debian:bookworm".to_string()), "{up:?}");
     }
 }
