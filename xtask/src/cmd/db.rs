@@ -7,7 +7,6 @@ use std::{
     fs,
     io::IsTerminal,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -65,17 +64,20 @@ impl flags::Db {
 /// An interactive psql as the database's owner, through the container's local socket.
 fn psql(db: &Container) -> Result<()> {
     let tty = std::io::stdin().is_terminal();
-    let status = Command::new("docker")
-        .args(["exec", if tty { "-it" } else { "-i" }, &db.name])
-        .args([
-            "sh",
-            "-c",
-            "exec psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\"",
-        ])
-        .status()
+    let args = words(&[
+        "exec",
+        if tty { "-it" } else { "-i" },
+        &db.name,
+        "sh",
+        "-c",
+        "exec psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\"",
+    ]);
+    let out = docker::expr(&args)
+        .unchecked()
+        .run()
         .context("running psql in the db container")?;
-    if !status.success() {
-        bail!("psql ended with {status}");
+    if !out.status.success() {
+        bail!("psql ended with {}", out.status);
     }
     Ok(())
 }
@@ -83,11 +85,11 @@ fn psql(db: &Container) -> Result<()> {
 /// `docker exec <container> sh -c <script>` with its stdout into `file`.
 fn exec_to_file(container: &str, script: &str, file: &Path) -> Result<()> {
     let out = fs::File::create(file).with_context(|| format!("creating {}", file.display()))?;
-    let o = Command::new("docker")
-        .args(["exec", container, "sh", "-c", script])
-        .stdout(out)
-        .stderr(Stdio::piped())
-        .output()?;
+    let o = docker::expr(&words(&["exec", container, "sh", "-c", script]))
+        .stdout_file(out)
+        .stderr_capture()
+        .unchecked()
+        .run()?;
     if !o.status.success() {
         bail!("{}", String::from_utf8_lossy(&o.stderr).trim());
     }
@@ -141,10 +143,11 @@ fn restore(
         }
     }
     let tables = exec_text(
+        sh,
         &db.name,
         "psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -XtAc \"select count(*) from pg_tables where schemaname not in ('pg_catalog', 'information_schema')\"",
     )?;
-    let keys = exec_text(&redis.name, &format!("{REDIS_AUTH}redis-cli dbsize"))?;
+    let keys = exec_text(sh, &redis.name, &format!("{REDIS_AUTH}redis-cli dbsize"))?;
     let (tables, keys): (u64, u64) = (
         tables.trim().parse().unwrap_or(1),
         keys.trim().parse().unwrap_or(1),
@@ -162,11 +165,19 @@ fn restore(
         );
     }
     // As the app's role where there is one (prod), so what is restored stays the app's.
-    let pg = Command::new("docker")
-        .args(["exec", "-i", &db.name, "sh", "-c"])
-        .arg("pg_restore -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" --clean --if-exists --no-owner --exit-on-error --role \"${APP_DB_USER:-$POSTGRES_USER}\"")
-        .stdin(fs::File::open(dir.join(PG_DUMP))?)
-        .output()?;
+    let pg = docker::expr(&words(&[
+        "exec",
+        "-i",
+        &db.name,
+        "sh",
+        "-c",
+        "pg_restore -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" --clean --if-exists --no-owner --exit-on-error --role \"${APP_DB_USER:-$POSTGRES_USER}\"",
+    ]))
+    .stdin_file(fs::File::open(dir.join(PG_DUMP))?)
+    .stdout_null()
+    .stderr_capture()
+    .unchecked()
+    .run()?;
     if !pg.status.success() {
         bail!("pg_restore: {}", String::from_utf8_lossy(&pg.stderr).trim());
     }
@@ -224,10 +235,8 @@ fn restore_redis(sh: &Shell, redis: &Container, rdb: &Path) -> Result<()> {
     Ok(())
 }
 
-fn exec_text(container: &str, script: &str) -> Result<String> {
-    let o = Command::new("docker")
-        .args(["exec", container, "sh", "-c", script])
-        .output()?;
+fn exec_text(sh: &Shell, container: &str, script: &str) -> Result<String> {
+    let o = docker::exec(sh, container, &["sh", "-c", script])?;
     if !o.status.success() {
         bail!("{}", String::from_utf8_lossy(&o.stderr).trim());
     }

@@ -309,28 +309,10 @@ impl Cluster {
             .collect()
     }
 
-    /// Names on this engine under the run's registry (tags and digest references).
-    fn pushed_names(&self, sh: &Shell) -> Vec<String> {
-        let listed = docker::cmd(
-            sh,
-            &words(&[
-                "image",
-                "ls",
-                "--digests",
-                "--format",
-                "{{.Repository}}|{{.Tag}}|{{.Digest}}",
-            ]),
-        )
-        .quiet()
-        .read()
-        .unwrap_or_default();
-        registry_names(&listed, &self.push_prefix)
-    }
-
     /// What is left of the run's images after the teardown: names under its registry, and its
     /// own images.
     pub fn leftover_images(&self, sh: &Shell) -> Vec<String> {
-        let mut left = self.pushed_names(sh);
+        let mut left = names_under(&self.push_prefix);
         left.extend(
             self.images
                 .iter()
@@ -342,7 +324,7 @@ impl Cluster {
 
     /// Removes everything the run made, containers first (their volumes and network are in
     /// use until then); what could not be removed is named.
-    pub fn teardown(&mut self, sh: &Shell) -> Result<Duration> {
+    pub fn teardown(&mut self) -> Result<Duration> {
         let t = Instant::now();
         self.torn_down = true;
         let mut failures = Vec::new();
@@ -369,7 +351,7 @@ impl Cluster {
         // tags, and the digest references a push leaves (`repo@sha256:…`, which keep an image
         // alive after its tags are gone). Removing names never removes an image that has others
         // (the stand-ins).
-        let mut untag = self.pushed_names(sh);
+        let mut untag = names_under(&self.push_prefix);
         untag.extend(self.tags.iter().cloned());
         untag.extend(self.images.iter().cloned());
         untag.sort();
@@ -405,11 +387,8 @@ impl Drop for Cluster {
     /// An error or a signal unwinds through here: the run's nodes never outlive it.
     fn drop(&mut self) {
         if !self.torn_down {
-            let sh = Shell::new();
-            if let Ok(sh) = sh {
-                if let Err(e) = self.teardown(&sh) {
-                    crate::util::note(format!("{e:#}"));
-                }
+            if let Err(e) = self.teardown() {
+                crate::util::note(format!("{e:#}"));
             }
         }
     }
@@ -448,33 +427,31 @@ pub fn names_pushed_by(project: &str) -> Vec<String> {
     if !project.starts_with("axion-swarm-") {
         return vec![];
     }
-    let registry = format!("{project}-registry");
-    let Ok(out) = std::process::Command::new("docker")
-        .args(["port", &registry, "5000/tcp"])
-        .output()
-    else {
+    let port = words(&["port", &format!("{project}-registry"), "5000/tcp"]);
+    let Some(Ok(out)) = docker::run_all(&[port]).pop() else {
         return vec![];
     };
     let port = String::from_utf8_lossy(&out.stdout);
-    let Some(addr) = port
-        .lines()
-        .next()
-        .and_then(|l| l.trim().parse::<SocketAddr>().ok())
-    else {
-        return vec![];
+    match port.lines().next().map(|l| l.trim().parse::<SocketAddr>()) {
+        Some(Ok(addr)) => names_under(&format!("127.0.0.1:{}", addr.port())),
+        _ => vec![],
+    }
+}
+
+/// The image names (tags, digest references) on this engine under `prefix/`.
+fn names_under(prefix: &str) -> Vec<String> {
+    let listing = words(&[
+        "image",
+        "ls",
+        "--digests",
+        "--format",
+        "{{.Repository}}|{{.Tag}}|{{.Digest}}",
+    ]);
+    let listed = match docker::run_all(&[listing]).pop() {
+        Some(Ok(out)) => String::from_utf8_lossy(&out.stdout).into_owned(),
+        _ => String::new(),
     };
-    let listed = std::process::Command::new("docker")
-        .args([
-            "image",
-            "ls",
-            "--digests",
-            "--format",
-            "{{.Repository}}|{{.Tag}}|{{.Digest}}",
-        ])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    registry_names(&listed, &format!("127.0.0.1:{}", addr.port()))
+    registry_names(&listed, prefix)
 }
 
 /// The image names under `prefix/` in `image ls --digests` lines (`repo|tag|digest`).

@@ -12,9 +12,7 @@ use std::{
 };
 
 use crate::{
-    real_engine::{
-        DevStack, ENGINE, docker_lines, engine_or_named_skip, project_resources, wait_for,
-    },
+    real_engine::{DevStack, docker_lines, engine_test, project_resources, wait_for},
     support::{project_root, signal, text, xtask_bin},
 };
 
@@ -189,10 +187,9 @@ fn copy_tree(from: &Path, to: &Path, skip: &[&str]) {
 
 #[test]
 fn fault_table_on_a_real_engine() {
-    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine_or_named_skip() {
+    let Some(_engine) = engine_test() else {
         return;
-    }
+    };
     let sentinel = Sentinel::start();
 
     // 1. The db container is killed from the host mid-verify.
@@ -351,10 +348,9 @@ fn fault_table_on_a_real_engine() {
 /// `dev`, and a verify beside; only `down --volumes` removes it.
 #[test]
 fn dev_data_survives_kills_restarts_and_verifies() {
-    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine_or_named_skip() {
+    let Some(_engine) = engine_test() else {
         return;
-    }
+    };
     let s = Sentinel::start();
     std::thread::sleep(Duration::from_millis(1500)); // Redis fsyncs its AOF every second
     for svc in ["db", "redis"] {
@@ -406,10 +402,9 @@ fn dev_data_survives_kills_restarts_and_verifies() {
 /// second restore over that data is refused without --force.
 #[test]
 fn db_backup_and_restore_round_trip() {
-    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine_or_named_skip() {
+    let Some(_engine) = engine_test() else {
         return;
-    }
+    };
     let s = Sentinel::start();
     let out = s.dev.xtask(&["db", "backup"]);
     let all = text(&out);
@@ -462,10 +457,9 @@ impl Drop for RemoveDir {
 /// needed an edit of a compose file.
 #[test]
 fn env_file_configuration_reaches_the_prod_app() {
-    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine_or_named_skip() {
+    let Some(_engine) = engine_test() else {
         return;
-    }
+    };
     let dir = std::env::temp_dir().join(format!("xtask-config-project-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     copy_tree(

@@ -13,9 +13,16 @@ use std::{
 use crate::support::{project_root, signal, text, xtask_bin};
 
 /// The engine tests share app/ and the image tags: one at a time.
-pub(crate) static ENGINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static ENGINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-pub(crate) fn engine_or_named_skip() -> bool {
+/// The start of every real-engine test: the engine to itself (one test at a time), or `None`
+/// after the named skip (`AXION_SKIP_ENGINE_TESTS=1`); no engine at all fails the test.
+pub(crate) fn engine_test() -> Option<std::sync::MutexGuard<'static, ()>> {
+    let guard = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
+    engine_or_named_skip().then_some(guard)
+}
+
+fn engine_or_named_skip() -> bool {
     if std::env::var("AXION_SKIP_ENGINE_TESTS").is_ok_and(|v| v == "1") {
         eprintln!("SKIPPED: AXION_SKIP_ENGINE_TESTS=1");
         return false;
@@ -125,10 +132,9 @@ impl Drop for RemoveOnDrop {
 /// dev --detach, hot reload, a verify beside it, then down keeping and down deleting volumes.
 #[test]
 fn dev_stack_lifecycle() {
-    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine_or_named_skip() {
+    let Some(_engine) = engine_test() else {
         return;
-    }
+    };
     let dev = DevStack::new("dev");
     let out = dev.xtask(&["dev", "--detach"]);
     assert!(out.status.success(), "dev --detach failed:\n{}", text(&out));
@@ -242,10 +248,9 @@ fn dev_stack_lifecycle() {
 /// A taken port is refused before anything starts, naming the process that holds it.
 #[test]
 fn dev_refuses_a_taken_port_and_names_the_holder() {
-    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine_or_named_skip() {
+    let Some(_engine) = engine_test() else {
         return;
-    }
+    };
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut dev = DevStack::new("port");
     dev.ports[0] = held.local_addr().unwrap().port();
@@ -266,10 +271,9 @@ fn dev_refuses_a_taken_port_and_names_the_holder() {
 /// SIGTERM in the middle of a verify: it stops and removes everything of its run.
 #[test]
 fn verify_cleans_up_on_sigterm() {
-    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine_or_named_skip() {
+    let Some(_engine) = engine_test() else {
         return;
-    }
+    };
     let mut child = Command::new(xtask_bin())
         .args(["verify", "--prod"])
         .env_remove("RUST_BACKTRACE")
@@ -318,10 +322,9 @@ fn verify_cleans_up_on_sigterm() {
 /// in its environment, or holds a PEM in its history.
 #[test]
 fn build_host_trust_stays_in_the_build() {
-    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine_or_named_skip() {
+    let Some(_engine) = engine_test() else {
         return;
-    }
+    };
     let out = Command::new(xtask_bin())
         .args([
             "build-prod",
@@ -407,10 +410,9 @@ fn build_host_trust_stays_in_the_build() {
 /// and reaches PostgreSQL by its service name.
 #[test]
 fn devcontainer_cli_attaches_to_the_dev_stack() {
-    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine_or_named_skip() {
+    let Some(_engine) = engine_test() else {
         return;
-    }
+    };
     let root = project_root();
     let prefix = root.join("target/xtask/devcontainer-cli");
     let cli = prefix.join("node_modules/.bin/devcontainer");
@@ -506,10 +508,9 @@ fn devcontainer_cli_attaches_to_the_dev_stack() {
 /// pass/fail threshold).
 #[test]
 fn hot_reload_by_bind_mount_and_by_watch_sync() {
-    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine_or_named_skip() {
+    let Some(_engine) = engine_test() else {
         return;
-    }
+    };
     for mode in ["--bind", "--sync"] {
         let dev = DevStack::new(&format!("mode{}", &mode[2..]));
         let mut child = Command::new(xtask_bin())
@@ -621,10 +622,9 @@ fn hot_reload_by_bind_mount_and_by_watch_sync() {
 /// The edit-to-visible latency is reported (a timing, not a threshold).
 #[test]
 fn a_real_browser_sees_hot_reload_in_place() {
-    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine_or_named_skip() {
+    let Some(_engine) = engine_test() else {
         return;
-    }
+    };
     let chromium = ensure_chromium();
     let root = project_root();
     let prefix = root.join("target/xtask/browser");

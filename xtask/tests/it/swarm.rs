@@ -8,7 +8,7 @@ use std::{
 };
 
 use crate::{
-    real_engine::{ENGINE, docker_lines, engine_or_named_skip},
+    real_engine::{docker_lines, engine_test},
     support::{FakeDocker, signal, text, xtask_bin},
 };
 
@@ -18,10 +18,9 @@ fn host_swarm_state() -> String {
 
 #[test]
 fn deploy_refuses_an_engine_outside_a_swarm_and_leaves_it_so() {
-    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine_or_named_skip() {
+    let Some(_engine) = engine_test() else {
         return;
-    }
+    };
     assert_eq!(
         host_swarm_state(),
         "inactive",
@@ -156,10 +155,9 @@ fn wait_for_nodes(child: &mut std::process::Child) {
 /// fails, and its teardown removes every node, volume, network and image before it exits.
 #[test]
 fn a_terminated_swarm_proof_removes_everything_itself() {
-    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine_or_named_skip() {
+    let Some(_engine) = engine_test() else {
         return;
-    }
+    };
     let state_before = host_swarm_state();
     let mut child = Command::new(xtask_bin())
         .args(["verify", "--swarm"])
@@ -199,10 +197,9 @@ fn a_terminated_swarm_proof_removes_everything_itself() {
 #[test]
 fn a_killed_swarm_proof_is_reaped_whole() {
     use std::os::unix::process::CommandExt;
-    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine_or_named_skip() {
+    let Some(_engine) = engine_test() else {
         return;
-    }
+    };
     let state_before = host_swarm_state();
     let pushed = || -> Vec<String> {
         docker_lines(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
@@ -376,10 +373,9 @@ impl Drop for DindNode {
 /// engine's images by `docker save | docker load`.
 #[test]
 fn deploy_init_runs_the_stack_on_a_one_node_swarm_from_local_images() {
-    let _one_at_a_time = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    if !engine_or_named_skip() {
+    let Some(_engine) = engine_test() else {
         return;
-    }
+    };
     let state_before = host_swarm_state();
     // The runner to deploy (build-prod tags axion-hub:runner; warm when other tests built it).
     if docker_lines(&["image", "ls", "-q", "axion-hub:runner"]).is_empty() {

@@ -218,7 +218,7 @@ fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
     let outcome = on_cluster(sh, o, set.standin, &run_image, &mut cluster, report);
 
     let t = Instant::now();
-    let teardown = cluster.teardown(sh);
+    let teardown = cluster.teardown();
     report.phase("teardown", t.elapsed());
     outcome?;
     teardown?;
