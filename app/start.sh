@@ -1,7 +1,51 @@
 #!/bin/sh
-# The runner's start: regenerated ISR pages (a volume, so they survive a restart) belong to one
-# build; a new build starts from its own prerendered pages. Then bun becomes PID 1.
+# The runner's entrypoint (docker/Dockerfile, stage runner).
+#
+#   axion-start            starts the server: bun becomes PID 1
+#   axion-start CMD ...    runs CMD in the same environment (a migration, a one-off script):
+#                          docker compose -f docker-compose.prod.yml run --rm --no-deps app axion-start bun ...
+#
+# The environment contract of every stack: the app reads DATABASE_URL and REDIS_URL (hosts db and
+# redis). In prod and swarm they are not in the container's configuration (no password in
+# `docker inspect`, the stack file or the image): they are built here, at start, from DB_HOST,
+# DB_PORT, DB_NAME, DB_USER and REDIS_HOST, REDIS_PORT and the passwords in the secret files
+# DB_PASSWORD_FILE and REDIS_PASSWORD_FILE, percent-encoded. A URL already set wins.
 set -eu
+
+# RFC 3986: every byte but the unreserved ones as %XX, so `@ : / # % ?` in a password are safe.
+encode() {
+  printf %s "$1" | od -An -v -tx1 | tr -s ' \n' '\n\n' | while read -r h; do
+    case $h in
+      '') ;;
+      3[0-9] | 4[1-9a-f] | 5[0-9a] | 6[1-9a-f] | 7[0-9a] | 2d | 2e | 5f | 7e)
+        # shellcheck disable=SC2059 # an octal escape, built on purpose
+        printf "\\$(printf %03o "0x$h")" ;;
+      *) printf %%%s "$h" ;;
+    esac
+  done
+}
+
+# A secret file's value: trailing newlines (and a CR before them) are not part of it.
+secret() {
+  value=$(cat "$1")
+  printf %s "${value%"$(printf '\r')"}"
+}
+
+if [ -z "${DATABASE_URL:-}" ] && [ -n "${DB_PASSWORD_FILE:-}" ]; then
+  DATABASE_URL="postgres://$(encode "${DB_USER:?}"):$(encode "$(secret "$DB_PASSWORD_FILE")")@${DB_HOST:-db}:${DB_PORT:-5432}/$(encode "${DB_NAME:?}")"
+  export DATABASE_URL
+fi
+if [ -z "${REDIS_URL:-}" ] && [ -n "${REDIS_PASSWORD_FILE:-}" ]; then
+  REDIS_URL="redis://:$(encode "$(secret "$REDIS_PASSWORD_FILE")")@${REDIS_HOST:-redis}:${REDIS_PORT:-6379}"
+  export REDIS_URL
+fi
+
+if [ "$#" -gt 0 ]; then
+  exec "$@"
+fi
+
+# Regenerated ISR pages (a volume, so they survive a restart) belong to one build; a new build
+# starts from its own prerendered pages.
 cache=/app/.next/server/route-cache
 if [ -w "$cache" ] && [ "$(cat "$cache/.build-id" 2>/dev/null || true)" != "$(cat /app/.next/BUILD_ID)" ]; then
   find "$cache" -mindepth 1 -delete

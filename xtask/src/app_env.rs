@@ -39,8 +39,9 @@ pub fn check(root: &Path, env: &EnvSource) -> Result<()> {
             let line = env.file.line_of(k).unwrap_or(0);
             bail!(
                 "{}:{line}: `{k}` is set but not declared, so the prod build would not see it (NEXT_PUBLIC_* \
-                 values are inlined by `next build`).\n  fix: add `ARG {k}=` and `ENV {k}=${k}` to the builder stage of \
-                 docker/Dockerfile, and `{k}: ${{{k}:-}}` to the app's build args in docker-compose.prod.yml",
+                 values are inlined by `next build`).\n  fix: add `ARG {k}=` to the builder stage of \
+                 docker/Dockerfile, and `{k}: ${{{k}:-}}` to the app's build args in docker-compose.prod.yml; \
+                 or, for a value the same on every machine, set it in app/.env.production (committed) instead",
                 env.path.display()
             );
         }

@@ -14,10 +14,20 @@ pub struct Response {
     /// `Location`, for a 3xx.
     pub location: Option<String>,
     pub content_type: Option<String>,
+    /// Every header, in order, names as sent.
+    pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
 impl Response {
+    /// The first header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// `200`, `503 {"status":"degraded"...}`, `307 redirect to /login`.
     pub fn describe(&self) -> String {
         match (&self.location, self.status) {
@@ -68,13 +78,25 @@ pub fn get(port: u16, path: &str, timeout: Duration) -> Result<Response, Error> 
 
 /// A GET of `path` at any address (the swarm's entry points).
 pub fn get_at(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Response, Error> {
+    get_with(addr, path, &[], timeout)
+}
+
+/// A GET with extra request headers (`name: value`).
+pub fn get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<Response, Error> {
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     // One write: `write!` straight to the socket sends several small segments, and Nagle's
     // algorithm against the server's delayed ACK then costs 40 ms a request.
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n");
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n{extra}\r\n"
+    );
     s.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
@@ -101,13 +123,17 @@ pub fn parse(raw: &[u8]) -> Result<Response, Error> {
             head.lines().next().unwrap_or("")
         )));
     };
+    let headers: Vec<(String, String)> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
     let header = |name: &str| {
-        head.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
     };
     let chunked = header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
     let body = if chunked {
@@ -119,6 +145,7 @@ pub fn parse(raw: &[u8]) -> Result<Response, Error> {
         status,
         location: header("location"),
         content_type: header("content-type"),
+        headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
 }
@@ -146,8 +173,9 @@ mod tests {
 
     #[test]
     fn plain_and_chunked_bodies() {
-        let r = parse(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\r\n{\"ok\":false}").unwrap();
+        let r = parse(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nETag: \"a1\"\r\n\r\n{\"ok\":false}").unwrap();
         assert_eq!((r.status, r.body.as_str()), (503, "{\"ok\":false}"));
+        assert_eq!(r.header("etag"), Some("\"a1\""));
         let r = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n").unwrap();
         assert_eq!(r.body, "Wikipedia");
         assert!(parse(b"garbage").is_err());

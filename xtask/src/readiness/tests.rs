@@ -55,6 +55,7 @@ fn response(status: u16, body: &str) -> Result<http::Response, http::Error> {
         status,
         location: None,
         content_type: None,
+        headers: vec![],
         body: body.into(),
     })
 }
@@ -344,6 +345,7 @@ fn redirects_and_boot_errors_are_reported_as_what_they_are() {
             status: 307,
             location: Some("/login".into()),
             content_type: None,
+            headers: vec![],
             body: String::new(),
         })
     });

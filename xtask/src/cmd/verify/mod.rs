@@ -1,6 +1,8 @@
 //! `cargo xtask verify`: build, start, prove healthy and tear down a throw-away stack under its
 //! own project name and free ports; exit 0 only if it works.
 
+mod app_checks;
+mod build_output;
 mod plan;
 mod prod_checks;
 mod report;
@@ -119,8 +121,15 @@ fn run_checks(sh: &Shell, p: &Plan, report: &mut Report, quiet: bool) -> Result<
     }
     if p.stack.kind == StackKind::Prod {
         let t = std::time::Instant::now();
-        report.checks = prod_checks::run(sh, &cs, p.stack.ports.app);
+        report.checks = prod_checks::run(sh, &cs);
         report.phase("prod checks", t.elapsed());
+        if let Some(app) = cs.iter().find(|c| c.service == "app") {
+            let t = std::time::Instant::now();
+            let (checks, routes) = app_checks::run(sh, &app.name, p.stack.ports.app);
+            report.checks.extend(checks);
+            report.routes = routes;
+            report.phase("app checks", t.elapsed());
+        }
         let failed: Vec<&prod_checks::Check> = report.checks.iter().filter(|c| !c.ok).collect();
         if let Some(first) = failed.first() {
             report.failed_service = first.name.split(':').next().map(String::from);

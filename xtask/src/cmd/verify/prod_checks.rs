@@ -2,29 +2,36 @@
 //! every service, secrets only in files, least privilege in PostgreSQL and Redis, and a runner
 //! image without escalation paths or the build host's trust. Each check is named in the report.
 
-use std::time::{Duration, Instant};
-
 use xshell::Shell;
 
 use crate::{
     docker::{self, Container},
-    host, http,
+    host,
 };
-
-/// app/app/isr/page.tsx's `revalidate`.
-const ISR_REVALIDATE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Check {
     pub name: String,
     pub ok: bool,
+    /// False: nothing to check in this app (no ISR route, no image); `ok` stays true.
+    pub applicable: bool,
     pub detail: String,
 }
 
-fn check(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Check {
+impl Check {
+    pub fn not_applicable(name: impl Into<String>, why: impl Into<String>) -> Check {
+        Check {
+            applicable: false,
+            ..check(name, true, why)
+        }
+    }
+}
+
+pub(super) fn check(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Check {
     Check {
         name: name.into(),
         ok,
+        applicable: true,
         detail: detail.into(),
     }
 }
@@ -39,8 +46,9 @@ pub const CAPS: [(&str, &[&str]); 3] = [
     ("redis", &["CHOWN", "SETGID", "SETUID"]),
 ];
 
-/// Every check, static ones from `docker inspect`, then the live probes.
-pub fn run(sh: &Shell, cs: &[Container], app_port: u16) -> Vec<Check> {
+/// Every check of the stack, static ones from `docker inspect`, then the live probes; the app's
+/// own (its routes, ISR, images) are in app_checks.
+pub fn run(sh: &Shell, cs: &[Container]) -> Vec<Check> {
     let mut out: Vec<Check> = cs.iter().flat_map(static_checks).collect();
     for c in cs.iter().filter(|c| c.service != "app") {
         out.push(internal_only(sh, c));
@@ -54,95 +62,8 @@ pub fn run(sh: &Shell, cs: &[Container], app_port: u16) -> Vec<Check> {
     }
     if let Some(app) = find("app") {
         out.extend(runner_checks(sh, &app.image));
-        out.push(image_check(app_port));
-        out.push(isr_check(sh, &app.name, app_port));
     }
     out
-}
-
-/// `next/image` through the runner: the optimizer (sharp) answers with an image.
-fn image_check(port: u16) -> Check {
-    let r = http::get(
-        port,
-        "/_next/image?url=%2Flogo.png&w=64&q=75",
-        Duration::from_secs(10),
-    );
-    let (ok, detail) = match r {
-        Ok(r) => {
-            let ct = r.content_type.clone().unwrap_or_default();
-            (
-                r.status == 200 && ct.starts_with("image/"),
-                format!("{} {ct}", r.status),
-            )
-        }
-        Err(e) => (false, e.to_string()),
-    };
-    check("app: /_next/image serves an image", ok, detail)
-}
-
-/// The ISR page (`/isr`, revalidate 2 s) is regenerated, saved, and served again after the
-/// container restarts: the runner can write exactly where Next keeps regenerated pages.
-fn isr_check(sh: &Shell, container: &str, port: u16) -> Check {
-    let name = "app: a regenerated ISR page survives a restart";
-    match isr_survives_restart(sh, container, port) {
-        Ok(detail) => check(name, true, detail),
-        Err(e) => check(name, false, format!("{e:#}")),
-    }
-}
-
-fn generated_at(port: u16) -> anyhow::Result<String> {
-    let r = http::get(port, "/isr", Duration::from_secs(10))
-        .map_err(|e| anyhow::anyhow!("GET /isr: {e}"))?;
-    let at = r
-        .body
-        .split("id=\"generated\"")
-        .nth(1)
-        .and_then(|s| s.split('>').nth(1))
-        .and_then(|s| s.split('<').next())
-        .map(String::from);
-    at.ok_or_else(|| anyhow::anyhow!("GET /isr: {} without a generation time", r.status))
-}
-
-fn isr_survives_restart(sh: &Shell, container: &str, port: u16) -> anyhow::Result<String> {
-    let built = generated_at(port)?;
-    std::thread::sleep(ISR_REVALIDATE);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let regenerated = loop {
-        let now = generated_at(port)?;
-        if now != built {
-            break now;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the page was never regenerated (still {built})"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    docker::cmd(
-        sh,
-        &crate::docker::compose::words(&["restart", "--time", "10", container]),
-    )
-    .quiet()
-    .ignore_stdout()
-    .run()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let after = loop {
-        if let Ok(at) = generated_at(port) {
-            break at;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the app did not answer after its restart"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    anyhow::ensure!(
-        after >= regenerated,
-        "after a restart it served {after}, older than the regenerated {regenerated}: the regeneration was not saved"
-    );
-    Ok(format!(
-        "built {built}, regenerated {regenerated}, after restart {after}"
-    ))
 }
 
 fn normalize_cap(c: &str) -> String {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{plan::Plan, prod_checks::Check};
+use super::{app_checks::RouteProbe, plan::Plan, prod_checks::Check};
 use crate::{engine, readiness::ServiceReady, util::secs};
 
 pub struct Report {
@@ -20,6 +20,8 @@ pub struct Report {
     pub lockfile_policy: String,
     /// `--prod` only: hardening, secrets, least privilege, a clean runner.
     pub checks: Vec<Check>,
+    /// `--prod` only: every route of the app's build and what it answered.
+    pub routes: Vec<RouteProbe>,
     pub health: Value,
     pub error: Option<String>,
     pub failed_service: Option<String>,
@@ -46,6 +48,7 @@ impl Report {
             images: vec![],
             lockfile_policy: p.policy.describe(),
             checks: vec![],
+            routes: vec![],
             health: Value::Null,
             error: None,
             failed_service: None,
@@ -72,7 +75,11 @@ impl Report {
                 "noticed_after_healthy_ms": s.notice_delay.map(|d| d.as_millis() as u64),
             })).collect::<Vec<_>>(),
             "containers": self.containers,
-            "checks": self.checks.iter().map(|c| json!({"check": c.name, "ok": c.ok, "detail": c.detail})).collect::<Vec<_>>(),
+            "checks": self.checks.iter().map(|c| json!({"check": c.name, "ok": c.ok, "applicable": c.applicable, "detail": c.detail})).collect::<Vec<_>>(),
+            "routes": self.routes.iter().map(|r| json!({
+                "route": r.route.path, "kind": r.route.kind.word(), "status": r.status,
+                "ms": r.ms, "probed": r.probed(), "note": r.note,
+            })).collect::<Vec<_>>(),
             "images": self.images.iter().map(|(i, s)| json!({"image": i, "size_bytes": s})).collect::<Vec<_>>(),
             "health": self.health,
             "error": self.error,
@@ -100,8 +107,28 @@ impl Report {
             let passed = self.checks.iter().filter(|c| c.ok).count();
             s += &format!("  prod checks: {passed} of {} passed\n", self.checks.len());
             for c in &self.checks {
-                let verdict = if c.ok { "ok  " } else { "FAIL" };
+                let verdict = match (c.ok, c.applicable) {
+                    (false, _) => "FAIL",
+                    (true, false) => "n/a ",
+                    (true, true) => "ok  ",
+                };
                 s += &format!("    {verdict} {}\n", c.name);
+                if !c.applicable || !c.ok || c.name.contains("ISR") {
+                    s += &format!("         {}\n", c.detail);
+                }
+            }
+        }
+        if !self.routes.is_empty() {
+            s += &format!("  routes of the build: {}\n", self.routes.len());
+            for r in &self.routes {
+                let status = r.status.map_or("-".to_string(), |s| s.to_string());
+                s += &format!(
+                    "    {status:>3} {:>6} ms  {} ({}) {}\n",
+                    r.ms,
+                    r.route.path,
+                    r.route.kind.word(),
+                    r.note
+                );
             }
         }
         for (i, size) in &self.images {

@@ -525,7 +525,7 @@ impl Neighbour {
         let dev = docker::containers(sh, &StackKind::Dev.project()).unwrap_or_default();
         if let Some(app) = dev
             .iter()
-            .find(|c| c.service == "app" && c.state_word() == "running")
+            .find(|c| c.service == "app" && c.status == "running")
         {
             return Ok(Neighbour {
                 probe: (app.id.clone(), vec!["db", "redis"]),

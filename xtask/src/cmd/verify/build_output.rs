@@ -1,0 +1,339 @@
+//! What the app's own build says it serves, read from the runner's `.next` manifests, so that
+//! `verify --prod` checks the user's app and not the demo: its routes (app router and pages
+//! router), its ISR routes with their `revalidate`, its image optimizer configuration and the
+//! images it ships.
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+use xshell::Shell;
+
+use crate::docker;
+
+/// A route of the build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// `/blog/[slug]`, `/api/health`: the URL pattern.
+    pub path: String,
+    pub kind: RouteKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteKind {
+    Page,
+    /// A route handler (`route.ts`), a metadata route (`/robots.txt`) or a pages-router API route.
+    Handler,
+}
+
+impl RouteKind {
+    pub fn word(self) -> &'static str {
+        match self {
+            RouteKind::Page => "page",
+            RouteKind::Handler => "route handler",
+        }
+    }
+}
+
+impl Route {
+    /// Needs values for its segments (`[slug]`, `[...rest]`): no URL to request without them.
+    pub fn dynamic(&self) -> bool {
+        self.path.contains('[')
+    }
+    /// Next.js's own (`/_not-found`, `/_global-error`, `/_app`, `/404`): not the app's routes.
+    fn internal(&self) -> bool {
+        self.path.starts_with("/_") || matches!(self.path.as_str(), "/404" | "/500")
+    }
+}
+
+/// The image optimizer as the build configured it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Images {
+    /// The smallest width the optimizer accepts (`imageSizes` and `deviceSizes`).
+    pub width: u64,
+    pub quality: u64,
+    pub svg_allowed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BuildOutput {
+    pub routes: Vec<Route>,
+    /// Routes regenerated in the background, with their `revalidate` in seconds.
+    pub isr: Vec<(String, u64)>,
+    /// The build's preview id: a request carrying it as `x-prerender-revalidate` regenerates a
+    /// page on demand, the way `revalidatePath` does.
+    pub preview_id: Option<String>,
+    /// `None` when the optimizer is off (`unoptimized`, a custom loader).
+    pub images: Option<Images>,
+    /// URL paths of the images the app ships (`public/`, imported images).
+    pub image_files: Vec<String>,
+}
+
+/// The runner's paths, relative to /app.
+const MANIFESTS: [&str; 4] = [
+    ".next/app-path-routes-manifest.json",
+    ".next/server/pages-manifest.json",
+    ".next/prerender-manifest.json",
+    ".next/required-server-files.json",
+];
+const SEP: &str = "@@axion-manifest@@";
+const IMAGE_EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "webp", "avif", "gif", "svg"];
+
+impl BuildOutput {
+    /// Reads the manifests and the list of shipped files from the running app container.
+    pub fn read(sh: &Shell, container: &str) -> Result<BuildOutput> {
+        let mut script = String::from("cd /app && ");
+        for m in MANIFESTS {
+            script.push_str(&format!("cat {m} 2>/dev/null; echo {SEP}; "));
+        }
+        script.push_str("find public .next/static/media -type f 2>/dev/null");
+        let out = docker::exec(sh, container, &["sh", "-c", &script])
+            .context("reading the build's manifests from the app container")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let parts: Vec<&str> = text.split(SEP).collect();
+        anyhow::ensure!(
+            parts.len() == MANIFESTS.len() + 1,
+            "the app container's /app holds no Next.js build output: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        BuildOutput::parse(parts[0], parts[1], parts[2], parts[3], parts[4])
+    }
+
+    /// From the manifests' text (an empty text: that manifest is absent) and a listing of
+    /// `public/…` and `.next/static/media/…` files.
+    pub fn parse(
+        app_paths: &str,
+        pages: &str,
+        prerender: &str,
+        server_files: &str,
+        files: &str,
+    ) -> Result<BuildOutput> {
+        let json = |name: &str, text: &str| -> Result<Value> {
+            if text.trim().is_empty() {
+                return Ok(Value::Null);
+            }
+            serde_json::from_str(text).with_context(|| format!("parsing {name}"))
+        };
+        let app_paths = json(MANIFESTS[0], app_paths)?;
+        let pages = json(MANIFESTS[1], pages)?;
+        let prerender = json(MANIFESTS[2], prerender)?;
+        let config = json(MANIFESTS[3], server_files)?;
+        anyhow::ensure!(
+            !app_paths.is_null() || !pages.is_null(),
+            "the build has no route manifest ({} or {})",
+            MANIFESTS[0],
+            MANIFESTS[1]
+        );
+        let images = optimizer(&config["config"]["images"]);
+        let svg = images.as_ref().is_some_and(|i| i.svg_allowed);
+        Ok(BuildOutput {
+            routes: routes(&app_paths, &pages),
+            isr: isr_routes(&prerender),
+            preview_id: prerender["preview"]["previewModeId"]
+                .as_str()
+                .map(String::from),
+            images,
+            image_files: image_files(files, svg),
+        })
+    }
+
+    /// A `/_next/image` URL for the first image the app ships, when the optimizer is on.
+    pub fn image_probe(&self) -> Option<String> {
+        let i = self.images.as_ref()?;
+        let file = self.image_files.first()?;
+        Some(format!(
+            "/_next/image?url={}&w={}&q={}",
+            encode(file),
+            i.width,
+            i.quality
+        ))
+    }
+}
+
+/// App router (`/blog/[slug]/page` → `/blog/[slug]`) and pages router routes, Next's own left
+/// out, each once, sorted.
+fn routes(app_paths: &Value, pages: &Value) -> Vec<Route> {
+    let mut out: Vec<Route> = Vec::new();
+    for (entry, path) in app_paths.as_object().into_iter().flatten() {
+        let kind = if entry.ends_with("/route") {
+            RouteKind::Handler
+        } else {
+            RouteKind::Page
+        };
+        if let Some(path) = path.as_str() {
+            out.push(Route {
+                path: path.into(),
+                kind,
+            });
+        }
+    }
+    for path in pages.as_object().into_iter().flatten().map(|(k, _)| k) {
+        let kind = if path == "/api" || path.starts_with("/api/") {
+            RouteKind::Handler
+        } else {
+            RouteKind::Page
+        };
+        out.push(Route {
+            path: path.clone(),
+            kind,
+        });
+    }
+    out.retain(|r| !r.internal());
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out.dedup_by(|a, b| a.path == b.path);
+    out
+}
+
+/// Prerendered routes with a numeric `initialRevalidateSeconds` (false: static for good).
+fn isr_routes(prerender: &Value) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = prerender["routes"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(path, _)| !path.starts_with("/_"))
+        .filter_map(|(path, r)| {
+            let secs = r["initialRevalidateSeconds"].as_u64()?;
+            (secs > 0).then(|| (path.clone(), secs))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn optimizer(images: &Value) -> Option<Images> {
+    if images.is_null()
+        || images["unoptimized"].as_bool() == Some(true)
+        || images["loader"].as_str().is_some_and(|l| l != "default")
+    {
+        return None;
+    }
+    let widths = ["imageSizes", "deviceSizes"]
+        .iter()
+        .flat_map(|k| images[k].as_array().into_iter().flatten())
+        .filter_map(Value::as_u64);
+    Some(Images {
+        width: widths.min()?,
+        quality: images["qualities"][0].as_u64().unwrap_or(75),
+        svg_allowed: images["dangerouslyAllowSVG"].as_bool() == Some(true),
+    })
+}
+
+/// `public/a/logo.png` → `/a/logo.png`; `.next/static/media/x.png` → `/_next/static/media/x.png`.
+/// SVG only when the optimizer may serve it.
+fn image_files(listing: &str, svg: bool) -> Vec<String> {
+    let mut out: Vec<String> = listing
+        .lines()
+        .map(str::trim)
+        .filter(|f| {
+            let ext = f.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+            IMAGE_EXTENSIONS.contains(&ext.as_str()) && (svg || ext != "svg")
+        })
+        .filter_map(|f| {
+            if let Some(p) = f.strip_prefix("public/") {
+                Some(format!("/{p}"))
+            } else {
+                f.strip_prefix(".next/").map(|p| format!("/_next/{p}"))
+            }
+        })
+        .collect();
+    // The app's own files first: public/ is what a user put there on purpose.
+    out.sort_by_key(|f| (f.starts_with("/_next/"), f.clone()));
+    out
+}
+
+/// Percent-encoding of a URL path as a query value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const APP_PATHS: &str = r#"{"/_not-found/page":"/_not-found","/api/items/route":"/api/items",
+        "/dashboard/page":"/dashboard","/blog/[slug]/page":"/blog/[slug]","/robots.txt/route":"/robots.txt",
+        "/(marketing)/page":"/"}"#;
+    const PRERENDER: &str = r#"{"version":4,"routes":{
+        "/":{"initialRevalidateSeconds":false},
+        "/news":{"initialRevalidateSeconds":5,"initialExpireSeconds":31536000},
+        "/_global-error":{"initialRevalidateSeconds":false}},
+        "preview":{"previewModeId":"abc123"}}"#;
+    const CONFIG: &str = r#"{"config":{"images":{"deviceSizes":[640,750],"imageSizes":[32,48],
+        "qualities":[80],"loader":"default","unoptimized":false}}}"#;
+
+    #[test]
+    fn routes_isr_and_images_come_from_the_manifests() {
+        let b = BuildOutput::parse(
+            APP_PATHS,
+            "",
+            PRERENDER,
+            CONFIG,
+            "public/robots.txt\npublic/img/Hero Shot.PNG\n.next/static/media/avatar.1a2b.png\npublic/icon.svg\n",
+        )
+        .unwrap();
+        let paths: Vec<(&str, bool, &str)> = b
+            .routes
+            .iter()
+            .map(|r| (r.path.as_str(), r.dynamic(), r.kind.word()))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("/", false, "page"),
+                ("/api/items", false, "route handler"),
+                ("/blog/[slug]", true, "page"),
+                ("/dashboard", false, "page"),
+                ("/robots.txt", false, "route handler"),
+            ]
+        );
+        assert_eq!(b.isr, [("/news".to_string(), 5)]);
+        assert_eq!(b.preview_id.as_deref(), Some("abc123"));
+        assert_eq!(
+            b.image_files,
+            ["/img/Hero Shot.PNG", "/_next/static/media/avatar.1a2b.png"]
+        );
+        assert_eq!(
+            b.image_probe().as_deref(),
+            Some("/_next/image?url=%2Fimg%2FHero%20Shot.PNG&w=32&q=80")
+        );
+    }
+
+    #[test]
+    fn pages_router_routes_count_too() {
+        let pages = r#"{"/_app":"pages/_app.js","/_document":"pages/_document.js","/404":"pages/404.html",
+            "/about":"pages/about.js","/api/hello":"pages/api/hello.js"}"#;
+        let b = BuildOutput::parse("", pages, "", "", "").unwrap();
+        let paths: Vec<(&str, &str)> = b
+            .routes
+            .iter()
+            .map(|r| (r.path.as_str(), r.kind.word()))
+            .collect();
+        assert_eq!(
+            paths,
+            [("/about", "page"), ("/api/hello", "route handler")]
+        );
+        assert!(b.isr.is_empty());
+    }
+
+    #[test]
+    fn no_image_or_no_optimizer_means_no_probe() {
+        let none = BuildOutput::parse(APP_PATHS, "", PRERENDER, CONFIG, "public/robots.txt\n");
+        assert_eq!(none.unwrap().image_probe(), None);
+        let off = CONFIG.replace("\"unoptimized\":false", "\"unoptimized\":true");
+        let b = BuildOutput::parse(APP_PATHS, "", PRERENDER, &off, "public/a.png\n").unwrap();
+        assert_eq!(b.image_probe(), None);
+        let svg_only = BuildOutput::parse(APP_PATHS, "", PRERENDER, CONFIG, "public/a.svg\n");
+        assert_eq!(svg_only.unwrap().image_probe(), None);
+    }
+
+    #[test]
+    fn a_build_without_manifests_is_named() {
+        let e = BuildOutput::parse("", "", "", "", "").unwrap_err();
+        assert!(e.to_string().contains("no route manifest"), "{e}");
+    }
+}
