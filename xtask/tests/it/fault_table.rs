@@ -13,7 +13,7 @@ use std::{
 
 use crate::{
     real_engine::{DevStack, docker_lines, engine_test, project_resources, wait_for},
-    support::{project_root, signal, text, xtask_bin},
+    support::{RemoveDir, copy_tree, project_root, signal, text, xtask_bin},
 };
 
 fn xtask(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -167,22 +167,6 @@ fn crashing_project() -> PathBuf {
     )
     .unwrap();
     dir
-}
-
-fn copy_tree(from: &Path, to: &Path, skip: &[&str]) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap().flatten() {
-        let name = e.file_name();
-        if skip.iter().any(|s| name == *s) {
-            continue;
-        }
-        let (src, dst) = (e.path(), to.join(&name));
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&src, &dst, skip);
-        } else {
-            fs::copy(&src, &dst).unwrap();
-        }
-    }
 }
 
 #[test]
@@ -445,78 +429,3 @@ fn db_backup_and_restore_round_trip() {
     s.intact("after restore --force");
 }
 
-struct RemoveDir(PathBuf);
-impl Drop for RemoveDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Build-time and run-time configuration reach the prod app from `.env`: a NEXT_PUBLIC_*
-/// value is inlined by the build, a server variable is read when the request runs; neither
-/// needed an edit of a compose file.
-#[test]
-fn env_file_configuration_reaches_the_prod_app() {
-    let Some(_engine) = engine_test() else {
-        return;
-    };
-    let dir = std::env::temp_dir().join(format!("xtask-config-project-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    copy_tree(
-        &project_root(),
-        &dir,
-        &[
-            "target",
-            ".git",
-            "node_modules",
-            ".next",
-            "secrets",
-            ".env",
-            "xtask",
-        ],
-    );
-    let _cleanup = RemoveDir(dir.clone());
-    let mut env = fs::read_to_string(dir.join(".env.example")).unwrap();
-    env.push_str("NEXT_PUBLIC_APP_NAME=Hub From Env\nAPP_GREETING=hello-from-env\n");
-    fs::write(dir.join(".env"), env).unwrap();
-    let out = xtask(
-        &["verify", "--prod", "--keep", "--json"],
-        &[("AXION_PROJECT_ROOT", dir.to_str().unwrap())],
-    );
-    let all = text(&out);
-    assert!(out.status.success(), "{all}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let project = report["project"].as_str().unwrap().to_string();
-    let removal = all
-        .lines()
-        .skip_while(|l| !l.contains("stays up. Remove it with:"))
-        .nth(1)
-        .unwrap()
-        .trim()
-        .to_string();
-    struct Remove(String);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            let _ = Command::new("sh").args(["-c", &self.0]).output();
-        }
-    }
-    let _remove = Remove(removal);
-    let port: u16 = docker_lines(&["port", &format!("{project}-app-1"), "3000"])[0]
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let (status, body) = crate::real_engine::get(port, "/config").unwrap();
-    assert_eq!(status, 200, "{body}");
-    assert!(
-        body.contains(">Hub From Env<"),
-        "the build-time value: {body}"
-    );
-    assert!(
-        body.contains(">hello-from-env<"),
-        "the run-time value: {body}"
-    );
-    let (_, home) = crate::real_engine::get(port, "/").unwrap();
-    assert!(home.contains("Hub From Env"), "inlined in the page: {home}");
-}

@@ -5,6 +5,7 @@
 mod fault_table;
 mod fault_table_fake;
 mod faults;
+mod grown_app;
 mod real_engine;
 mod support;
 mod swarm;

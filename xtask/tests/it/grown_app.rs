@@ -1,0 +1,371 @@
+//! The gates prove the user's app, not the demo: a scratch copy of the project whose demo pages
+//! are replaced by a typical grown app (xtask/tests/fixtures/grown-app) passes `verify --prod`,
+//! and then, on that kept prod stack, as the phases after this one will use it:
+//! - its pages and routes reach PostgreSQL and Redis through DATABASE_URL and REDIS_URL, with
+//!   passwords that need percent-encoding, and no password is in `docker inspect`;
+//! - NEXT_PUBLIC_* from the root .env (a declared ARG) and from app/.env.production are in the
+//!   page and the client bundle; app/.env.production.local is in no image;
+//! - a server action writes a row;
+//! - a migration applied the way README says (`axion-start` in a one-off app container, through
+//!   DATABASE_URL) is visible to the app;
+//! - BullMQ through REDIS_URL: jobs enqueued before a Redis restart are processed after it, and
+//!   an enqueue at maxmemory is refused (noeviction), never dropped.
+
+use std::{fs, path::PathBuf, process::Command};
+
+use crate::{
+    real_engine::{docker_lines, engine_test, get},
+    support::{RemoveDir, copy_tree, project_root, text, xtask_bin},
+};
+
+const APP_DB_PASSWORD: &str = "Fx@:/#%?&+=é~-app-0123456789";
+const REDIS_PASSWORD: &str = "Rd@:/#%?&+=é~-redis-0123456789";
+const ROOT_ENV_NAME: &str = "Grown From Root Env";
+const APP_ENV_CHANNEL: &str = "from-app-env-production";
+const LOCAL_ONLY: &str = "local-only-must-not-ship";
+
+fn fixtures() -> PathBuf {
+    project_root().join("xtask/tests/fixtures")
+}
+
+/// The project with the grown app in place of the demo pages, its secrets set by hand.
+fn grown_copy() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xtask-grown-app-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let skip = [
+        "target",
+        ".git",
+        "node_modules",
+        ".next",
+        "secrets",
+        ".env",
+        "xtask",
+    ];
+    copy_tree(&project_root(), &dir, &skip);
+    for demo in ["app/app/page.tsx", "app/public/logo.png"] {
+        fs::remove_file(dir.join(demo)).unwrap();
+    }
+    for demo in ["app/app/isr", "app/app/config"] {
+        fs::remove_dir_all(dir.join(demo)).unwrap();
+    }
+    copy_tree(&fixtures().join("grown-app/app"), &dir.join("app"), &[]);
+    let mut env = fs::read_to_string(dir.join(".env.example")).unwrap();
+    env.push_str(&format!("NEXT_PUBLIC_APP_NAME={ROOT_ENV_NAME}\n"));
+    fs::write(dir.join(".env"), env).unwrap();
+    let secrets = dir.join("secrets");
+    fs::create_dir_all(&secrets).unwrap();
+    for (name, value) in [
+        ("postgres_password", "Pg@:/#%?&+=é~-super-0123456789"),
+        ("app_db_password", APP_DB_PASSWORD),
+        ("redis_password", REDIS_PASSWORD),
+    ] {
+        fs::write(secrets.join(name), format!("{value}\n")).unwrap();
+    }
+    dir
+}
+
+/// Runs the removal command `verify --keep` printed, whatever happens.
+struct Removal(String);
+impl Drop for Removal {
+    fn drop(&mut self) {
+        let _ = Command::new("sh").args(["-c", &self.0]).output();
+    }
+}
+
+/// The kept prod stack of the copy: compose runs there with the run's app image.
+struct Kept {
+    dir: PathBuf,
+    project: String,
+    image: String,
+    port: u16,
+}
+
+impl Kept {
+    fn compose(&self, args: &[&str]) -> std::process::Output {
+        Command::new("docker")
+            .current_dir(&self.dir)
+            .args(["compose", "-f", "docker-compose.prod.yml", "-p", &self.project])
+            .args(args)
+            .env("AXION_APP_IMAGE", &self.image)
+            .output()
+            .unwrap()
+    }
+    /// `axion-start CMD` in a one-off app container: the app's environment, DATABASE_URL and
+    /// REDIS_URL included (README: running a migration).
+    fn one_off_output(&self, mounts: &[String], cmd: &[&str]) -> std::process::Output {
+        let mut args = vec!["run", "--rm", "--no-deps", "-T"];
+        for m in mounts {
+            args.extend(["-v", m.as_str()]);
+        }
+        args.extend(["app", "axion-start"]);
+        args.extend(cmd);
+        self.compose(&args)
+    }
+    fn one_off(&self, mounts: &[String], cmd: &[&str]) -> String {
+        let out = self.one_off_output(mounts, cmd);
+        let all = text(&out);
+        assert!(out.status.success(), "{cmd:?}:\n{all}");
+        all
+    }
+    fn redis_cli(&self, args: &str) -> String {
+        let script = format!("REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" redis-cli {args}");
+        let out = self.compose(&["exec", "-T", "redis", "sh", "-c", &script]);
+        assert!(out.status.success(), "redis-cli {args}: {}", text(&out));
+        text(&out)
+    }
+}
+
+#[test]
+fn a_grown_app_passes_verify_prod_and_works_in_prod() {
+    let Some(_engine) = engine_test() else {
+        return;
+    };
+    let dir = grown_copy();
+    let _cleanup = RemoveDir(dir.clone());
+    let out = Command::new(xtask_bin())
+        .args(["verify", "--prod", "--keep", "--json"])
+        .env("AXION_PROJECT_ROOT", &dir)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    let all = text(&out);
+    let removal = all
+        .lines()
+        .skip_while(|l| !l.contains("stays up. Remove it with:"))
+        .nth(1)
+        .map(|l| l.trim().to_string());
+    let _removal = removal.map(Removal);
+    assert!(out.status.success(), "{all}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kept = Kept {
+        dir: dir.clone(),
+        project: report["project"].as_str().unwrap().to_string(),
+        image: report["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["service"] == "app")
+            .unwrap()["image"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        port: 0,
+    };
+    let port: u16 = docker_lines(&["port", &format!("{}-app-1", kept.project), "3000"])[0]
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let kept = Kept { port, ..kept };
+
+    routes_came_from_the_build(&report);
+    data_routes_work(&kept);
+    public_env_reaches_the_bundle(&kept);
+    no_password_in_the_configuration(&kept);
+    a_server_action_writes_a_row(&kept);
+    a_migration_is_visible_to_the_app(&kept);
+    bullmq_through_redis_url(&kept);
+}
+
+/// Every route of the grown app was requested and answered 200; its ISR page and its image
+/// were checked, not reported "not applicable".
+fn routes_came_from_the_build(report: &serde_json::Value) {
+    let routes = report["routes"].as_array().unwrap();
+    let answered = |path: &str| {
+        routes
+            .iter()
+            .find(|r| r["route"] == path)
+            .and_then(|r| r["status"].as_u64())
+    };
+    for path in [
+        "/",
+        "/dashboard",
+        "/guestbook",
+        "/news",
+        "/env",
+        "/api/stats",
+        "/api/tables",
+        "/api/health",
+    ] {
+        assert_eq!(answered(path), Some(200), "{path} in {routes:#?}");
+    }
+    for demo in ["/isr", "/config"] {
+        assert_eq!(answered(demo), None, "the demo's {demo} is gone");
+    }
+    let checks = report["checks"].as_array().unwrap();
+    let find = |prefix: &str| {
+        checks
+            .iter()
+            .find(|c| c["check"].as_str().unwrap().starts_with(prefix))
+            .unwrap_or_else(|| panic!("{prefix} in {checks:#?}"))
+    };
+    let isr = find("app: every ISR route");
+    assert_eq!((&isr["ok"], &isr["applicable"]), (&true.into(), &true.into()));
+    assert!(isr["detail"].as_str().unwrap().contains("/news"), "{isr}");
+    let image = find("app: /_next/image");
+    assert_eq!(image["applicable"], true);
+    assert!(
+        image["detail"].as_str().unwrap().contains("brand%2Fmark.png"),
+        "{image}"
+    );
+}
+
+fn body(port: u16, path: &str) -> String {
+    let (status, body) = get(port, path).unwrap();
+    assert_eq!(status, 200, "{path}: {body}");
+    body
+}
+
+fn data_routes_work(k: &Kept) {
+    let page = body(k.port, "/dashboard");
+    // React separates text and values with comments in the HTML.
+    let plain = page.replace("<!-- -->", "");
+    assert!(plain.contains("connected as axion_app to axion"), "{page}");
+    let first = body(k.port, "/api/stats");
+    let second = body(k.port, "/api/stats");
+    let hits = |b: &str| -> u64 {
+        let json = &b[b.find('{').unwrap()..];
+        let json = &json[..=json.rfind('}').unwrap()];
+        serde_json::from_str::<serde_json::Value>(json).unwrap()["hits"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(hits(&second), hits(&first) + 1, "{first}\n{second}");
+}
+
+fn public_env_reaches_the_bundle(k: &Kept) {
+    let page = body(k.port, "/env");
+    assert!(page.contains(APP_ENV_CHANNEL), "app/.env.production: {page}");
+    assert!(page.contains(ROOT_ENV_NAME), "root .env: {page}");
+    assert!(!page.contains(LOCAL_ONLY), ".env.production.local: {page}");
+    let app = format!("{}-app-1", k.project);
+    let grep = |what: &str, under: &str| {
+        let out = Command::new("docker")
+            .args(["exec", &app, "grep", "-rlF", what, under])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    for value in [APP_ENV_CHANNEL, ROOT_ENV_NAME] {
+        assert!(
+            !grep(value, "/app/.next/static").is_empty(),
+            "{value} is not in the client bundle"
+        );
+    }
+    assert_eq!(grep(LOCAL_ONLY, "/app"), "", "a .env*.local value in the image");
+}
+
+/// Not in `docker inspect` of any container, as written or percent-encoded.
+fn no_password_in_the_configuration(k: &Kept) {
+    let ids = docker_lines(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=com.docker.compose.project={}", k.project),
+    ]);
+    let mut args = vec!["inspect"];
+    args.extend(ids.iter().map(String::as_str));
+    let inspect = docker_lines(&args).join("\n");
+    for pw in [APP_DB_PASSWORD, REDIS_PASSWORD] {
+        let encoded: String = pw
+            .bytes()
+            .map(|b| format!("%{b:02x}"))
+            .collect::<String>();
+        assert!(!inspect.contains(pw), "a password in docker inspect");
+        assert!(!inspect.contains(&pw[..8]), "part of a password in docker inspect");
+        assert!(!inspect.to_lowercase().contains(&encoded[..12]));
+    }
+}
+
+/// The guestbook's form, submitted without JavaScript (Next.js's progressive enhancement):
+/// the action's id is a hidden field of the rendered form.
+fn a_server_action_writes_a_row(k: &Kept) {
+    let page = body(k.port, "/guestbook");
+    let field = page
+        .split("name=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .find(|n| n.starts_with("$ACTION_ID_"))
+        .unwrap_or_else(|| panic!("no server action in the form: {page}"))
+        .to_string();
+    let url = format!("http://127.0.0.1:{}/guestbook", k.port);
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-F"])
+        .arg(format!("{field}="))
+        .args(["-F", "name=signed-by-the-test", &url])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(status == "200" || status == "303", "POST {url}: {status} {}", text(&out));
+    let page = body(k.port, "/guestbook");
+    assert!(page.contains("signed-by-the-test"), "{page}");
+}
+
+fn a_migration_is_visible_to_the_app(k: &Kept) {
+    // bun's own PostgreSQL client: the runner holds only the traced files of the app's
+    // dependencies, so a migration brings its tool or uses what bun has.
+    let migration = "import { SQL } from 'bun'; \
+        const sql = new SQL(process.env.DATABASE_URL); \
+        await sql`create table if not exists releases (id serial primary key, name text)`; \
+        await sql`insert into releases (name) values ('grown-app')`; \
+        await sql.close(); console.log('migrated');";
+    let out = k.one_off(&[], &["bun", "-e", migration]);
+    assert!(out.contains("migrated"), "{out}");
+    let tables = body(k.port, "/api/tables");
+    assert!(tables.contains("\"releases\""), "{tables}");
+}
+
+fn npm_bullmq() -> PathBuf {
+    let dir = project_root().join("target/it-clients/bullmq");
+    if !dir.join("node_modules/bullmq").exists() {
+        fs::create_dir_all(&dir).unwrap();
+        let npm = Command::new("npm")
+            .args([
+                "install",
+                "--silent",
+                "--no-audit",
+                "--no-fund",
+                "--ignore-scripts",
+                "--prefix",
+            ])
+            .arg(&dir)
+            .arg("bullmq@5.58.0")
+            .output()
+            .expect("npm (Node.js) is needed to install bullmq");
+        assert!(npm.status.success(), "npm install bullmq:\n{}", text(&npm));
+    }
+    fs::copy(fixtures().join("queue.mjs"), dir.join("queue.mjs")).unwrap();
+    dir
+}
+
+fn bullmq_through_redis_url(k: &Kept) {
+    let dir = npm_bullmq();
+    let mount = [format!("{}:/work:ro", dir.display())];
+    let produced = k.one_off(&mount, &["bun", "/work/queue.mjs", "produce", "5"]);
+    assert!(produced.contains("enqueued 5"), "{produced}");
+    let out = Command::new("docker")
+        .args(["restart", &format!("{}-redis-1", k.project)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    crate::real_engine::wait_for("redis healthy again", std::time::Duration::from_secs(60), || {
+        docker_lines(&[
+            "inspect",
+            "--format",
+            "{{.State.Health.Status}}",
+            &format!("{}-redis-1", k.project),
+        ]) == ["healthy"]
+    });
+    let consumed = k.one_off(&mount, &["bun", "/work/queue.mjs", "consume", "5"]);
+    assert!(consumed.contains("processed 5"), "{consumed}");
+    eprintln!("bullmq: enqueued 5 before a redis restart, processed 5 after it");
+
+    // At maxmemory: a limit below what Redis holds already.
+    k.redis_cli("config set maxmemory 1");
+    let out = k.one_off_output(&mount, &["bun", "/work/queue.mjs", "refused"]);
+    k.redis_cli("config set maxmemory 200mb");
+    let all = text(&out);
+    assert!(out.status.success() && all.contains("refused: OOM"), "{all}");
+    eprintln!("bullmq at maxmemory: {}", all.lines().find(|l| l.contains("refused")).unwrap_or(""));
+}
