@@ -93,7 +93,10 @@ pub fn get_with(
     s.set_write_timeout(Some(timeout))?;
     // One write: `write!` straight to the socket sends several small segments, and Nagle's
     // algorithm against the server's delayed ACK then costs 40 ms a request.
-    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n{extra}\r\n"
     );

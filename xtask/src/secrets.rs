@@ -95,6 +95,23 @@ pub fn check(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Where a secret's value shows in `text`, as written or percent-encoded (the form the runner's
+/// entrypoint puts into DATABASE_URL and REDIS_URL): the names of those found. Secrets that
+/// cannot be read are skipped (the checks before any start refuse them).
+pub fn leaked_in(root: &Path, text: &str) -> Vec<&'static str> {
+    let dir = dir(root);
+    let lower = text.to_ascii_lowercase();
+    SECRETS
+        .iter()
+        .filter_map(|(name, _)| Some((*name, read(&dir, name).ok()?)))
+        .filter(|(_, v)| {
+            let encoded: String = v.bytes().map(|b| format!("%{b:02x}")).collect();
+            text.contains(v.as_str()) || lower.contains(&encoded)
+        })
+        .map(|(name, _)| name)
+        .collect()
+}
+
 fn read(dir: &Path, name: &str) -> Result<String> {
     let path = dir.join(name);
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;

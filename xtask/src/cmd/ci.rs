@@ -87,8 +87,7 @@ fn run_child(exe: &std::path::Path, args: &[&str], what: &str) -> Result<()> {
 
 fn dev_stack_running(sh: &Shell) -> bool {
     let project = crate::stack::StackKind::Dev.project();
-    crate::docker::containers(sh, &project)
-        .is_ok_and(|cs| cs.iter().any(|c| c.status == "running"))
+    crate::docker::containers(sh, &project).is_ok_and(|cs| cs.iter().any(|c| c.status == "running"))
 }
 
 /// Every Dockerfile through hadolint (an outside judge), installed from PyPI when missing.

@@ -428,4 +428,3 @@ fn db_backup_and_restore_round_trip() {
     assert!(out.status.success(), "restore --force:\n{}", text(&out));
     s.intact("after restore --force");
 }
-

@@ -84,7 +84,13 @@ impl Kept {
     fn compose(&self, args: &[&str]) -> std::process::Output {
         Command::new("docker")
             .current_dir(&self.dir)
-            .args(["compose", "-f", "docker-compose.prod.yml", "-p", &self.project])
+            .args([
+                "compose",
+                "-f",
+                "docker-compose.prod.yml",
+                "-p",
+                &self.project,
+            ])
             .args(args)
             .env("AXION_APP_IMAGE", &self.image)
             .output()
@@ -108,7 +114,8 @@ impl Kept {
         all
     }
     fn redis_cli(&self, args: &str) -> String {
-        let script = format!("REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" redis-cli {args}");
+        let script =
+            format!("REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" redis-cli {args}");
         let out = self.compose(&["exec", "-T", "redis", "sh", "-c", &script]);
         assert!(out.status.success(), "redis-cli {args}: {}", text(&out));
         text(&out)
@@ -183,6 +190,7 @@ fn routes_came_from_the_build(report: &serde_json::Value) {
         "/dashboard",
         "/guestbook",
         "/news",
+        "/archive",
         "/env",
         "/api/stats",
         "/api/tables",
@@ -201,12 +209,23 @@ fn routes_came_from_the_build(report: &serde_json::Value) {
             .unwrap_or_else(|| panic!("{prefix} in {checks:#?}"))
     };
     let isr = find("app: every ISR route");
-    assert_eq!((&isr["ok"], &isr["applicable"]), (&true.into(), &true.into()));
-    assert!(isr["detail"].as_str().unwrap().contains("/news"), "{isr}");
+    assert_eq!(
+        (&isr["ok"], &isr["applicable"]),
+        (&true.into(), &true.into())
+    );
+    let detail = isr["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("/news regenerated after its revalidate"),
+        "{isr}"
+    );
+    assert!(detail.contains("/archive regenerated on demand"), "{isr}");
     let image = find("app: /_next/image");
     assert_eq!(image["applicable"], true);
     assert!(
-        image["detail"].as_str().unwrap().contains("brand%2Fmark.png"),
+        image["detail"]
+            .as_str()
+            .unwrap()
+            .contains("brand%2Fmark.png"),
         "{image}"
     );
 }
@@ -236,7 +255,10 @@ fn data_routes_work(k: &Kept) {
 
 fn public_env_reaches_the_bundle(k: &Kept) {
     let page = body(k.port, "/env");
-    assert!(page.contains(APP_ENV_CHANNEL), "app/.env.production: {page}");
+    assert!(
+        page.contains(APP_ENV_CHANNEL),
+        "app/.env.production: {page}"
+    );
     assert!(page.contains(ROOT_ENV_NAME), "root .env: {page}");
     assert!(!page.contains(LOCAL_ONLY), ".env.production.local: {page}");
     let app = format!("{}-app-1", k.project);
@@ -253,7 +275,11 @@ fn public_env_reaches_the_bundle(k: &Kept) {
             "{value} is not in the client bundle"
         );
     }
-    assert_eq!(grep(LOCAL_ONLY, "/app"), "", "a .env*.local value in the image");
+    assert_eq!(
+        grep(LOCAL_ONLY, "/app"),
+        "",
+        "a .env*.local value in the image"
+    );
 }
 
 /// Not in `docker inspect` of any container, as written or percent-encoded.
@@ -268,12 +294,12 @@ fn no_password_in_the_configuration(k: &Kept) {
     args.extend(ids.iter().map(String::as_str));
     let inspect = docker_lines(&args).join("\n");
     for pw in [APP_DB_PASSWORD, REDIS_PASSWORD] {
-        let encoded: String = pw
-            .bytes()
-            .map(|b| format!("%{b:02x}"))
-            .collect::<String>();
+        let encoded: String = pw.bytes().map(|b| format!("%{b:02x}")).collect::<String>();
         assert!(!inspect.contains(pw), "a password in docker inspect");
-        assert!(!inspect.contains(&pw[..8]), "part of a password in docker inspect");
+        assert!(
+            !inspect.contains(&pw[..8]),
+            "part of a password in docker inspect"
+        );
         assert!(!inspect.to_lowercase().contains(&encoded[..12]));
     }
 }
@@ -297,7 +323,11 @@ fn a_server_action_writes_a_row(k: &Kept) {
         .output()
         .unwrap();
     let status = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(status == "200" || status == "303", "POST {url}: {status} {}", text(&out));
+    assert!(
+        status == "200" || status == "303",
+        "POST {url}: {status} {}",
+        text(&out)
+    );
     let page = body(k.port, "/guestbook");
     assert!(page.contains("signed-by-the-test"), "{page}");
 }
@@ -349,14 +379,18 @@ fn bullmq_through_redis_url(k: &Kept) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    crate::real_engine::wait_for("redis healthy again", std::time::Duration::from_secs(60), || {
-        docker_lines(&[
-            "inspect",
-            "--format",
-            "{{.State.Health.Status}}",
-            &format!("{}-redis-1", k.project),
-        ]) == ["healthy"]
-    });
+    crate::real_engine::wait_for(
+        "redis healthy again",
+        std::time::Duration::from_secs(60),
+        || {
+            docker_lines(&[
+                "inspect",
+                "--format",
+                "{{.State.Health.Status}}",
+                &format!("{}-redis-1", k.project),
+            ]) == ["healthy"]
+        },
+    );
     let consumed = k.one_off(&mount, &["bun", "/work/queue.mjs", "consume", "5"]);
     assert!(consumed.contains("processed 5"), "{consumed}");
     eprintln!("bullmq: enqueued 5 before a redis restart, processed 5 after it");
@@ -366,6 +400,12 @@ fn bullmq_through_redis_url(k: &Kept) {
     let out = k.one_off_output(&mount, &["bun", "/work/queue.mjs", "refused"]);
     k.redis_cli("config set maxmemory 200mb");
     let all = text(&out);
-    assert!(out.status.success() && all.contains("refused: OOM"), "{all}");
-    eprintln!("bullmq at maxmemory: {}", all.lines().find(|l| l.contains("refused")).unwrap_or(""));
+    assert!(
+        out.status.success() && all.contains("refused: OOM"),
+        "{all}"
+    );
+    eprintln!(
+        "bullmq at maxmemory: {}",
+        all.lines().find(|l| l.contains("refused")).unwrap_or("")
+    );
 }

@@ -86,24 +86,42 @@ fn up_as_owner(uid: u32) {
     impl<F: Fn(&[&str]) -> std::process::Output> Drop for Down<F> {
         fn drop(&mut self) {
             let _ = (self.0)(&["down", "--volumes", "--remove-orphans"]);
-            let _ = Command::new("docker").args(["image", "rm", &self.1]).output();
+            let _ = Command::new("docker")
+                .args(["image", "rm", &self.1])
+                .output();
         }
     }
     let _down = Down(compose, image.clone());
     let compose = &_down.0;
 
     let up = compose(&["up", "-d", "--build", "--wait", "--wait-timeout", "180"]);
-    assert!(up.status.success(), "owner {uid}: up --wait:\n{}", text(&up));
+    assert!(
+        up.status.success(),
+        "owner {uid}: up --wait:\n{}",
+        text(&up)
+    );
     // --wait returned: the app answers now, not eventually.
     let (status, body) = get(port, "/").unwrap_or_else(|| panic!("owner {uid}: no answer"));
     assert_eq!(status, 200, "owner {uid}: {body}");
-    let server = compose(&["exec", "-T", "app", "sh", "-c", "grep '^Uid:' /proc/1/status"]);
+    let server = compose(&[
+        "exec",
+        "-T",
+        "app",
+        "sh",
+        "-c",
+        "grep '^Uid:' /proc/1/status",
+    ]);
     let server_uid = text(&server)
         .split_whitespace()
         .nth(1)
         .map(String::from)
         .unwrap_or_default();
-    assert_eq!(server_uid, uid.to_string(), "owner {uid}: {}", text(&server));
+    assert_eq!(
+        server_uid,
+        uid.to_string(),
+        "owner {uid}: {}",
+        text(&server)
+    );
     let written = dir.join("app/next-env.d.ts");
     let owner = fs::metadata(&written)
         .unwrap_or_else(|e| panic!("owner {uid}: the dev server did not write {written:?}: {e}"))
@@ -115,8 +133,14 @@ fn up_as_owner(uid: u32) {
         "{{.State.Health.Status}}",
         &format!("{project}-app-1"),
     ]);
-    assert_eq!(health, ["healthy"], "owner {uid}: the dev app's health check");
-    eprintln!("plain compose: sources owned by {uid}: healthy, GET / 200, dev server uid {server_uid}");
+    assert_eq!(
+        health,
+        ["healthy"],
+        "owner {uid}: the dev app's health check"
+    );
+    eprintln!(
+        "plain compose: sources owned by {uid}: healthy, GET / 200, dev server uid {server_uid}"
+    );
 }
 
 #[test]

@@ -170,16 +170,16 @@ fn etag(port: u16, path: &str, headers: &[(&str, &str)]) -> Result<(String, Stri
 /// regeneration a visitor triggers), or on demand for a long `revalidate`.
 fn regenerate(port: u16, route: &str, secs: u64, preview: Option<&str>) -> Result<Generations> {
     let (built, _) = etag(port, route, &[])?;
-    let how;
-    if secs <= WAIT_FOR_REVALIDATE {
+    let how = if secs <= WAIT_FOR_REVALIDATE {
         std::thread::sleep(Duration::from_secs(secs) + Duration::from_millis(200));
         etag(port, route, &[])?; // stale: served once more, regenerated in the background
-        how = format!("after its revalidate of {secs} s");
+        format!("after its revalidate of {secs} s")
     } else {
-        let id = preview.ok_or_else(|| anyhow!("the build has no preview id to revalidate with"))?;
+        let id =
+            preview.ok_or_else(|| anyhow!("the build has no preview id to revalidate with"))?;
         etag(port, route, &[("x-prerender-revalidate", id)])?;
-        how = format!("on demand (its revalidate of {secs} s is longer than {WAIT_FOR_REVALIDATE} s)");
-    }
+        format!("on demand (its revalidate of {secs} s is longer than {WAIT_FOR_REVALIDATE} s)")
+    };
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         // A new body, or a fresh (HIT) answer where the old one was stale: regenerated.
@@ -212,10 +212,13 @@ fn isr_survives_restart(
         .iter()
         .map(|(route, secs)| regenerate(port, route, *secs, preview))
         .collect::<Result<_>>()?;
-    docker::cmd(sh, &docker::compose::words(&["restart", "--time", "10", container]))
-        .quiet()
-        .ignore_stdout()
-        .run()?;
+    docker::cmd(
+        sh,
+        &docker::compose::words(&["restart", "--time", "10", container]),
+    )
+    .quiet()
+    .ignore_stdout()
+    .run()?;
     let mut out = Vec::new();
     for g in &generations {
         let deadline = Instant::now() + Duration::from_secs(60);

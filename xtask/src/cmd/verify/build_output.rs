@@ -313,10 +313,7 @@ mod tests {
             .iter()
             .map(|r| (r.path.as_str(), r.kind.word()))
             .collect();
-        assert_eq!(
-            paths,
-            [("/about", "page"), ("/api/hello", "route handler")]
-        );
+        assert_eq!(paths, [("/about", "page"), ("/api/hello", "route handler")]);
         assert!(b.isr.is_empty());
     }
 

@@ -50,6 +50,7 @@ pub const CAPS: [(&str, &[&str]); 3] = [
 /// own (its routes, ISR, images) are in app_checks.
 pub fn run(sh: &Shell, cs: &[Container]) -> Vec<Check> {
     let mut out: Vec<Check> = cs.iter().flat_map(static_checks).collect();
+    out.push(no_secret_in_inspect(sh, cs));
     for c in cs.iter().filter(|c| c.service != "app") {
         out.push(internal_only(sh, c));
     }
@@ -150,6 +151,25 @@ pub fn static_checks(c: &Container) -> Vec<Check> {
         ));
     }
     out
+}
+
+/// No secret's value (as written, or percent-encoded as in a URL) anywhere in `docker inspect`
+/// of the stack's containers: environment, labels, commands, mounts.
+fn no_secret_in_inspect(sh: &Shell, cs: &[Container]) -> Check {
+    let mut args = vec!["inspect".to_string()];
+    args.extend(cs.iter().map(|c| c.id.clone()));
+    let name = "stack: no password in `docker inspect` of any container";
+    match docker::cmd(sh, &args).quiet().read() {
+        Ok(text) => {
+            let leaked = crate::secrets::leaked_in(&crate::util::project_root(), &text);
+            check(
+                name,
+                leaked.is_empty(),
+                format!("secrets found: {leaked:?}"),
+            )
+        }
+        Err(e) => check(name, false, e.to_string()),
+    }
 }
 
 /// db and redis sit only on `internal: true` networks: no egress.

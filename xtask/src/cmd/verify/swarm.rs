@@ -375,6 +375,24 @@ fn on_cluster(
         );
     }
 
+    // No password in the stack file or in any service's definition (the app builds its URLs
+    // from the secret files when it starts).
+    let file = crate::stack::work_dir(&crate::util::project_root(), "deploy")
+        .join(format!("{STACK}.stack.json"));
+    let mut seen =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let names = manager.read(sh, &["stack", "services", "--format", "{{.Name}}", STACK])?;
+    let mut args = vec!["service", "inspect"];
+    args.extend(names.split_whitespace());
+    seen.push_str(&manager.read(sh, &args)?);
+    let leaked = crate::secrets::leaked_in(&crate::util::project_root(), &seen);
+    if !leaked.is_empty() {
+        bail!(
+            "the secrets {leaked:?} are readable in {} or `docker service inspect`",
+            file.display()
+        );
+    }
+
     // An image through the registry by itself: redis (db's node has it) pulled by a worker.
     if let Some(redis) = first["images"]["REDIS_IMAGE"].as_str() {
         let worker = &cluster.nodes[NODES - 1];
