@@ -179,6 +179,15 @@ fn a_grown_app_passes_verify_prod_and_works_in_prod() {
 /// were checked, not reported "not applicable".
 fn routes_came_from_the_build(report: &serde_json::Value) {
     let routes = report["routes"].as_array().unwrap();
+    for r in routes {
+        eprintln!(
+            "grown app route: {} {} {} ms ({})",
+            r["route"], r["status"], r["ms"], r["kind"]
+        );
+    }
+    for p in report["phases"].as_array().unwrap() {
+        eprintln!("grown app phase: {} {} s", p["name"], p["seconds"]);
+    }
     let answered = |path: &str| {
         routes
             .iter()
@@ -315,21 +324,43 @@ fn a_server_action_writes_a_row(k: &Kept) {
         .find(|n| n.starts_with("$ACTION_ID_"))
         .unwrap_or_else(|| panic!("no server action in the form: {page}"))
         .to_string();
-    let url = format!("http://127.0.0.1:{}/guestbook", k.port);
-    let out = Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-F"])
-        .arg(format!("{field}="))
-        .args(["-F", "name=signed-by-the-test", &url])
-        .output()
-        .unwrap();
-    let status = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        status == "200" || status == "303",
-        "POST {url}: {status} {}",
-        text(&out)
+    let status = post_form(
+        k.port,
+        "/guestbook",
+        &[(&field, ""), ("name", "signed-by-the-test")],
     );
+    assert!(status == 200 || status == 303, "POST /guestbook: {status}");
     let page = body(k.port, "/guestbook");
     assert!(page.contains("signed-by-the-test"), "{page}");
+}
+
+/// A browser's submission of a form without JavaScript: multipart/form-data.
+fn post_form(port: u16, path: &str, fields: &[(&str, &str)]) -> u16 {
+    use std::io::{Read, Write};
+    let boundary = "axion-it-boundary-7d1f";
+    let mut body = String::new();
+    for (name, value) in fields {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    raw.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("POST {path}: no HTTP answer: {raw:?}"))
 }
 
 fn a_migration_is_visible_to_the_app(k: &Kept) {
