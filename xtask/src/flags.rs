@@ -85,6 +85,8 @@ pub struct Dev {
     pub no_build: bool,
     /// Some(true): sync, Some(false): bind mount, None: by platform.
     pub sync: Option<bool>,
+    /// Ask before rewriting app/bun.lock entries the registry contradicts (a terminal only).
+    pub repair_lock: bool,
     pub images: ImageChoice,
 }
 
@@ -219,6 +221,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
                 (false, true) => Some(false),
                 (false, false) => None,
             },
+            repair_lock: m.on("--repair-lock"),
             images: m.images()?,
         }),
         "build-prod" => Command::BuildProd(BuildProd {

@@ -1,5 +1,8 @@
 //! bun's lockfile integrity: the install flags a build uses, and what to do when a build fails
-//! with `IntegrityCheckFailed` (diagnose against the registry; retry only where it is safe).
+//! with `IntegrityCheckFailed`: diagnose against the registry, and fail with the finding. The
+//! lock is rewritten only when a person asked for it (`cargo xtask dev --repair-lock`), saw the
+//! change and said yes at a terminal: a tampering mirror or TLS proxy serves both the tarball and
+//! the registry's answer, so no run may trust that answer on its own.
 
 use std::{path::Path, time::Duration};
 
@@ -23,6 +26,9 @@ pub struct Policy {
     pub cold: bool,
     /// `--no-verify`, allowed only with a person's reason, which the report records.
     pub no_verify: Option<String>,
+    /// `dev --repair-lock`: a person may accept, at a terminal, a repair of lock entries the
+    /// registry contradicts. Never set by verify, ci, or any other command.
+    pub repair_lock: bool,
 }
 
 impl Policy {
@@ -31,7 +37,11 @@ impl Policy {
         Policy::new(cold || crate::host::in_ci(), no_verify)
     }
     pub fn new(cold: bool, no_verify: Option<String>) -> Policy {
-        Policy { cold, no_verify }
+        Policy {
+            cold,
+            no_verify,
+            repair_lock: false,
+        }
     }
     /// BUN_INSTALL_FLAGS for the image build.
     pub fn flags(&self) -> String {
@@ -95,11 +105,10 @@ pub struct Built {
 }
 
 /// Runs `build(flags)`. On `IntegrityCheckFailed` it asks the registry about every failing
-/// package. Only when the registry contradicts the lock for all of them (the known
-/// cross-platform lock bug, oven-sh/bun#16282), and only for a dev build, does it repair exactly
-/// those lock entries from the registry and build again with checks on. When the registry agrees
-/// with the lock the download was altered, and when it cannot be asked nothing is known: both
-/// fail, named. Integrity checks are never turned off by the xtask itself.
+/// package and fails with what it found. Only under `dev --repair-lock`, when the registry
+/// contradicts the lock for all of them (the known cross-platform lock bug, oven-sh/bun#16282),
+/// does it show the change, ask, and on a yes repair exactly those entries and build again with
+/// checks on. Integrity checks are never turned off by the xtask itself.
 pub fn build_with_policy(
     sh: &Shell,
     kind: StackKind,
@@ -133,15 +142,14 @@ pub fn build_with_policy(
     let all_lock_wrong = findings
         .iter()
         .all(|f| matches!(f, Finding::LockWrong { .. }));
-    if kind == StackKind::Dev && all_lock_wrong && policy.no_verify.is_none() {
+    let repairable = kind == StackKind::Dev && all_lock_wrong && policy.no_verify.is_none();
+    if repairable && policy.repair_lock {
+        confirm_repair(&report, &findings)?;
         let repaired = repair(&lock, &findings);
-        std::fs::write(&lock_path, repaired)
+        crate::util::write_atomic(&lock_path, repaired.as_bytes(), 0o644)
             .with_context(|| format!("writing {}", lock_path.display()))?;
-        let bar = "!".repeat(100);
         eprintln!(
-            "\n{bar}\n!!! {report}\n!!! The registry contradicts app/bun.lock for every failing package: repaired exactly those\n\
-             !!! entries from the registry's dist.integrity and building again WITH integrity checks on.\n\
-             !!! Review and commit app/bun.lock (`git diff app/bun.lock`).\n{bar}\n"
+            "repaired app/bun.lock; building again WITH integrity checks on. Review and commit it (`git diff app/bun.lock`)."
         );
         let second = build(&policy.flags())?;
         if !second.status.success() {
@@ -161,6 +169,11 @@ pub fn build_with_policy(
         });
     }
     let fix = match kind {
+        _ if repairable => {
+            "no run rewrites the lock on its own: a tampering mirror or TLS proxy would answer the registry query \
+             too. If you trust the registry over the lock (compare `npm view <pkg> dist.integrity` from another \
+             network), `cargo xtask dev --repair-lock` shows the change and asks before it writes app/bun.lock"
+        }
         StackKind::Prod => {
             "prod builds never change the lock or the checks on their own; repair app/bun.lock as said above, or \
              if you accept the risk rerun with --no-verify \"<reason>\", which the report records"
@@ -196,6 +209,39 @@ fn build_failure(output: &str) -> String {
         "the image build failed\n{hints}--- build output (last 40 lines)\n{}",
         tail(output, 40)
     )
+}
+
+/// Shows each entry's change and asks at the terminal; anything but a yes leaves the lock alone.
+/// No terminal (CI, a pipe) or CI=true: refused, never assumed.
+fn confirm_repair(report: &str, findings: &[Finding]) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let mut diff = String::new();
+    for f in findings {
+        if let Finding::LockWrong { entry, registry } = f {
+            diff += &format!(
+                "  {}@{}\n  - {}\n  + {registry}\n",
+                entry.name, entry.version, entry.integrity
+            );
+        }
+    }
+    if crate::host::in_ci() || !std::io::stdin().is_terminal() {
+        bail!(
+            "{report}\n  --repair-lock asks before it writes app/bun.lock, and there is no terminal to ask at \
+             (or CI=true): nothing was written. The change it would make:\n{diff}"
+        );
+    }
+    eprint!(
+        "{report}\n\nThe registry contradicts app/bun.lock for every failing package. The change:\n{diff}\
+         A tampering mirror or TLS proxy would answer the registry query too: compare from another network.\n\
+         Write this to app/bun.lock? [y/N] "
+    );
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        bail!("app/bun.lock left as it was (answered {:?})", answer.trim());
+    }
+    Ok(())
 }
 
 /// A lock entry: `"<pkg>": ["<pkg>@<ver>", "", {...}, "sha512-..."],` in the text bun.lock.
@@ -243,6 +289,11 @@ pub enum Finding {
     NotInLock {
         pkg: String,
     },
+    /// The registry answered something other than a sha512 hash (sha1 is broken): not trusted.
+    Weak {
+        spec: String,
+        registry: String,
+    },
 }
 
 impl Finding {
@@ -266,6 +317,10 @@ impl Finding {
                  with the lock's {integrity}"
             ),
             Finding::NotInLock { pkg } => format!("{pkg}: not found in app/bun.lock"),
+            Finding::Weak { spec, registry } => format!(
+                "{spec}: the registry answered {registry:?}, not a sha512 hash; sha1 is broken, so it is not trusted \
+                 to judge the lock"
+            ),
         }
     }
 }
@@ -283,9 +338,10 @@ fn investigate(sh: &Shell, lock: &str, pkg: &str) -> Finding {
             .read()
             .ok()
             .map(|s| s.trim().to_string())
-            .filter(|s| s.starts_with("sha512-") || s.starts_with("sha1-"))
+            .filter(|s| !s.is_empty())
     });
     match registry {
+        Some(r) if !r.starts_with("sha512-") => Finding::Weak { spec, registry: r },
         Some(r) if r == entry.integrity => Finding::Altered { spec },
         Some(registry) => Finding::LockWrong { entry, registry },
         None => Finding::Unknown {

@@ -40,7 +40,7 @@ impl flags::Dev {
         let build = if self.no_build {
             Duration::ZERO
         } else {
-            build_app(sh, &stack)?
+            build_app(sh, &stack, self.repair_lock)?
         };
         let spec = ReadySpec {
             services: SERVICES.map(String::from).to_vec(),
@@ -160,8 +160,9 @@ fn print_summary(stack: &Stack, ready: &Ready, total: Duration, phases: &[(&str,
     eprintln!("  redis      127.0.0.1:{}", p.redis);
 }
 
-/// Builds the dev image under the lockfile policy; returns the build time.
-fn build_app(sh: &Shell, stack: &Stack) -> Result<Duration> {
+/// Builds the dev image under the lockfile policy (`--repair-lock`: a person may accept a lock
+/// repair); returns the build time.
+fn build_app(sh: &Shell, stack: &Stack, repair_lock: bool) -> Result<Duration> {
     let log = log_path(&sh.current_dir(), "dev-build.log");
     let mut progress = Progress::new(false);
     progress.show("building the app image (dev target)...");
@@ -169,7 +170,10 @@ fn build_app(sh: &Shell, stack: &Stack) -> Result<Duration> {
         sh,
         &stack.compose,
         StackKind::Dev,
-        &Policy::new(false, None),
+        &Policy {
+            repair_lock,
+            ..Policy::new(false, None)
+        },
         &["app"],
         &log,
         TIMEOUT_BUILD,
@@ -318,7 +322,7 @@ fn recreate_app(sh: &Shell, stack: &Stack) -> Result<bool> {
         "\n[xtask] app/package.json or app/bun.lock changed: rebuilding the app with fresh dependencies"
     );
     let t = Instant::now();
-    if let Err(e) = build_app(sh, stack) {
+    if let Err(e) = build_app(sh, stack, false) {
         eprintln!("[xtask] rebuild failed; the running app is unchanged:\n{e:#}");
         return Ok(false);
     }

@@ -47,6 +47,10 @@ pub const COMMANDS: &[CommandSpec] = &[
                 "--bind",
                 "edits reach the container by a bind mount of app/ (default on a Linux engine)",
             ),
+            switch(
+                "--repair-lock",
+                "when bun's integrity check fails and the registry contradicts app/bun.lock, show the change and ask before writing it",
+            ),
         ],
         images: true,
         positionals: &[],

@@ -85,10 +85,13 @@ fn lock_integrity(fake: &FakeDocker, pkg: &str) -> String {
         .to_string()
 }
 
-#[test]
-fn dev_build_repairs_lock_entries_the_registry_contradicts_and_keeps_checks_on() {
+/// A scenario of the lockfile row: a dev build whose first `bun install` fails its integrity
+/// check for a package the (fake) registry answers `registry` for, then `up` fails (the test
+/// stops there). Returns the fake and how many builds ran.
+fn lock_scenario(name: &str, registry: &str) -> FakeDocker {
+    // `verify` builds every service (`build |`), `dev` the app (`build app |`).
     let fake = FakeDocker::new(
-        "integrity-dev",
+        name,
         &rules(&[
             (
                 "once: build | BUN_INSTALL_FLAGS=--frozen-lockfile",
@@ -96,44 +99,130 @@ fn dev_build_repairs_lock_entries_the_registry_contradicts_and_keeps_checks_on()
                 NATIVE_INTEGRITY,
             ),
             (
-                " up --detach",
+                "once: build app | BUN_INSTALL_FLAGS=--frozen-lockfile",
                 1,
-                "Bind for 127.0.0.1:3000 failed: port is already allocated\n",
+                NATIVE_INTEGRITY,
             ),
+            (" up --detach", 1, "boom\n"),
         ]),
     );
-    fake.npm(Some("sha512-REGISTRY/value=="));
-    let before = lock_integrity(&fake, "@biomejs/cli-linux-x64-musl");
+    fake.npm(Some(registry));
+    fake
+}
+
+fn builds(fake: &FakeDocker) -> Vec<String> {
+    fake.calls()
+        .into_iter()
+        .filter(|c| c.contains(" build |") || c.contains(" build app |"))
+        .collect()
+}
+
+/// Free ports for `dev` (it refuses taken ones before building).
+fn dev_ports() -> Vec<(&'static str, String)> {
+    ["APP_PORT", "DB_PORT", "REDIS_PORT"]
+        .into_iter()
+        .map(|k| (k, crate::real_engine::free_port().to_string()))
+        .collect()
+}
+
+/// `dev --detach --repair-lock` at a terminal (util-linux `script` gives it a pty) answering
+/// `answer`.
+fn dev_repair_at_a_terminal(fake: &FakeDocker, answer: &str) -> std::process::Output {
+    use std::io::Write;
+    let line = format!(
+        "{} dev --detach --repair-lock",
+        crate::support::xtask_bin().display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .envs(dev_ports())
+        .env("PATH", format!("{}:/usr/bin:/bin", fake.dir.display()))
+        .env("AXION_IMAGES", "upstream")
+        .env("AXION_PROJECT_ROOT", &fake.project)
+        .env_remove("CI")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs a command at a terminal");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{answer}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Hostile table, row 1: the lock is never rewritten by `verify`, `ci`'s builds or under
+/// CI=true, even when the registry contradicts it (a tampering mirror or TLS proxy answers that
+/// query too); only `dev --repair-lock` at a terminal, after showing the change and a yes.
+#[test]
+fn lock_is_rewritten_only_by_a_person_at_a_terminal() {
+    const REGISTRY: &str = "sha512-REGISTRY/value==";
+    const PKG: &str = "@biomejs/cli-linux-x64-musl";
+
+    let fake = lock_scenario("lock-verify", REGISTRY);
+    let before = lock_integrity(&fake, PKG);
     let out = fake.xtask(&["verify"]);
     let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert_eq!(builds(&fake).len(), 1, "verify: no second build");
+    assert_eq!(lock_integrity(&fake, PKG), before, "verify: lock untouched");
     assert!(
-        !out.status.success(),
-        "the port conflict fails the run: {all}"
+        all.contains("the lock entry is wrong") && all.contains("--repair-lock"),
+        "{all}"
     );
-    let builds: Vec<String> = fake
-        .calls()
-        .into_iter()
-        .filter(|c| c.contains(" build |"))
-        .collect();
+
+    let fake = lock_scenario("lock-ci", REGISTRY);
+    let mut env = dev_ports();
+    env.push(("CI", "true".into()));
+    let out = fake.xtask_with(&["dev", "--detach", "--repair-lock"], &env);
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
     assert_eq!(
-        builds.len(),
-        2,
-        "one failed build, one after the repair: {builds:#?}"
+        lock_integrity(&fake, PKG),
+        before,
+        "CI=true: lock untouched"
     );
+    assert!(all.contains("no terminal to ask at"), "{all}");
     assert!(
-        builds.iter().all(|b| !b.contains("--no-verify")),
-        "checks stay on: {builds:#?}"
+        all.contains(&format!("+ {REGISTRY}")),
+        "shows the change: {all}"
     );
+
+    let fake = lock_scenario("lock-no", REGISTRY);
+    let out = dev_repair_at_a_terminal(&fake, "n");
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
     assert_eq!(
-        lock_integrity(&fake, "@biomejs/cli-linux-x64-musl"),
-        "sha512-REGISTRY/value==",
-        "the wrong entry is repaired from the registry (was {before})"
+        lock_integrity(&fake, PKG),
+        before,
+        "answered no: lock untouched"
     );
-    assert!(all.contains("repaired exactly those"), "{all}");
+    assert!(all.contains("Write this to app/bun.lock? [y/N]"), "{all}");
+
+    let fake = lock_scenario("lock-yes", REGISTRY);
+    let out = dev_repair_at_a_terminal(&fake, "y");
+    let all = text(&out);
+    assert_eq!(lock_integrity(&fake, PKG), REGISTRY, "answered yes: {all}");
+    let b = builds(&fake);
+    assert_eq!(b.len(), 2, "one failed build, one after the repair: {b:#?}");
     assert!(
-        all.contains("port 3000 is already in use"),
-        "then the next failure is named: {all}"
+        b.iter().all(|c| !c.contains("--no-verify")),
+        "checks stay on: {b:#?}"
     );
+
+    let fake = lock_scenario("lock-sha1", "sha1-abcdefghijklmnopqrstuvwxyz0=");
+    let out = dev_repair_at_a_terminal(&fake, "y");
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert_eq!(
+        lock_integrity(&fake, PKG),
+        before,
+        "a sha1 answer: lock untouched"
+    );
+    assert!(all.contains("sha1 is broken"), "{all}");
 }
 
 #[test]
