@@ -173,6 +173,34 @@ fn a_grown_app_passes_verify_prod_and_works_in_prod() {
     a_server_action_writes_a_row(&kept);
     a_migration_is_visible_to_the_app(&kept);
     bullmq_through_redis_url(&kept);
+    a_5xx_route_fails_verify(&dir);
+}
+
+/// The same app with one route answering 500 (a run-time variable, so no rebuild): verify
+/// fails, names the route, and still lists every route it requested.
+fn a_5xx_route_fails_verify(dir: &std::path::Path) {
+    let mut env = fs::read_to_string(dir.join(".env")).unwrap();
+    env.push_str("FIXTURE_BREAK=1\n");
+    fs::write(dir.join(".env"), env).unwrap();
+    let out = Command::new(xtask_bin())
+        .args(["verify", "--prod", "--json"])
+        .env("AXION_PROJECT_ROOT", dir)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("every route of the build answers GET without a 5xx")
+            && error.contains("/api/boom"),
+        "{error}"
+    );
+    let routes = report["routes"].as_array().unwrap();
+    let boom = routes.iter().find(|r| r["route"] == "/api/boom").cloned();
+    assert_eq!(boom.unwrap_or_default()["status"], 500, "{routes:#?}");
+    assert!(routes.len() >= 10, "every route still listed: {routes:#?}");
 }
 
 /// Every route of the grown app was requested and answered 200; its ISR page and its image
@@ -204,6 +232,7 @@ fn routes_came_from_the_build(report: &serde_json::Value) {
         "/api/stats",
         "/api/tables",
         "/api/health",
+        "/api/boom",
     ] {
         assert_eq!(answered(path), Some(200), "{path} in {routes:#?}");
     }

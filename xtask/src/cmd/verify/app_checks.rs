@@ -57,7 +57,12 @@ pub fn run(sh: &Shell, container: &str, port: u16) -> (Vec<Check>, Vec<RouteProb
     let failed: Vec<String> = probes
         .iter()
         .filter(|p| p.failed())
-        .map(|p| format!("{} {}", p.route.path, p.note))
+        .map(|p| {
+            let status = p.status.map_or("no answer".into(), |s| s.to_string());
+            format!("GET {} {status} {}", p.route.path, p.note)
+                .trim_end()
+                .to_string()
+        })
         .collect();
     let requested = probes.iter().filter(|p| p.probed()).count();
     let routes = check(
