@@ -58,10 +58,10 @@ pub fn run(sh: &Shell, container: &str, port: u16) -> (Vec<Check>, Vec<RouteProb
         .iter()
         .filter(|p| p.failed())
         .map(|p| {
-            let status = p.status.map_or("no answer".into(), |s| s.to_string());
-            format!("GET {} {status} {}", p.route.path, p.note)
-                .trim_end()
-                .to_string()
+            let status = p.status.map_or(String::new(), |s| s.to_string());
+            let words = [p.route.path.as_str(), status.as_str(), p.note.as_str()];
+            let words: Vec<&str> = words.into_iter().filter(|w| !w.is_empty()).collect();
+            format!("GET {}", words.join(" "))
         })
         .collect();
     let requested = probes.iter().filter(|p| p.probed()).count();
