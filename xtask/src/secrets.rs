@@ -61,6 +61,11 @@ pub fn ensure(root: &Path) -> Result<()> {
                 path.display()
             );
         }
+        // Written by hand under a strict umask (0600), the services' users could not read it.
+        if fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o444 != 0o444) {
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
+                .with_context(|| format!("making {} readable by the services", path.display()))?;
+        }
     }
     let redis = read(&dir, "redis_password")?;
     let conf = dir.join(REDIS_CONF);

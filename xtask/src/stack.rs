@@ -255,6 +255,27 @@ pub fn prepare_files(root: &Path, kind: StackKind, env: &EnvSource) -> Result<()
     crate::app_env::write(root, env)?;
     if kind == StackKind::Prod {
         crate::secrets::ensure(root)?;
+        readable_by_all(&root.join("docker/postgres-init"))?;
+    }
+    Ok(())
+}
+
+/// The init scripts are bind-mounted and run as `postgres`: a checkout made under a strict umask
+/// (027, 077) leaves them unreadable to it, and initdb then fails once and never runs them again
+/// on the initialised volume. They hold no secret: readable (and the directory searchable) by all.
+fn readable_by_all(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let add = |p: &Path, bits: u32| -> Result<()> {
+        let mode = fs::metadata(p)?.permissions().mode();
+        if mode & bits != bits {
+            fs::set_permissions(p, fs::Permissions::from_mode(mode | bits))
+                .with_context(|| format!("making {} readable", p.display()))?;
+        }
+        Ok(())
+    };
+    add(dir, 0o555)?;
+    for e in fs::read_dir(dir)?.flatten() {
+        add(&e.path(), 0o444)?;
     }
     Ok(())
 }

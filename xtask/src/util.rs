@@ -78,20 +78,26 @@ pub fn note(msg: impl std::fmt::Display) {
     let _ = writeln!(std::io::stderr(), "{msg}");
 }
 
-/// The bytes in a file of this process beside `path`, with `mode` from its creation.
+/// The bytes in a file of this process beside `path`, with exactly `mode`: set on the open
+/// file after creation (fchmod), since the mode given to open(2) passes through the umask
+/// (under `umask 027` a 0644 secret became 0640, unreadable to redis).
 fn write_temp(
     path: &std::path::Path,
     bytes: &[u8],
     mode: u32,
 ) -> std::io::Result<std::path::PathBuf> {
-    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    use std::{
+        io::Write,
+        os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    };
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(mode)
+        .mode(mode & 0o600)
         .open(&tmp)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
     f.write_all(bytes)?;
     Ok(tmp)
 }

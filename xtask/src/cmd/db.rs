@@ -83,8 +83,17 @@ fn psql(db: &Container) -> Result<()> {
 }
 
 /// `docker exec <container> sh -c <script>` with its stdout into `file`.
+/// The command's stdout into a new file only its owner can read (the whole database), whatever
+/// the umask.
 fn exec_to_file(container: &str, script: &str, file: &Path) -> Result<()> {
-    let out = fs::File::create(file).with_context(|| format!("creating {}", file.display()))?;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let out = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("creating {}", file.display()))?;
+    out.set_permissions(fs::Permissions::from_mode(0o600))?;
     let o = docker::expr(&words(&["exec", container, "sh", "-c", script]))
         .stdout_file(out)
         .stderr_capture()
@@ -104,6 +113,10 @@ fn backup(sh: &Shell, kind: StackKind, db: &Container, redis: &Container) -> Res
         utc_stamp(SystemTime::now())
     ));
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+    }
     exec_to_file(
         &db.name,
         "pg_dump -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" --format=custom",

@@ -409,6 +409,15 @@ fn db_backup_and_restore_round_trip() {
             > 0
     );
     assert!(Path::new(&dir).join("redis.rdb").metadata().unwrap().len() > 0);
+    // The whole database: its owner's only (hostile table, row 3), whatever the umask.
+    let mode = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        p.metadata().unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(Path::new(&dir)), 0o700, "the backup directory");
+    for f in ["postgres.dump", "redis.rdb"] {
+        assert_eq!(mode(&Path::new(&dir).join(f)), 0o600, "{f}");
+    }
 
     assert!(s.dev.xtask(&["down", "--volumes"]).status.success());
     let out = s.dev.xtask(&["dev", "--detach"]);

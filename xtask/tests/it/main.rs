@@ -6,6 +6,7 @@ mod fault_table;
 mod fault_table_fake;
 mod faults;
 mod grown_app;
+mod hostile;
 mod plain_compose;
 mod real_engine;
 mod support;
