@@ -123,8 +123,10 @@ fn backup(sh: &Shell, kind: StackKind, db: &Container, redis: &Container) -> Res
         &dir.join(PG_DUMP),
     )
     .context("pg_dump")?;
+    // Into the data volume, not the container's /tmp (prod: a 16 MiB tmpfs) nor through stdout
+    // (`--rdb -` appends the transfer's EOF mark): the dump is as large as the data.
     let rdb = format!(
-        "{REDIS_AUTH}redis-cli --rdb /tmp/axion-backup.rdb >/dev/null && cat /tmp/axion-backup.rdb && rm -f /tmp/axion-backup.rdb"
+        "{REDIS_AUTH}f=/data/.axion-backup.rdb; redis-cli --rdb \"$f\" >/dev/null && cat \"$f\"; s=$?; rm -f \"$f\"; exit $s"
     );
     exec_to_file(&redis.name, &rdb, &dir.join(REDIS_RDB)).context("redis-cli --rdb")?;
     let size = |f: &str| fs::metadata(dir.join(f)).map(|m| m.len()).unwrap_or(0);
@@ -177,14 +179,16 @@ fn restore(
              fix: {fresh} for fresh volumes, or pass --force to replace it"
         );
     }
-    // As the app's role where there is one (prod), so what is restored stays the app's.
+    prove_loadable(db, redis, dir)?;
+    // As the app's role where there is one (prod), so what is restored stays the app's; in one
+    // transaction, so a failure leaves the database as it was.
     let pg = docker::expr(&words(&[
         "exec",
         "-i",
         &db.name,
         "sh",
         "-c",
-        "pg_restore -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" --clean --if-exists --no-owner --exit-on-error --role \"${APP_DB_USER:-$POSTGRES_USER}\"",
+        "pg_restore -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" --clean --if-exists --no-owner --exit-on-error --single-transaction --role \"${APP_DB_USER:-$POSTGRES_USER}\"",
     ]))
     .stdin_file(fs::File::open(dir.join(PG_DUMP))?)
     .stdout_null()
@@ -205,16 +209,80 @@ fn restore(
     Ok(())
 }
 
+/// Waits up to 30 s (300 × 0.1 s) for a shell condition, then fails the script.
+const WAIT: &str = "wait_for() { i=0; until eval \"$1\"; do i=$((i+1)); [ $i -lt 300 ] || { echo \"timed out: $1\" >&2; return 1; }; sleep 0.1; done; }; ";
+
+/// Before anything live is touched: the dump's table of contents reads (`pg_restore --list`)
+/// and the RDB reads whole (`redis-check-rdb`, in a throw-away container of the Redis image).
+fn prove_loadable(db: &Container, redis: &Container, dir: &Path) -> Result<()> {
+    let dump = dir.join(PG_DUMP);
+    let list = docker::expr(&words(&["exec", "-i", &db.name, "pg_restore", "--list"]))
+        .stdin_file(fs::File::open(&dump)?)
+        .stdout_null()
+        .stderr_capture()
+        .unchecked()
+        .run()?;
+    if !list.status.success() {
+        bail!(
+            "{} does not read as a PostgreSQL dump (pg_restore --list: {}); nothing was changed",
+            dump.display(),
+            String::from_utf8_lossy(&list.stderr).trim()
+        );
+    }
+    let rdb = dir.join(REDIS_RDB);
+    let mount = format!("{}:/backup.rdb:ro", rdb.canonicalize()?.display());
+    let args = words(&[
+        "run",
+        "--rm",
+        "--volume",
+        &mount,
+        "--network",
+        "none",
+        "--entrypoint",
+        "redis-check-rdb",
+        &redis.image,
+        "/backup.rdb",
+    ]);
+    let probe = docker::expr(&args)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()?;
+    if !probe.status.success() {
+        let why = String::from_utf8_lossy(&probe.stdout);
+        let why = why
+            .lines()
+            .find(|l| l.contains("[offset"))
+            .unwrap_or("")
+            .trim();
+        bail!(
+            "{} does not load in Redis (redis-check-rdb: {why}); nothing was changed",
+            rdb.display()
+        );
+    }
+    Ok(())
+}
+
 /// Redis with `appendonly yes` ignores an RDB file at start, so: stop it, load the RDB in a
-/// throw-away Redis on the same volume and have it write a fresh AOF, start it again.
+/// throw-away Redis on the same volume and have it write a fresh AOF, start it again. The old
+/// files are moved aside, not deleted, until the new AOF is written: a failure puts them back.
 fn restore_redis(sh: &Shell, redis: &Container, rdb: &Path) -> Result<()> {
-    let script = "set -e; rm -rf /data/appendonlydir /data/dump.rdb; cp /backup.rdb /data/dump.rdb; \
-        redis-server --dir /data --appendonly no --daemonize yes --port 6390 >/dev/null; \
-        until redis-cli -p 6390 ping >/dev/null 2>&1; do sleep 0.1; done; \
-        redis-cli -p 6390 config set appendonly yes >/dev/null; \
-        until [ -d /data/appendonlydir ] && redis-cli -p 6390 info persistence | grep -q aof_rewrite_in_progress:0 \
-              && redis-cli -p 6390 info persistence | grep -q aof_rewrite_scheduled:0; do sleep 0.1; done; \
-        redis-cli -p 6390 shutdown nosave >/dev/null 2>&1 || true; chown -R redis:redis /data";
+    let script = format!(
+        "{WAIT}old=/data/.before-restore; rm -rf $old; mkdir $old || exit 1; \
+         for f in appendonlydir dump.rdb; do if [ -e /data/$f ]; then mv /data/$f $old/ || exit 1; fi; done; \
+         back() {{ redis-cli -p 6390 shutdown nosave >/dev/null 2>&1; rm -rf /data/appendonlydir /data/dump.rdb; \
+                   for f in $old/*; do if [ -e \"$f\" ]; then mv \"$f\" /data/; fi; done; rmdir $old; \
+                   chown -R redis:redis /data; exit 1; }}; \
+         cp /backup.rdb /data/dump.rdb || back; \
+         redis-server --dir /data --appendonly no --daemonize yes --port 6390 >/dev/null || back; \
+         wait_for 'redis-cli -p 6390 ping >/dev/null 2>&1' || back; \
+         redis-cli -p 6390 config set appendonly yes >/dev/null || back; \
+         wait_for '[ -d /data/appendonlydir ] \
+           && redis-cli -p 6390 info persistence | grep -q aof_rewrite_in_progress:0 \
+           && redis-cli -p 6390 info persistence | grep -q aof_rewrite_scheduled:0' || back; \
+         redis-cli -p 6390 shutdown nosave >/dev/null 2>&1; rm -rf $old; chown -R redis:redis /data"
+    );
+    let script = script.as_str();
     docker::cmd(sh, &words(&["stop", "--time", "10", &redis.name]))
         .quiet()
         .ignore_stdout()

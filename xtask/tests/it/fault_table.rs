@@ -436,4 +436,25 @@ fn db_backup_and_restore_round_trip() {
     let out = s.dev.xtask(&["db", "restore", &dir, "--force"]);
     assert!(out.status.success(), "restore --force:\n{}", text(&out));
     s.intact("after restore --force");
+
+    // Hostile table, row 3: a damaged backup is proven unloadable before anything live is
+    // touched, even with --force.
+    for (file, want) in [
+        ("redis.rdb", "does not load in Redis"),
+        ("postgres.dump", "does not read as a PostgreSQL dump"),
+    ] {
+        let bad = format!("{dir}-bad-{}", file.replace('.', "-"));
+        let _cleanup = RemoveDir(PathBuf::from(&bad));
+        copy_tree(Path::new(&dir), Path::new(&bad), &[]);
+        let whole = fs::read(Path::new(&bad).join(file)).unwrap();
+        fs::write(Path::new(&bad).join(file), &whole[..whole.len() / 2]).unwrap();
+        let out = s.dev.xtask(&["db", "restore", &bad, "--force"]);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{file}: {all}");
+        assert!(
+            all.contains(want) && all.contains("nothing was changed"),
+            "{file}: {all}"
+        );
+        s.intact(&format!("after a refused restore of a damaged {file}"));
+    }
 }
