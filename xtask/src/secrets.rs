@@ -44,7 +44,7 @@ pub fn dir(root: &Path) -> PathBuf {
     }
 }
 
-/// Creates what is missing (saying where), rewrites redis.conf, then checks every secret.
+/// Creates what is missing (saying where), checks every secret, then rewrites redis.conf.
 pub fn ensure(root: &Path) -> Result<()> {
     let dir = dir(root);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -67,15 +67,36 @@ pub fn ensure(root: &Path) -> Result<()> {
                 .with_context(|| format!("making {} readable by the services", path.display()))?;
         }
     }
+    // Checked before anything is derived from them.
+    check(root)?;
     let redis = read(&dir, "redis_password")?;
     let conf = dir.join(REDIS_CONF);
-    crate::util::write_atomic(&conf, format!("requirepass {redis}\n").as_bytes(), 0o644)
+    crate::util::write_atomic(&conf, redis_conf(&redis).as_bytes(), 0o644)
         .with_context(|| format!("writing {}", conf.display()))?;
-    check(root)
+    Ok(())
 }
 
-/// Refuses a secret that is short, has a newline or a space, or is a password published in
-/// .env.example (the dev defaults).
+/// `requirepass "<password>"`, quoted as Redis's config parser reads it (`\` and `"` escaped),
+/// so no character of a password can end the value or start a comment.
+fn redis_conf(password: &str) -> String {
+    let quoted = password.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("requirepass \"{quoted}\"\n")
+}
+
+/// The key swarm secret names are derived with (`.name-key` in the secrets directory, 0600,
+/// made once): a name changes when its secret does and tells nothing about it.
+pub fn name_key(root: &Path) -> Result<Vec<u8>> {
+    let path = dir(root).join(".name-key");
+    if !path.exists() {
+        crate::util::create_atomic(&path, generate()?.as_bytes(), 0o600)
+            .with_context(|| format!("creating {}", path.display()))?;
+    }
+    fs::read(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// One rule for every secret file: its value is the file, less one final line feed. Refused: a
+/// value that is short, has a carriage return (saved with Windows line endings) or any other
+/// whitespace anywhere (leading, trailing, inside), or is a password published in .env.example.
 pub fn check(root: &Path) -> Result<()> {
     let dir = dir(root);
     let published = published_values(root);
@@ -93,8 +114,15 @@ pub fn check(root: &Path) -> Result<()> {
                 "{path} is shorter than {MIN_LEN} characters.\n  fix: delete it (a random one is made) or write a longer one"
             );
         }
+        if value.contains('\r') {
+            bail!(
+                "{path} has a carriage return (saved with Windows line endings?).\n  fix: `sed -i 's/\\r$//' {path}`"
+            );
+        }
         if value.contains(char::is_whitespace) {
-            bail!("{path}: a password may not contain spaces or line breaks inside it");
+            bail!(
+                "{path}: a password may not contain spaces, tabs or line breaks (leading, trailing or inside)"
+            );
         }
     }
     Ok(())
@@ -120,7 +148,7 @@ pub fn leaked_in(root: &Path, text: &str) -> Vec<&'static str> {
 fn read(dir: &Path, name: &str) -> Result<String> {
     let path = dir.join(name);
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+    Ok(text.strip_suffix('\n').unwrap_or(&text).to_string())
 }
 
 /// Every value .env.example assigns: the published defaults no prod secret may reuse.
@@ -201,7 +229,7 @@ mod tests {
         );
         let conf = fs::read_to_string(d.join("redis.conf")).unwrap();
         let redis = fs::read_to_string(d.join("redis_password")).unwrap();
-        assert_eq!(conf, format!("requirepass {redis}\n"));
+        assert_eq!(conf, format!("requirepass \"{}\"\n", redis.trim_end()));
         fs::remove_dir_all(&root).unwrap();
     }
 
@@ -222,6 +250,38 @@ mod tests {
         );
         fs::write(d.join("postgres_password"), "p@ss:w/rd#with-specials-42").unwrap();
         check(&root).unwrap();
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Hostile table, row 5: one rule for every secret, checked before anything is derived.
+    #[test]
+    fn one_rule_for_whitespace_checked_before_redis_conf_is_written() {
+        let root = scratch("rule");
+        ensure(&root).unwrap();
+        let d = dir(&root);
+        let good = "Quote\"and\\backslash#not-a-comment";
+        fs::write(d.join("redis_password"), format!("{good}\n")).unwrap();
+        ensure(&root).unwrap();
+        let conf = fs::read_to_string(d.join("redis.conf")).unwrap();
+        assert_eq!(
+            conf,
+            "requirepass \"Quote\\\"and\\\\backslash#not-a-comment\"\n"
+        );
+        for (bad, want) in [
+            (format!("{good}\r\n"), "carriage return"),
+            (format!(" {good}\n"), "spaces, tabs or line breaks"),
+            (format!("{good}\n\n"), "spaces, tabs or line breaks"),
+            (format!("{good}\t"), "spaces, tabs or line breaks"),
+        ] {
+            fs::write(d.join("redis_password"), &bad).unwrap();
+            let e = ensure(&root).unwrap_err().to_string();
+            assert!(e.contains(want), "{bad:?}: {e}");
+            assert_eq!(
+                fs::read_to_string(d.join("redis.conf")).unwrap(),
+                conf,
+                "{bad:?}: redis.conf is not rewritten from a refused secret"
+            );
+        }
         fs::remove_dir_all(&root).unwrap();
     }
 }

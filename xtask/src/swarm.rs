@@ -310,13 +310,26 @@ pub fn render(
     let mut env: Vec<(String, String)> = extra_env.to_vec();
     env.extend(images.env().map(|(k, v)| (k.to_string(), v.to_string())));
     let model = compose_config(sh, root, &env)?;
-    let file = to_stack(model, stack, |f| Ok(std::fs::read(f)?))?;
+    let (secrets, key) = (crate::secrets::dir(root), crate::secrets::name_key(root)?);
+    let file = to_stack(model, stack, |f| name_source(f, &secrets, &key))?;
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(out, serde_json::to_string_pretty(&file)?)
+    // Only its owner reads what the stack is made of.
+    crate::util::write_atomic(out, serde_json::to_string_pretty(&file)?.as_bytes(), 0o600)
         .with_context(|| format!("writing {}", out.display()))?;
     Ok(file)
+}
+
+/// What an object's name is derived from: a config's content; a secret's content behind the
+/// name key, so the name (visible to anyone who lists the swarm's secrets) says nothing of it.
+fn name_source(file: &str, secrets: &Path, key: &[u8]) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(file)?;
+    Ok(if Path::new(file).starts_with(secrets) {
+        [key, &bytes].concat()
+    } else {
+        bytes
+    })
 }
 
 /// `docker stack deploy` of a rendered file. Images are references by digest, or local tags on

@@ -181,3 +181,22 @@ fn convergence_round_trips_through_deploys_json() {
     assert_eq!(Converged::from_json(&c.to_json()), Some(c.clone()));
     assert_eq!(c.line(), "app 2/2 after 14.2s");
 }
+
+/// Hostile table, row 5: a secret's object name is keyed (says nothing of the secret), a
+/// config's is its content's.
+#[test]
+fn secret_names_are_keyed_config_names_are_not() {
+    let dir = std::env::temp_dir().join(format!("xtask-names-{}", std::process::id()));
+    let secrets = dir.join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    let (secret, config) = (secrets.join("redis_password"), dir.join("haproxy.cfg"));
+    std::fs::write(&secret, "value").unwrap();
+    std::fs::write(&config, "value").unwrap();
+    let named = |f: &std::path::Path, key: &[u8]| {
+        super::name_source(f.to_str().unwrap(), &secrets, key).unwrap()
+    };
+    assert_eq!(named(&config, b"k1"), b"value");
+    assert_eq!(named(&secret, b"k1"), b"k1value");
+    assert_ne!(named(&secret, b"k1"), named(&secret, b"k2"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
