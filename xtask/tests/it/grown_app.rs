@@ -318,6 +318,8 @@ fn public_env_reaches_the_bundle(k: &Kept) {
         "",
         "a .env*.local value in the image"
     );
+    let token = "fixture-token-must-not-ship";
+    assert_eq!(grep(token, "/app"), "", "app/.npmrc in the image");
 }
 
 /// Not in `docker inspect` of any container, as written or percent-encoded.
@@ -406,25 +408,9 @@ fn a_migration_is_visible_to_the_app(k: &Kept) {
     assert!(tables.contains("\"releases\""), "{tables}");
 }
 
+/// BullMQ from the committed test-client lock, beside the queue script.
 fn npm_bullmq() -> PathBuf {
-    let dir = project_root().join("target/it-clients/bullmq");
-    if !dir.join("node_modules/bullmq").exists() {
-        fs::create_dir_all(&dir).unwrap();
-        let npm = Command::new("npm")
-            .args([
-                "install",
-                "--silent",
-                "--no-audit",
-                "--no-fund",
-                "--ignore-scripts",
-                "--prefix",
-            ])
-            .arg(&dir)
-            .arg("bullmq@5.58.0")
-            .output()
-            .expect("npm (Node.js) is needed to install bullmq");
-        assert!(npm.status.success(), "npm install bullmq:\n{}", text(&npm));
-    }
+    let dir = crate::support::npm_clients();
     fs::copy(fixtures().join("queue.mjs"), dir.join("queue.mjs")).unwrap();
     dir
 }

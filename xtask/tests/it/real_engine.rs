@@ -414,11 +414,7 @@ fn devcontainer_cli_attaches_to_the_dev_stack() {
         return;
     };
     let root = project_root();
-    let prefix = root.join("target/xtask/devcontainer-cli");
-    let cli = prefix.join("node_modules/.bin/devcontainer");
-    if !cli.exists() {
-        npm_install(&prefix, "@devcontainers/cli@0.89");
-    }
+    let cli = crate::support::npm_clients().join("node_modules/.bin/devcontainer");
     let project = format!("axion-it-devcontainer-{}", std::process::id());
     let ports = [free_port(), free_port(), free_port()];
     let uid = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
@@ -627,10 +623,7 @@ fn a_real_browser_sees_hot_reload_in_place() {
     };
     let chromium = ensure_chromium();
     let root = project_root();
-    let prefix = root.join("target/xtask/browser");
-    if !prefix.join("node_modules/puppeteer-core").exists() {
-        npm_install(&prefix, "puppeteer-core@24");
-    }
+    let prefix = crate::support::npm_clients();
     let dev = DevStack::new("browser");
     let out = dev.xtask(&["dev", "--detach"]);
     assert!(out.status.success(), "dev --detach:\n{}", text(&out));
@@ -736,20 +729,4 @@ fn ensure_chromium() -> String {
         );
     }
     "/usr/bin/chromium".into()
-}
-
-/// A client the tests drive (the devcontainer CLI, puppeteer), from the npm registry into a
-/// prefix under target/.
-fn npm_install(prefix: &std::path::Path, package: &str) {
-    let npm = Command::new("npm")
-        .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
-        .arg(prefix)
-        .arg(package)
-        .output()
-        .unwrap_or_else(|e| panic!("npm (Node.js) is needed to install {package}: {e}"));
-    assert!(
-        npm.status.success(),
-        "npm install {package}:\n{}",
-        text(&npm)
-    );
 }

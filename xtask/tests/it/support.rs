@@ -185,3 +185,42 @@ impl Drop for RemoveDir {
         let _ = fs::remove_dir_all(&self.0);
     }
 }
+
+/// The npm clients the tests drive (the devcontainer CLI, puppeteer-core, BullMQ), installed
+/// once per lock into `target/it-clients` with `npm ci --ignore-scripts` from the committed
+/// xtask/tests/clients lock: exact versions, every tarball checked against its sha512, no
+/// install script run. Returns the directory holding `node_modules`.
+pub fn npm_clients() -> PathBuf {
+    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONCE.lock().unwrap_or_else(|e| e.into_inner());
+    let src = project_root().join("xtask/tests/clients");
+    let dir = project_root().join("target/it-clients");
+    let lock = fs::read(src.join("package-lock.json")).unwrap();
+    let stamp = dir.join("installed-lock.json");
+    if fs::read(&stamp).ok().as_deref() == Some(lock.as_slice()) {
+        return dir;
+    }
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    for f in ["package.json", "package-lock.json"] {
+        fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let out = Command::new("npm")
+        .args([
+            "ci",
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+            "--silent",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("npm (Node.js) is needed for the test clients: {e}"));
+    assert!(
+        out.status.success(),
+        "npm ci of the test clients:\n{}",
+        text(&out)
+    );
+    fs::write(&stamp, lock).unwrap();
+    dir
+}
