@@ -119,6 +119,22 @@ impl EnvFile {
         Ok(())
     }
 
+    /// The dev Redis requires REDIS_PASSWORD: a REDIS_URL written before it (no `@`) would be
+    /// refused with NOAUTH at the app's first request. Named with the fix, nothing changed.
+    fn check_redis_url(&self) -> Result<()> {
+        let Some(url) = self.get("REDIS_URL") else {
+            return Ok(());
+        };
+        if !url.contains('@') {
+            let n = self.line_of("REDIS_URL").unwrap_or(0);
+            bail!(
+                "line {n}: `REDIS_URL={url}` has no password, but the dev Redis requires REDIS_PASSWORD.\n  \
+                 fix: `REDIS_PASSWORD=<a password>` and `REDIS_URL=redis://:${{REDIS_PASSWORD}}@redis:6379`, as in .env.example"
+            );
+        }
+        Ok(())
+    }
+
     /// A variable that is not one the stacks read but is one typo away from one: named with
     /// its line and the variable meant. Others are the user's own and are left alone.
     pub fn check_names(&self, known: &[String]) -> Result<()> {
@@ -158,6 +174,7 @@ impl EnvSource {
         let file = EnvFile::load(&root.join(&path))?;
         let example = fs::read_to_string(root.join(".env.example")).unwrap_or_default();
         file.check_names(&EnvFile::documented(&example))
+            .and_then(|()| file.check_redis_url())
             .with_context(|| format!("in {}", path.display()))?;
         Ok(EnvSource { file, path })
     }
@@ -197,21 +214,72 @@ fn near(a: &str, b: &str) -> bool {
     d > 0 && d <= 2 && d * 3 <= b.len()
 }
 
-/// Creates `.env` from `.env.example` when it is missing, readable by its owner only (it will
-/// hold passwords); never touches an existing one.
+/// The passwords a new `.env` gets of its own, never the published ones of `.env.example`.
+const OWN_PASSWORDS: [&str; 2] = ["POSTGRES_PASSWORD", "REDIS_PASSWORD"];
+
+/// Creates `.env` from `.env.example` when it is missing, readable by its owner only, with
+/// passwords of its own (256 random bits each); never touches an existing one.
 pub fn ensure_dotenv(root: &Path) -> Result<bool> {
     let env = root.join(".env");
     if env.exists() {
         return Ok(false);
     }
-    let text = fs::read(root.join(".env.example")).context("reading .env.example")?;
+    let example = fs::read_to_string(root.join(".env.example")).context("reading .env.example")?;
+    let text = with_own_passwords(&example, crate::secrets::generate)?;
     // Never over a .env another command made a moment ago.
-    crate::util::create_atomic(&env, &text, 0o600).context("creating .env from .env.example")
+    crate::util::create_atomic(&env, text.as_bytes(), 0o600)
+        .context("creating .env from .env.example")
+}
+
+fn with_own_passwords(example: &str, generate: impl Fn() -> Result<String>) -> Result<String> {
+    let mut out = String::new();
+    for line in example.lines() {
+        match line.split_once('=') {
+            Some((k, _)) if OWN_PASSWORDS.contains(&k.trim()) => {
+                out.push_str(&format!("{}={}\n", k.trim(), generate()?));
+            }
+            _ => out.push_str(&format!("{line}\n")),
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hostile table, row 9: a new .env never carries the example's published passwords.
+    #[test]
+    fn a_new_env_gets_passwords_of_its_own() {
+        let example = "POSTGRES_PASSWORD=axion-dev-password\nREDIS_PASSWORD=axion-dev-redis-password\n\
+                       DATABASE_URL=postgres://u:${POSTGRES_PASSWORD}@db/x\n# POSTGRES_PASSWORD=x\n";
+        let n = std::cell::Cell::new(0);
+        let text = with_own_passwords(example, || {
+            n.set(n.get() + 1);
+            Ok(format!("generated{}", n.get()))
+        })
+        .unwrap();
+        assert_eq!(
+            text,
+            "POSTGRES_PASSWORD=generated1\nREDIS_PASSWORD=generated2\n\
+             DATABASE_URL=postgres://u:${POSTGRES_PASSWORD}@db/x\n# POSTGRES_PASSWORD=x\n"
+        );
+    }
+
+    #[test]
+    fn a_redis_url_without_a_password_is_named() {
+        let e = EnvFile::parse("APP_PORT=1\nREDIS_URL=redis://redis:6379\n")
+            .check_redis_url()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("line 2: `REDIS_URL=redis://redis:6379` has no password"),
+            "{e}"
+        );
+        EnvFile::parse("REDIS_URL=redis://:${REDIS_PASSWORD}@redis:6379\n")
+            .check_redis_url()
+            .unwrap();
+    }
 
     #[test]
     fn parses_compose_style_files() {

@@ -265,6 +265,9 @@ pub fn prepare_files(root: &Path, kind: StackKind, env: &EnvSource) -> Result<()
 /// on the initialised volume. They hold no secret: readable (and the directory searchable) by all.
 fn readable_by_all(dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
+    if !dir.is_dir() {
+        return Ok(()); // compose names the missing mount itself
+    }
     let add = |p: &Path, bits: u32| -> Result<()> {
         let mode = fs::metadata(p)?.permissions().mode();
         if mode & bits != bits {

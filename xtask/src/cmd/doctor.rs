@@ -131,9 +131,25 @@ fn engine_rows() -> Vec<Row> {
     vec![
         docker,
         row("engine", found, engine_verdict),
+        loopback_row(&v.engine),
         buildx,
         compose,
     ]
+}
+
+/// Engines before 28 let a LAN neighbour reach ports published on 127.0.0.1 (packets to
+/// 127.0.0.1 routed to the host: moby/moby#45610); the dev stack publishes db and redis there.
+fn loopback_row(engine: &str) -> Row {
+    let verdict = if version_at_least(engine, "28") {
+        Verdict::Ok
+    } else {
+        Verdict::Warn(
+            "Engine < 28: a host on your LAN can reach ports published on 127.0.0.1 (the dev stack's \
+             db and redis; moby/moby#45610). Upgrade the engine, or keep this machine off untrusted networks"
+                .into(),
+        )
+    };
+    row("127.0.0.1 ports", format!("engine {engine}"), verdict)
 }
 
 /// What `deploy` would meet here: the engine's swarm role, and whether the kernel has IPVS
@@ -360,6 +376,14 @@ fn dockerfile_bun(dockerfile: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engines_before_28_are_warned_about_loopback_ports() {
+        assert!(
+            matches!(loopback_row("26.1.5+dfsg1").verdict, Verdict::Warn(w) if w.contains("moby/moby#45610"))
+        );
+        assert!(matches!(loopback_row("28.0.1").verdict, Verdict::Ok));
+    }
 
     #[test]
     fn the_repository_pins_one_bun_version() {
