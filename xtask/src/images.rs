@@ -169,17 +169,24 @@ pub fn choose(sh: &Shell, flag: ImageChoice, env: &EnvSource) -> Result<Resoluti
 /// The revision build-prod tags carry (`axion-hub:<stage>-<rev>`): the commit, `-dirty`
 /// when tracked files changed.
 pub fn revision(sh: &Shell) -> String {
+    known_revision(sh).unwrap_or_else(|| "norev".into())
+}
+
+/// The checkout's revision (`-dirty` with uncommitted changes), when git can name it.
+pub fn known_revision(sh: &Shell) -> Option<String> {
     let rev = xshell::cmd!(sh, "git rev-parse --short=12 HEAD")
         .quiet()
         .ignore_stderr()
         .read()
-        .unwrap_or_else(|_| "norev".into());
+        .ok()
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())?;
     let dirty = xshell::cmd!(sh, "git status --porcelain --untracked-files=no")
         .quiet()
         .ignore_stderr()
         .read()
         .is_ok_and(|s| !s.trim().is_empty());
-    if dirty { format!("{rev}-dirty") } else { rev }
+    Some(if dirty { format!("{rev}-dirty") } else { rev })
 }
 
 /// build-prod's revision tags of other revisions than `current`: `axion-hub:runner-1a2b3c…`.

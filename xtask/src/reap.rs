@@ -77,6 +77,10 @@ pub fn find(sh: &Shell) -> Result<Vec<Orphan>> {
     let here = Owner::current();
     let mut orphans: Vec<Orphan> = Vec::new();
     for (kind, id, project, label) in rows {
+        // A project name is joined into paths below: only a name compose could have made.
+        if !crate::owner::valid_project(&project) {
+            continue;
+        }
         let Some(owner) = Owner::parse(&label) else {
             continue; // the dev stack: no owner, never reaped
         };

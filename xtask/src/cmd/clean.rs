@@ -61,7 +61,14 @@ impl flags::Clean {
         .quiet()
         .read()?;
         let tags: Vec<String> = tags.lines().map(String::from).collect();
-        let old = images::stale_revision_tags(&tags, &images::revision(sh));
+        // Without a revision to name (no git, not a checkout), no tag counts as another's.
+        let old = match images::known_revision(sh) {
+            Some(rev) => images::stale_revision_tags(&tags, &rev),
+            None => {
+                eprintln!("build-prod tags kept: git cannot name this checkout's revision");
+                vec![]
+            }
+        };
         if !old.is_empty() {
             if !self.dry_run {
                 let mut args = words(&["image", "rm"]);

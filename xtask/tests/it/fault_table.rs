@@ -27,7 +27,7 @@ fn xtask(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 /// A verify in the background whose stderr is read until its containers exist; returns the
 /// child, its project, and the lines read so far.
-fn verify_until_containers(
+pub(crate) fn verify_until_containers(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (

@@ -185,3 +185,36 @@ fn test_and_ci_tools_are_pinned() {
         );
     }
 }
+
+/// Row 2: a reaper in another pid namespace (as in a container given the docker socket) sees
+/// none of the host's processes; it must call a live run "not known", never dead. `unshare`
+/// (util-linux) makes that namespace; root only.
+#[test]
+fn a_reaper_in_another_pid_namespace_leaves_a_live_run_alone() {
+    let Some(_engine) = engine_test() else {
+        return;
+    };
+    if !is_root() {
+        eprintln!("not root: `unshare --pid` needs root, so this row ran only as its unit tests");
+        return;
+    }
+    let (mut child, project, _, _reader) =
+        crate::fault_table::verify_until_containers(&["verify"], &[]);
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(xtask_bin())
+        .args(["clean", "--dry-run"])
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    crate::support::signal("TERM", &child.id().to_string());
+    let _ = child.wait();
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(!all.contains(&project), "a live run would be reaped: {all}");
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
