@@ -257,6 +257,12 @@ fn routes_came_from_the_build(report: &serde_json::Value) {
         "{isr}"
     );
     assert!(detail.contains("/archive regenerated on demand"), "{isr}");
+    let headers = find("app: security headers");
+    assert_eq!(
+        (&headers["ok"], &headers["applicable"]),
+        (&true.into(), &true.into()),
+        "{headers}"
+    );
     let image = find("app: /_next/image");
     assert_eq!(image["applicable"], true);
     assert!(

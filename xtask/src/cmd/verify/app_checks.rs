@@ -12,7 +12,7 @@ use anyhow::{Result, anyhow, ensure};
 use xshell::Shell;
 
 use super::{
-    build_output::{BuildOutput, Route},
+    build_output::{BuildOutput, Route, RouteKind},
     prod_checks::{Check, check},
 };
 use crate::{docker, http};
@@ -76,6 +76,7 @@ pub fn run(sh: &Shell, container: &str, port: u16) -> (Vec<Check>, Vec<RouteProb
     );
     let checks = vec![
         routes,
+        headers_check(port, &build),
         image_check(port, &build),
         isr_check(sh, container, port, &build),
     ];
@@ -116,6 +117,45 @@ fn probe(port: u16, route: &Route) -> RouteProbe {
 fn first_line(body: &str) -> String {
     let line = body.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     line.chars().take(160).collect()
+}
+
+/// The headers every answer must carry, and what each value must say.
+const SECURITY_HEADERS: [(&str, &str); 3] = [
+    ("content-security-policy", "frame-ancestors"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", ""),
+];
+
+/// The first page of the build (else its first route) answers with the security headers.
+fn headers_check(port: u16, build: &BuildOutput) -> Check {
+    let name = "app: security headers (CSP with frame-ancestors, nosniff, referrer-policy)";
+    let statics = build.routes.iter().filter(|r| !r.dynamic());
+    let mut pages = statics.clone().filter(|r| r.kind == RouteKind::Page);
+    let Some(route) = pages.next().or_else(|| statics.clone().next()) else {
+        return Check::not_applicable(name, "the build has no route without dynamic segments");
+    };
+    let r = match http::get_at(addr(port), &route.path, REQUEST_TIMEOUT) {
+        Ok(r) => r,
+        Err(e) => return check(name, false, format!("GET {}: {e}", route.path)),
+    };
+    let missing: Vec<&str> = SECURITY_HEADERS
+        .iter()
+        .filter(|(h, must)| {
+            !r.header(h)
+                .is_some_and(|v| v.to_ascii_lowercase().contains(must))
+        })
+        .map(|(h, _)| *h)
+        .collect();
+    let detail = if missing.is_empty() {
+        format!("GET {}: all present", route.path)
+    } else {
+        format!(
+            "GET {}: missing or weak: {}",
+            route.path,
+            missing.join(", ")
+        )
+    };
+    check(name, missing.is_empty(), detail)
 }
 
 /// `/_next/image` through the runner (sharp) for an image of the app's own.
