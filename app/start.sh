@@ -8,8 +8,9 @@
 # The environment contract of every stack: the app reads DATABASE_URL and REDIS_URL (hosts db and
 # redis). In prod and swarm they are not in the container's configuration (no password in
 # `docker inspect`, the stack file or the image): they are built here, at start, from DB_HOST,
-# DB_PORT, DB_NAME, DB_USER and REDIS_HOST, REDIS_PORT and the passwords in the secret files
-# DB_PASSWORD_FILE and REDIS_PASSWORD_FILE, percent-encoded. A URL already set wins.
+# DB_PORT, DB_NAME, DB_USER and REDIS_HOST, REDIS_PORT, REDIS_USER (an ACL user; none: the
+# default user) and the passwords in the secret files DB_PASSWORD_FILE and REDIS_PASSWORD_FILE,
+# percent-encoded. A URL already set wins.
 set -eu
 
 # RFC 3986: every byte but the unreserved ones as %XX, so `@ : / # % ?` in a password are safe.
@@ -36,7 +37,7 @@ if [ -z "${DATABASE_URL:-}" ] && [ -n "${DB_PASSWORD_FILE:-}" ]; then
   export DATABASE_URL
 fi
 if [ -z "${REDIS_URL:-}" ] && [ -n "${REDIS_PASSWORD_FILE:-}" ]; then
-  REDIS_URL="redis://:$(encode "$(secret "$REDIS_PASSWORD_FILE")")@${REDIS_HOST:-redis}:${REDIS_PORT:-6379}"
+  REDIS_URL="redis://$(encode "${REDIS_USER:-}"):$(encode "$(secret "$REDIS_PASSWORD_FILE")")@${REDIS_HOST:-redis}:${REDIS_PORT:-6379}"
   export REDIS_URL
 fi
 

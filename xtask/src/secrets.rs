@@ -17,7 +17,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 /// The secrets the prod stack reads, with what each is for.
-pub const SECRETS: [(&str, &str); 3] = [
+pub const SECRETS: [(&str, &str); 4] = [
     (
         "postgres_password",
         "PostgreSQL's bootstrap superuser (initdb only)",
@@ -28,7 +28,11 @@ pub const SECRETS: [(&str, &str); 3] = [
     ),
     (
         "redis_password",
-        "Redis `requirepass` (the app authenticates with it)",
+        "Redis's ACL user `app` (the app: data and scripts, no admin or dangerous command)",
+    ),
+    (
+        "redis_admin_password",
+        "Redis's `default` user (administration: health check, backups)",
     ),
 ];
 /// Redis reads its password from a config file: derived from `redis_password` on each prod
@@ -69,18 +73,30 @@ pub fn ensure(root: &Path) -> Result<()> {
     }
     // Checked before anything is derived from them.
     check(root)?;
-    let redis = read(&dir, "redis_password")?;
+    let (app, admin) = (
+        read(&dir, "redis_password")?,
+        read(&dir, "redis_admin_password")?,
+    );
     let conf = dir.join(REDIS_CONF);
-    crate::util::write_atomic(&conf, redis_conf(&redis).as_bytes(), 0o644)
+    crate::util::write_atomic(&conf, redis_conf(&app, &admin).as_bytes(), 0o644)
         .with_context(|| format!("writing {}", conf.display()))?;
     Ok(())
 }
 
-/// `requirepass "<password>"`, quoted as Redis's config parser reads it (`\` and `"` escaped),
-/// so no character of a password can end the value or start a comment.
-fn redis_conf(password: &str) -> String {
-    let quoted = password.replace('\\', "\\\\").replace('"', "\\\"");
-    format!("requirepass \"{quoted}\"\n")
+/// The ACL users, passwords quoted as Redis's config parser reads them (`\` and `"` escaped), so
+/// no character of a password can end the value or start a comment:
+/// - `default`: everything, for administration (health check, backups, CONFIG);
+/// - `app`: every key and channel, every command but the `@admin` and `@dangerous` ones (no
+///   CONFIG, FLUSHALL, SHUTDOWN, REPLICAOF, ACL, DEBUG, KEYS, MONITOR), with INFO, which BullMQ
+///   reads to check the server.
+fn redis_conf(app: &str, admin: &str) -> String {
+    let quoted = |p: &str| p.replace('\\', "\\\\").replace('"', "\\\"");
+    format!(
+        "user default on \">{}\" ~* &* +@all\n\
+         user app on \">{}\" ~* &* +@all -@admin -@dangerous +info\n",
+        quoted(admin),
+        quoted(app)
+    )
 }
 
 /// The key swarm secret names are derived with (`.name-key` in the secrets directory, 0600,
@@ -228,8 +244,16 @@ mod tests {
             first
         );
         let conf = fs::read_to_string(d.join("redis.conf")).unwrap();
-        let redis = fs::read_to_string(d.join("redis_password")).unwrap();
-        assert_eq!(conf, format!("requirepass \"{}\"\n", redis.trim_end()));
+        let app = fs::read_to_string(d.join("redis_password")).unwrap();
+        let admin = fs::read_to_string(d.join("redis_admin_password")).unwrap();
+        assert_eq!(
+            conf,
+            format!(
+                "user default on \">{}\" ~* &* +@all\nuser app on \">{}\" ~* &* +@all -@admin -@dangerous +info\n",
+                admin.trim_end(),
+                app.trim_end()
+            )
+        );
         fs::remove_dir_all(&root).unwrap();
     }
 
@@ -263,9 +287,10 @@ mod tests {
         fs::write(d.join("redis_password"), format!("{good}\n")).unwrap();
         ensure(&root).unwrap();
         let conf = fs::read_to_string(d.join("redis.conf")).unwrap();
+        let app_line = conf.lines().nth(1).unwrap();
         assert_eq!(
-            conf,
-            "requirepass \"Quote\\\"and\\\\backslash#not-a-comment\"\n"
+            app_line,
+            "user app on \">Quote\\\"and\\\\backslash#not-a-comment\" ~* &* +@all -@admin -@dangerous +info"
         );
         for (bad, want) in [
             (format!("{good}\r\n"), "carriage return"),

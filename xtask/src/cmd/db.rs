@@ -24,7 +24,9 @@ use crate::{
 const PG_DUMP: &str = "postgres.dump";
 const REDIS_RDB: &str = "redis.rdb";
 /// Redis reads its password from the secret file in prod; dev has none.
-const REDIS_AUTH: &str = "if [ -r /run/secrets/redis_password ]; then export REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\"; fi; ";
+/// Redis's admin (`default` user) in prod, where its password is a secret file; dev's container
+/// has REDISCLI_AUTH set already.
+const REDIS_AUTH: &str = "if [ -r /run/secrets/redis_admin_password ]; then export REDISCLI_AUTH=\"$(cat /run/secrets/redis_admin_password)\"; fi; ";
 
 impl flags::Db {
     pub fn run(self, sh: &Shell) -> Result<()> {

@@ -58,6 +58,10 @@ fn grown_copy() -> PathBuf {
         ("postgres_password", "Pg@:/#%?&+=é~-super-0123456789"),
         ("app_db_password", APP_DB_PASSWORD),
         ("redis_password", REDIS_PASSWORD),
+        (
+            "redis_admin_password",
+            "Ad@:/#%?&+=é~-redis-admin-0123456789",
+        ),
     ] {
         fs::write(secrets.join(name), format!("{value}\n")).unwrap();
     }
@@ -115,7 +119,7 @@ impl Kept {
     }
     fn redis_cli(&self, args: &str) -> String {
         let script =
-            format!("REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" redis-cli {args}");
+            format!("REDISCLI_AUTH=\"$(cat /run/secrets/redis_admin_password)\" redis-cli {args}");
         let out = self.compose(&["exec", "-T", "redis", "sh", "-c", &script]);
         assert!(out.status.success(), "redis-cli {args}: {}", text(&out));
         text(&out)
@@ -445,7 +449,11 @@ fn bullmq_through_redis_url(k: &Kept) {
     );
     let consumed = k.one_off(&mount, &["bun", "/work/queue.mjs", "consume", "5"]);
     assert!(consumed.contains("processed 5"), "{consumed}");
-    eprintln!("bullmq: enqueued 5 before a redis restart, processed 5 after it");
+    assert!(
+        consumed.contains("retried 1"),
+        "the failing first attempt retried: {consumed}"
+    );
+    eprintln!("bullmq: enqueued 5 before a redis restart, processed 5 after it (one retried)");
 
     // At maxmemory: a limit below what Redis holds already.
     k.redis_cli("config set maxmemory 1");

@@ -73,6 +73,7 @@ fn verify_prod_passes_under_a_strict_umask() {
         "postgres_password",
         "app_db_password",
         "redis_password",
+        "redis_admin_password",
         "redis.conf",
     ] {
         assert_eq!(mode(&secrets.join(f)), 0o644, "{f}");

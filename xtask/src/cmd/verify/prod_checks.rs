@@ -195,12 +195,29 @@ fn output_text(o: &std::process::Output) -> String {
     )
 }
 
-/// Unauthenticated PING is refused; protected mode on; maxmemory below the container's limit
-/// with `noeviction` (BullMQ).
+/// Unauthenticated PING is refused; the app's ACL user may not reconfigure or wipe Redis;
+/// protected mode on; maxmemory below the container's limit with `noeviction` (BullMQ).
 fn redis_checks(sh: &Shell, name: &str, limit: i64) -> Vec<Check> {
+    let as_app = |cmd: &str| {
+        let script = format!(
+            "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" redis-cli --user app {cmd}"
+        );
+        docker::exec(sh, name, &["sh", "-c", &script])
+            .map(|o| output_text(&o))
+            .unwrap_or_else(|e| e.to_string())
+    };
+    let denied: Vec<String> = [
+        "CONFIG SET maxmemory-policy allkeys-lru",
+        "FLUSHALL",
+        "ACL LIST",
+    ]
+    .iter()
+    .map(|c| format!("{c}: {}", as_app(c).trim()))
+    .collect();
+    let app_ping = as_app("PING");
     let noauth = docker::exec(sh, name, &["redis-cli", "ping"]).map(|o| output_text(&o));
     let noauth = noauth.unwrap_or_else(|e| e.to_string());
-    let script = "REDISCLI_AUTH=\"$(cat /run/secrets/redis_password)\" redis-cli config get maxmemory maxmemory-policy protected-mode";
+    let script = "REDISCLI_AUTH=\"$(cat /run/secrets/redis_admin_password)\" redis-cli config get maxmemory maxmemory-policy protected-mode";
     let conf = docker::exec(sh, name, &["sh", "-c", script]).map(|o| output_text(&o));
     let conf = conf.unwrap_or_else(|e| e.to_string());
     let pairs: Vec<&str> = conf.lines().map(str::trim).collect();
@@ -219,6 +236,11 @@ fn redis_checks(sh: &Shell, name: &str, limit: i64) -> Vec<Check> {
             format!("unauthenticated PING answered {:?}", noauth.trim()),
         ),
         check(
+            "redis: the app user may not reconfigure or wipe it",
+            app_ping.contains("PONG") && denied.iter().all(|d| d.contains("NOPERM")),
+            format!("as `app`: PING {}; {}", app_ping.trim(), denied.join("; ")),
+        ),
+        check(
             "redis: protected mode",
             get("protected-mode") == "yes",
             get("protected-mode"),
@@ -234,11 +256,13 @@ fn redis_checks(sh: &Shell, name: &str, limit: i64) -> Vec<Check> {
     ]
 }
 
-/// The app role is not a superuser and cannot act as one; the app's connections use it.
+/// The app role is not a superuser, cannot act as one, does not own the database; the app's
+/// connections use it.
 fn db_checks(sh: &Shell, name: &str) -> Vec<Check> {
     let as_app = "psql -U \"$APP_DB_USER\" -d \"$POSTGRES_DB\" -XtAc";
     let rolsuper = format!("{as_app} 'select rolsuper from pg_roles where rolname = current_user'");
     let alter = format!("{as_app} 'ALTER SYSTEM SET work_mem = 1024'");
+    let alter_db = format!("{as_app} \"ALTER DATABASE \\\"$POSTGRES_DB\\\" CONNECTION LIMIT 0\"");
     let sessions = "psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" -XtAc \"select usename from pg_stat_activity \
                     where backend_type = 'client backend' and pid <> pg_backend_pid() and datname = current_database()\"";
     let run = |script: &str| {
@@ -248,6 +272,7 @@ fn db_checks(sh: &Shell, name: &str) -> Vec<Check> {
     };
     let rolsuper = run(&rolsuper);
     let alter = run(&alter);
+    let alter_db = run(&alter_db);
     let sessions = run(sessions);
     let app_user = run("printf %s \"$APP_DB_USER\"");
     let users: Vec<&str> = sessions
@@ -265,6 +290,14 @@ fn db_checks(sh: &Shell, name: &str) -> Vec<Check> {
             "db: app role cannot run a superuser command",
             alter.contains("permission denied") || alter.contains("must be superuser"),
             format!("ALTER SYSTEM as the app role: {}", alter.trim()),
+        ),
+        check(
+            "db: app role does not own the database",
+            alter_db.contains("must be owner"),
+            format!(
+                "ALTER DATABASE … CONNECTION LIMIT 0 as the app role: {}",
+                alter_db.trim()
+            ),
         ),
         check(
             "db: the app connects as its own role",
