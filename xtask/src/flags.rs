@@ -164,6 +164,8 @@ pub struct Deploy {
     pub manager: Option<String>,
     pub image: Option<String>,
     pub init: bool,
+    /// With `--init`: the one address the new swarm listens and advertises on.
+    pub advertise_addr: Option<String>,
     pub json: bool,
     pub images: ImageChoice,
 }
@@ -275,6 +277,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
             manager: m.value("--manager").map(String::from),
             image: m.value("--image").map(String::from),
             init: m.on("--init"),
+            advertise_addr: m.value("--advertise-addr").map(String::from),
             json: m.on("--json"),
             images: m.images()?,
         }),

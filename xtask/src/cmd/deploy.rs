@@ -41,7 +41,21 @@ impl flags::Deploy {
             );
         }
         if let Some(m) = &self.manager {
-            check_manager(m)?;
+            check_manager(
+                m,
+                std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| v == "1"),
+            )?;
+        }
+        if self.init && self.advertise_addr.is_none() {
+            bail!(
+                "deploy --init would make the swarm listen on every address of this host.\n  fix: name the one \
+                 the other nodes reach it by (a private network, not the internet): --advertise-addr <IP>"
+            );
+        }
+        if self.advertise_addr.is_some() && !self.init {
+            bail!(
+                "--advertise-addr is for --init (a swarm that exists already keeps its addresses)"
+            );
         }
         let root = sh.current_dir();
         let env = EnvSource::resolve(&root)?;
@@ -188,8 +202,18 @@ impl flags::Deploy {
              can break name resolution in compose stacks already running on it (until they are \
              recreated: `cargo xtask down` then `cargo xtask dev`).",
         );
-        target.read(sh, &["swarm", "init"]).map_err(|e| {
-            anyhow!("{e:#}\n  fix: name the address other nodes reach this one by: docker swarm init --advertise-addr <IP>, then deploy again")
+        let addr = self.advertise_addr.as_deref().unwrap_or_default();
+        let listen = format!("{addr}:2377");
+        let args = [
+            "swarm",
+            "init",
+            "--advertise-addr",
+            addr,
+            "--listen-addr",
+            &listen,
+        ];
+        target.read(sh, &args).map_err(|e| {
+            anyhow!("{e:#}\n  fix: --advertise-addr must be an address of this engine's host")
         })?;
         swarm::membership(sh, target)
     }
@@ -346,14 +370,22 @@ pub fn check_stack_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// What `docker -H` takes.
-pub fn check_manager(m: &str) -> Result<()> {
+/// What `docker -H` takes; `tcp://` only with TLS verification on (`tls`: DOCKER_TLS_VERIFY=1),
+/// since a plain engine port hands root on that host to anyone who reaches it.
+pub fn check_manager(m: &str, tls: bool) -> Result<()> {
     if !["tcp://", "ssh://", "unix://"]
         .iter()
         .any(|p| m.starts_with(p))
     {
         bail!(
-            "`--manager {m}` is not an engine address: use tcp://HOST:PORT, ssh://USER@HOST or unix:///PATH"
+            "`--manager {m}` is not an engine address: use ssh://USER@HOST, tcp://HOST:PORT (with TLS) or unix:///PATH"
+        );
+    }
+    if m.starts_with("tcp://") && !tls {
+        bail!(
+            "`--manager {m}` without TLS: anyone who reaches that port is root on the manager, and the \
+             deploy's traffic is in clear.\n  fix: --manager ssh://USER@HOST, or DOCKER_TLS_VERIFY=1 with \
+             DOCKER_CERT_PATH holding the client certificate and the CA the engine's is signed by"
         );
     }
     Ok(())
@@ -390,10 +422,17 @@ mod tests {
         assert!(e.contains("HOST:PORT"), "{e}");
         assert!(check_registry("r:99999").is_err());
         assert!(check_registry("r:5000/x").is_err());
-        check_manager("ssh://deploy@10.0.0.1").unwrap();
-        check_manager("tcp://10.0.0.1:2375").unwrap();
-        let e = check_manager("10.0.0.1").unwrap_err().to_string();
-        assert!(e.contains("tcp://HOST:PORT, ssh://USER@HOST"), "{e}");
+        check_manager("ssh://deploy@10.0.0.1", false).unwrap();
+        check_manager("tcp://10.0.0.1:2376", true).unwrap();
+        let e = check_manager("tcp://10.0.0.1:2375", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("without TLS") && e.contains("DOCKER_TLS_VERIFY=1"),
+            "{e}"
+        );
+        let e = check_manager("10.0.0.1", true).unwrap_err().to_string();
+        assert!(e.contains("ssh://USER@HOST, tcp://HOST:PORT"), "{e}");
     }
 
     #[test]

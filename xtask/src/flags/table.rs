@@ -206,7 +206,12 @@ pub const COMMANDS: &[CommandSpec] = &[
             ),
             switch(
                 "--init",
-                "make this engine a one-node swarm first (warns: it can disturb running stacks)",
+                "make this engine a one-node swarm first (warns: it can disturb running stacks); needs --advertise-addr",
+            ),
+            valued(
+                "--advertise-addr",
+                "IP",
+                "with --init: the address other nodes reach this engine by; the swarm listens there only",
             ),
             JSON,
         ],

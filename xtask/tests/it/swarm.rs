@@ -429,9 +429,33 @@ fn deploy_init_runs_the_stack_on_a_one_node_swarm_from_local_images() {
     assert_eq!(refused.status.code(), Some(1), "{all}");
     assert!(all.contains("not part of a swarm"), "{all}");
 
-    let out = deploy(&["--init"]);
+    // Hostile table, row 6: never a swarm listening on every address.
+    let refused = deploy(&["--init"]);
+    let all = text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{all}");
+    assert!(all.contains("--advertise-addr <IP>"), "{all}");
+    let ip = docker_lines(&[
+        "inspect",
+        "--format",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &node.name,
+    ])
+    .concat();
+    let out = deploy(&["--init", "--advertise-addr", &ip]);
     let all = text(&out);
     assert!(out.status.success(), "{all}");
+    let addr = docker_lines(&[
+        "-H",
+        &node.host(),
+        "info",
+        "--format",
+        "{{.Swarm.NodeAddr}}",
+    ]);
+    assert_eq!(
+        addr,
+        [ip.clone()],
+        "the swarm advertises the address it was given"
+    );
     assert!(
         all.contains("one-node swarm") && all.contains("can break name resolution"),
         "warns: {all}"
