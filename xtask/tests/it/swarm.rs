@@ -377,14 +377,13 @@ fn deploy_init_runs_the_stack_on_a_one_node_swarm_from_local_images() {
         return;
     };
     let state_before = host_swarm_state();
-    // The runner to deploy (build-prod tags axion-hub:runner; warm when other tests built it).
-    if docker_lines(&["image", "ls", "-q", "axion-hub:runner"]).is_empty() {
-        let out = Command::new(xtask_bin())
-            .args(["build-prod", "--stage", "runner"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-    }
+    // The runner to deploy, from these sources (build-prod tags axion-hub:runner; cached when
+    // nothing changed, and a tag left by an older checkout is never deployed as this one).
+    let out = Command::new(xtask_bin())
+        .args(["build-prod", "--stage", "runner"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
     // Every stand-in, the swarm node's and haproxy's too.
     let out = Command::new(xtask_bin())
         .args(["provision", "--standin"])
