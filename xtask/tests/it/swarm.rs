@@ -452,7 +452,7 @@ fn deploy_init_runs_the_stack_on_a_one_node_swarm_from_local_images() {
     ]);
     assert_eq!(
         addr,
-        [ip.clone()],
+        std::slice::from_ref(&ip),
         "the swarm advertises the address it was given"
     );
     assert!(
