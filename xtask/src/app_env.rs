@@ -94,14 +94,20 @@ fn app_vars(file: &EnvFile, stacks_own: &[String]) -> Vec<(String, String)> {
     out
 }
 
-/// Compose's env_file takes `'...'` literally: no interpolation of `$` in a value.
+/// A value as compose's env_file reads it back unchanged: plain when it is safe, else in double
+/// quotes with `\`, `"` and `$` escaped (compose turns `\\`, `\"`, `\$` back into `\`, `"`, `$`
+/// and interpolates nothing else). Every character survives, `'` included.
 fn quote(v: &str) -> String {
     if v.chars()
         .all(|c| c.is_ascii_alphanumeric() || "-_./:@+,".contains(c))
     {
         v.to_string()
     } else {
-        format!("'{}'", v.replace('\'', ""))
+        let escaped = v
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('$', "\\$");
+        format!("\"{escaped}\"")
     }
 }
 
@@ -147,7 +153,11 @@ mod tests {
                 ("APP_GREETING".into(), "hi there".into())
             ]
         );
-        assert_eq!(quote("hi there"), "'hi there'");
+        assert_eq!(quote("hi there"), "\"hi there\"");
+        assert_eq!(
+            quote(r#"it's "q" $HOME \back"#),
+            r#""it's \"q\" \$HOME \\back""#
+        );
     }
 
     #[test]

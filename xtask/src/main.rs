@@ -1,10 +1,13 @@
 //! `cargo xtask`: builds, runs, verifies and tears down the AXion Hub stack.
 //!
 //! Map: `flags` (the command line) -> `cmd/*` (one module per command) -> domain modules:
-//! `stack` (a stack's facts), `env_file` (which env file), `images` + `standin` (base
-//! images), `lifecycle` (build, up, teardown), `readiness` (when is it ready), `docker/*` (every
-//! docker call and its JSON), `engine` + `install` (the engine), `integrity` + `known_errors`
-//! (build failures), `host`, `http`, `ports`, `proc`, `progress`, `signals`, `util`.
+//! `stack` (a stack's facts), `env_file` (which env file), `app_env` (the app's own variables),
+//! `secrets` (prod's secret files), `images` + `standin` (base images), `lifecycle` (build, up,
+//! teardown), `readiness` (when is it ready), `docker/*` (every docker call and its JSON),
+//! `engine` + `install` (the engine), `integrity` + `known_errors` (build failures), `owner` +
+//! `reap` (who made a throw-away stack, and removing what dead runs left), `swarm` (the stack on
+//! a swarm; `swarm/cluster`, `swarm/load`: the proof's nodes and load), `host`, `http`, `ports`,
+//! `proc`, `progress`, `signals`, `util`.
 
 mod app_env;
 mod cmd;

@@ -23,6 +23,8 @@ const REDIS_PASSWORD: &str = "Rd@:/#%?&+=é~-redis-0123456789";
 const ROOT_ENV_NAME: &str = "Grown From Root Env";
 const APP_ENV_CHANNEL: &str = "from-app-env-production";
 const LOCAL_ONLY: &str = "local-only-must-not-ship";
+/// A run-time value with the characters an env file makes hard: `'`, `"`, `$`, `\`.
+const MOTTO: &str = r#"it's "quoted" $HOME \back"#;
 
 fn fixtures() -> PathBuf {
     project_root().join("xtask/tests/fixtures")
@@ -51,6 +53,7 @@ fn grown_copy() -> PathBuf {
     copy_tree(&fixtures().join("grown-app/app"), &dir.join("app"), &[]);
     let mut env = fs::read_to_string(dir.join(".env.example")).unwrap();
     env.push_str(&format!("NEXT_PUBLIC_APP_NAME={ROOT_ENV_NAME}\n"));
+    env.push_str(&format!("FIXTURE_MOTTO={MOTTO}\n"));
     fs::write(dir.join(".env"), env).unwrap();
     let secrets = dir.join("secrets");
     fs::create_dir_all(&secrets).unwrap();
@@ -237,6 +240,7 @@ fn routes_came_from_the_build(report: &serde_json::Value) {
         "/api/tables",
         "/api/health",
         "/api/boom",
+        "/api/motto",
     ] {
         assert_eq!(answered(path), Some(200), "{path} in {routes:#?}");
     }
@@ -299,6 +303,10 @@ fn data_routes_work(k: &Kept) {
             .unwrap()
     };
     assert_eq!(hits(&second), hits(&first) + 1, "{first}\n{second}");
+    let motto = body(k.port, "/api/motto");
+    let json = &motto[motto.find('{').unwrap()..=motto.rfind('}').unwrap()];
+    let got: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(got["motto"], MOTTO, "a run-time value kept every character");
 }
 
 fn public_env_reaches_the_bundle(k: &Kept) {
