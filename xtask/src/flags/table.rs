@@ -87,7 +87,7 @@ pub const COMMANDS: &[CommandSpec] = &[
             JSON,
             switch(
                 "--dry-run",
-                "print the plan (every docker command) without running any",
+                "print the plan (the build, up and teardown commands, files, images) without running any",
             ),
             COLD,
             NO_VERIFY,
