@@ -163,6 +163,11 @@ fn wait_services(
     loop {
         check_interrupt(probe)?;
         let up = probe.up_done().map_err(NotReady::general)?;
+        if up && !was_up {
+            // The dev server compiles `/` on its first request: start it now, beside the
+            // health route its health check compiles, not after that check passes.
+            probe.prefetch(&["/"]);
+        }
         due |= up != was_up || polling || probe.elapsed() >= last_sample + FALLBACK_SAMPLE;
         was_up = up;
         if due {
