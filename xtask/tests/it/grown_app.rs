@@ -178,6 +178,7 @@ fn a_grown_app_passes_verify_prod_and_works_in_prod() {
     public_env_reaches_the_bundle(&kept);
     no_password_in_the_configuration(&kept);
     a_server_action_writes_a_row(&kept);
+    a_browser_uses_the_app(&kept);
     a_migration_is_visible_to_the_app(&kept);
     bullmq_through_redis_url(&kept);
     a_5xx_route_fails_verify(&dir);
@@ -410,6 +411,36 @@ fn post_form(port: u16, path: &str, fields: &[(&str, &str)]) -> u16 {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("POST {path}: no HTTP answer: {raw:?}"))
+}
+
+/// Headless Chromium with JavaScript: the client bundle's NEXT_PUBLIC_* values after
+/// hydration, the server action called as Next.js calls it, no console error (a CSP violation
+/// would be one).
+fn a_browser_uses_the_app(k: &Kept) {
+    let chromium = crate::real_engine::ensure_chromium();
+    let out = Command::new("node")
+        .arg(project_root().join("xtask/tests/it/browser/grown.mjs"))
+        .arg(format!("http://127.0.0.1:{}", k.port))
+        .arg(&chromium)
+        .env("PUPPETEER_DIR", crate::support::npm_clients())
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert!(out.status.success(), "the browser run:\n{all}");
+    let line = String::from_utf8_lossy(&out.stdout);
+    let seen: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(seen["channel"], APP_ENV_CHANNEL, "{seen}");
+    assert_eq!(seen["name"], ROOT_ENV_NAME, "{seen}");
+    assert_eq!(
+        seen["action"], true,
+        "the form went through a server action call: {seen}"
+    );
+    assert_eq!(
+        seen["problems"],
+        serde_json::json!([]),
+        "console errors: {seen}"
+    );
+    eprintln!("browser: {seen}");
 }
 
 fn a_migration_is_visible_to_the_app(k: &Kept) {

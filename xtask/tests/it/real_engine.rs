@@ -683,7 +683,7 @@ fn a_real_browser_sees_hot_reload_in_place() {
 }
 
 /// Debian's Chromium: installed when missing and root (as CI is), else the fix is named.
-fn ensure_chromium() -> String {
+pub(crate) fn ensure_chromium() -> String {
     for p in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
         if std::path::Path::new(p).exists() {
             return p.into();
