@@ -32,18 +32,7 @@ fn fixtures() -> PathBuf {
 
 /// The project with the grown app in place of the demo pages, its secrets set by hand.
 fn grown_copy() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("xtask-grown-app-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    let skip = [
-        "target",
-        ".git",
-        "node_modules",
-        ".next",
-        "secrets",
-        ".env",
-        "xtask",
-    ];
-    copy_tree(&project_root(), &dir, &skip);
+    let dir = crate::support::scratch_project("grown-app");
     for demo in ["app/app/page.tsx", "app/public/logo.png"] {
         fs::remove_file(dir.join(demo)).unwrap();
     }

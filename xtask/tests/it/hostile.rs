@@ -44,18 +44,7 @@ fn verify_prod_passes_under_a_strict_umask() {
     let Some(_engine) = engine_test() else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("xtask-umask-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    let skip = [
-        "target",
-        ".git",
-        "node_modules",
-        ".next",
-        "secrets",
-        ".env",
-        "xtask",
-    ];
-    copy_tree(&project_root(), &dir, &skip);
+    let dir = crate::support::scratch_project("umask");
     let _cleanup = RemoveDir(dir.clone());
     as_if_checked_out_under(&dir, 0o077);
     let out = Command::new("sh")

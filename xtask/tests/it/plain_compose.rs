@@ -7,7 +7,7 @@ use std::{fs, os::unix::fs::MetadataExt, path::Path, process::Command};
 
 use crate::{
     real_engine::{docker_lines, engine_test, free_port, get},
-    support::{RemoveDir, copy_tree, project_root, text},
+    support::{RemoveDir, text},
 };
 
 /// The base images compose should use here: the stand-ins when this machine has them (no
@@ -46,18 +46,7 @@ fn chown_tree(dir: &Path, uid: u32) {
 
 /// One owner: up, the app answers, the server's uid and next-env.d.ts's owner, down.
 fn up_as_owner(uid: u32) {
-    let dir = std::env::temp_dir().join(format!("xtask-plain-{uid}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    let skip = [
-        "target",
-        ".git",
-        "node_modules",
-        ".next",
-        "secrets",
-        ".env",
-        "xtask",
-    ];
-    copy_tree(&project_root(), &dir, &skip);
+    let dir = crate::support::scratch_project(&format!("plain-{uid}"));
     let _cleanup = RemoveDir(dir.clone());
     if is_root() {
         chown_tree(&dir, uid);

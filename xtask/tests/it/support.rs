@@ -224,3 +224,22 @@ pub fn npm_clients() -> PathBuf {
     fs::write(&stamp, lock).unwrap();
     dir
 }
+
+/// A scratch copy of the project in temp_dir (`xtask-<name>-<pid>`), as a fresh checkout has
+/// it: no build output, secrets, `.env` or the xtask's own sources. The caller removes it
+/// (`RemoveDir`).
+pub fn scratch_project(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xtask-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let skip = [
+        "target",
+        ".git",
+        "node_modules",
+        ".next",
+        "secrets",
+        ".env",
+        "xtask",
+    ];
+    copy_tree(&project_root(), &dir, &skip);
+    dir
+}

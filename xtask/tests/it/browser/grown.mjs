@@ -3,25 +3,10 @@
 // calls its server action (Next.js's fetch with the Next-Action header, not a plain form post)
 // and the new entry appears; the CSP blocks nothing the app itself needs. Prints one JSON line.
 // Usage: node grown.mjs <base url> <chromium>
-import { createRequire } from "node:module";
-
-const require = createRequire(process.env.PUPPETEER_DIR + "/");
-const puppeteer = require("puppeteer-core");
+import { launch } from "./launch.mjs";
 
 const [base, chromium] = process.argv.slice(2);
-const browser = await puppeteer.launch({
-  executablePath: chromium,
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launch(chromium);
 try {
   const tab = await browser.newPage();
   const problems = [];

@@ -3,27 +3,12 @@
 // line: { sockets, latencyMs, fullReload, text }.
 // Usage: node hmr.mjs <url> <page.tsx> <chromium>
 import { writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
-
-const require = createRequire(process.env.PUPPETEER_DIR + "/");
-const puppeteer = require("puppeteer-core");
+import { launch } from "./launch.mjs";
 
 const [url, file, chromium] = process.argv.slice(2);
 const page = (marker) => `export default function Page() {\n  return <p id="marker">${marker}</p>;\n}\n`;
 
-const browser = await puppeteer.launch({
-  executablePath: chromium,
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launch(chromium);
 try {
   const tab = await browser.newPage();
   const cdp = await tab.createCDPSession();
