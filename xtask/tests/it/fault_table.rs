@@ -203,11 +203,21 @@ fn fault_table_on_a_real_engine() {
     let _ = fs::remove_dir_all(&scratch);
     sentinel.intact("row 2");
 
-    // 3. The app never answers before the HTTP timeout.
+    // 3. The app never answers before the HTTP timeout: its `/` takes 30 s (the demo's would
+    // be compiled already: readiness asks for it while the health check runs).
+    let scratch = crate::support::scratch_project("slow-project");
+    fs::write(
+        scratch.join("app/app/page.tsx"),
+        "export const dynamic = \"force-dynamic\";\n\
+         export default async function Page() {\n  \
+           await new Promise((r) => setTimeout(r, 30_000));\n  return <p>late</p>;\n}\n",
+    )
+    .unwrap();
+    let _slow = RemoveDir(scratch.clone());
     failing_verify(
         "row 3",
         &["verify", "--timeout-http", "1"],
-        &[],
+        &[("AXION_PROJECT_ROOT", scratch.to_str().unwrap())],
         &["did not succeed within 1s", "failing service: app"],
     );
     sentinel.intact("row 3");
