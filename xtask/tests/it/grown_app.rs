@@ -231,6 +231,7 @@ fn routes_came_from_the_build(report: &serde_json::Value) {
         "/api/health",
         "/api/boom",
         "/api/motto",
+        "/feed.json",
     ] {
         assert_eq!(answered(path), Some(200), "{path} in {routes:#?}");
     }
@@ -255,6 +256,7 @@ fn routes_came_from_the_build(report: &serde_json::Value) {
         "{isr}"
     );
     assert!(detail.contains("/archive regenerated on demand"), "{isr}");
+    assert!(detail.contains("/feed.json regenerated after its revalidate"), "{isr}");
     let headers = find("app: security headers");
     assert_eq!(
         (&headers["ok"], &headers["applicable"]),
