@@ -256,7 +256,10 @@ fn routes_came_from_the_build(report: &serde_json::Value) {
         "{isr}"
     );
     assert!(detail.contains("/archive regenerated on demand"), "{isr}");
-    assert!(detail.contains("/feed.json regenerated after its revalidate"), "{isr}");
+    assert!(
+        detail.contains("/feed.json regenerated after its revalidate"),
+        "{isr}"
+    );
     let headers = find("app: security headers");
     assert_eq!(
         (&headers["ok"], &headers["applicable"]),
