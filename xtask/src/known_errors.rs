@@ -121,6 +121,15 @@ pub fn known_problems(output: &str) -> Vec<String> {
             crate::images::BUN_VERSION
         ));
     }
+    if lower.contains("password authentication failed") {
+        out.push(
+            "PostgreSQL refused the password: its data volume was initialised with another one than POSTGRES_PASSWORD \
+             says now (another checkout of the project shares the `axion-hub` volumes, or .env was made anew). Fix: \
+             put that password back in .env, give this checkout its own AXION_DEV_PROJECT, or `cargo xtask down \
+             --volumes` (deletes the database)"
+                .to_string(),
+        );
+    }
     if lower.contains("no space left on device") {
         out.push(
             "the disk is full. Fix: `docker builder prune` and `docker image prune`".to_string(),
@@ -187,5 +196,7 @@ mod tests {
         assert!(known_problems(prerender)[0].contains("await connection()"));
         let frozen = "error: lockfile had changes, but lockfile is frozen\nnote: try re-running without --frozen-lockfile";
         assert!(known_problems(frozen)[0].contains("commit app/bun.lock"));
+        let auth = "health: db failed: password authentication failed for user \"axion\"";
+        assert!(known_problems(auth)[0].contains("AXION_DEV_PROJECT"));
     }
 }

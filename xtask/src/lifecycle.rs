@@ -220,6 +220,7 @@ pub fn failure_dump(sh: &Shell, project: &str, service: Option<&str>) -> String 
         _ => cs.iter().filter(|c| !c.ready()).collect(),
     };
     let mut out = String::new();
+    let mut logs = String::new();
     for c in chosen {
         out.push_str(&format!(
             "\n--- service `{}` ({}): {}, exit code {}{}\n",
@@ -244,7 +245,12 @@ pub fn failure_dump(sh: &Shell, project: &str, service: Option<&str>) -> String 
             }
         }
         out.push_str("last 50 lines of its log:\n");
-        out.push_str(&docker::logs_tail(sh, &c.id, 50));
+        let tail = docker::logs_tail(sh, &c.id, 50);
+        out.push_str(&tail);
+        logs.push_str(&tail);
+    }
+    for hint in known_problems(&logs) {
+        out.push_str(&format!("cause: {hint}\n"));
     }
     out
 }
