@@ -145,20 +145,21 @@ pub fn check(root: &Path) -> Result<()> {
 }
 
 /// Where a secret's value shows in `text`, as written or percent-encoded (the form the runner's
-/// entrypoint puts into DATABASE_URL and REDIS_URL): the names of those found. Secrets that
-/// cannot be read are skipped (the checks before any start refuse them).
+/// entrypoint puts into DATABASE_URL and REDIS_URL; hex digits of either case): the names of
+/// those found. Secrets that cannot be read are skipped (the checks before any start refuse them).
 pub fn leaked_in(root: &Path, text: &str) -> Vec<&'static str> {
     let dir = dir(root);
-    let lower = text.to_ascii_lowercase();
     SECRETS
         .iter()
         .filter_map(|(name, _)| Some((*name, read(&dir, name).ok()?)))
-        .filter(|(_, v)| {
-            let encoded: String = v.bytes().map(|b| format!("%{b:02x}")).collect();
-            text.contains(v.as_str()) || lower.contains(&encoded)
-        })
+        .filter(|(_, v)| contains_secret(text, v))
         .map(|(name, _)| name)
         .collect()
+}
+
+fn contains_secret(text: &str, value: &str) -> bool {
+    let encoded = crate::util::percent_encode(value).to_ascii_lowercase();
+    text.contains(value) || text.to_ascii_lowercase().contains(&encoded)
 }
 
 fn read(dir: &Path, name: &str) -> Result<String> {
@@ -308,5 +309,16 @@ mod tests {
             );
         }
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// The form start.sh writes into a URL (unreserved bytes kept, lowercase hex) is found too.
+    #[test]
+    fn a_secret_is_found_as_written_and_as_a_url_holds_it() {
+        let pw = "p@ss:w/rd#%é-x";
+        assert!(contains_secret(&format!("x {pw} y"), pw));
+        let url = "postgres://axion_app:p%40ss%3aw%2frd%23%25%c3%a9-x@db:5432/axion";
+        assert!(contains_secret(url, pw));
+        assert!(contains_secret(&url.to_ascii_uppercase(), pw));
+        assert!(!contains_secret("postgres://axion_app:other@db/axion", pw));
     }
 }

@@ -123,6 +123,19 @@ pub fn create_atomic(path: &std::path::Path, bytes: &[u8], mode: u32) -> std::io
     made
 }
 
+/// RFC 3986 percent-encoding: every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`) as
+/// `%XX`. The runner's entrypoint (app/start.sh) encodes the URLs' passwords the same way.
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Seconds with one decimal, for reports.
 pub fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())

@@ -141,7 +141,7 @@ impl BuildOutput {
         let file = self.image_files.first()?;
         Some(format!(
             "/_next/image?url={}&w={}&q={}",
-            encode(file),
+            crate::util::percent_encode(file),
             i.width,
             i.quality
         ))
@@ -237,18 +237,6 @@ fn image_files(listing: &str, svg: bool) -> Vec<String> {
     // The app's own files first: public/ is what a user put there on purpose.
     out.sort_by_key(|f| (f.starts_with("/_next/"), f.clone()));
     out
-}
-
-/// Percent-encoding of a URL path as a query value.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]
