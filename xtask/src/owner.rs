@@ -29,9 +29,8 @@ pub enum Liveness {
     Alive,
     /// Gone, and why: the stack may be removed.
     Gone(String),
-    /// Made on another host sharing this engine: nothing can be known from here.
-    Elsewhere,
-    /// Not known from here, and why (another machine or pid namespace, /proc unreadable).
+    /// Not known from here, and why (another host, machine or pid namespace, /proc unreadable):
+    /// never removed.
     Unknown(String),
 }
 
@@ -94,7 +93,7 @@ impl Owner {
 
     fn liveness_with(&self, here: &Owner, probe: impl Fn(u32) -> Probe) -> Liveness {
         if self.host != here.host {
-            return Liveness::Elsewhere;
+            return Liveness::Unknown("made on another host".into());
         }
         if self.machine.is_empty() || self.machine != here.machine {
             return Liveness::Unknown(
@@ -251,7 +250,10 @@ mod tests {
             host: "elsewhere".into(),
             ..here.clone()
         };
-        assert_eq!(foreign.liveness(&here), Liveness::Elsewhere);
+        assert_eq!(
+            foreign.liveness(&here),
+            Liveness::Unknown("made on another host".into())
+        );
     }
 
     /// Hostile table, row 2: dead only when everything needed to judge matches.
