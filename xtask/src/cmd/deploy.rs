@@ -32,31 +32,7 @@ impl flags::Deploy {
             .clone()
             .unwrap_or_else(|| swarm::DEFAULT_STACK.into());
         check_stack_name(&stack_name)?;
-        for r in [&self.registry, &self.node_registry].into_iter().flatten() {
-            check_registry(r)?;
-        }
-        if self.node_registry.is_some() && self.registry.is_none() {
-            bail!(
-                "--node-registry names how the nodes reach --registry: give --registry HOST:PORT too"
-            );
-        }
-        if let Some(m) = &self.manager {
-            check_manager(
-                m,
-                std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| v == "1"),
-            )?;
-        }
-        if self.init && self.advertise_addr.is_none() {
-            bail!(
-                "deploy --init would make the swarm listen on every address of this host.\n  fix: name the one \
-                 the other nodes reach it by (a private network, not the internet): --advertise-addr <IP>"
-            );
-        }
-        if self.advertise_addr.is_some() && !self.init {
-            bail!(
-                "--advertise-addr is for --init (a swarm that exists already keeps its addresses)"
-            );
-        }
+        self.check_flags()?;
         let root = sh.current_dir();
         let env = EnvSource::resolve(&root)?;
         engine::preflight()?;
@@ -186,6 +162,32 @@ impl flags::Deploy {
             );
         }
         Ok(())
+    }
+
+    /// What the flags say together, before anything is built or asked of an engine.
+    fn check_flags(&self) -> Result<()> {
+        for r in [&self.registry, &self.node_registry].into_iter().flatten() {
+            check_registry(r)?;
+        }
+        if self.node_registry.is_some() && self.registry.is_none() {
+            bail!(
+                "--node-registry names how the nodes reach --registry: give --registry HOST:PORT too"
+            );
+        }
+        if let Some(m) = &self.manager {
+            let tls = std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| v == "1");
+            check_manager(m, tls)?;
+        }
+        match (self.init, &self.advertise_addr) {
+            (true, None) => bail!(
+                "deploy --init would make the swarm listen on every address of this host.\n  fix: name the one \
+                 the other nodes reach it by (a private network, not the internet): --advertise-addr <IP>"
+            ),
+            (false, Some(_)) => bail!(
+                "--advertise-addr is for --init (a swarm that exists already keeps its addresses)"
+            ),
+            _ => Ok(()),
+        }
     }
 
     /// The swarm membership of the target engine; `--init` makes this engine a one-node swarm.

@@ -375,23 +375,7 @@ fn on_cluster(
         );
     }
 
-    // No password in the stack file or in any service's definition (the app builds its URLs
-    // from the secret files when it starts).
-    let file = crate::stack::work_dir(&crate::util::project_root(), "deploy")
-        .join(format!("{STACK}.stack.json"));
-    let mut seen =
-        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-    let names = manager.read(sh, &["stack", "services", "--format", "{{.Name}}", STACK])?;
-    let mut args = vec!["service", "inspect"];
-    args.extend(names.split_whitespace());
-    seen.push_str(&manager.read(sh, &args)?);
-    let leaked = crate::secrets::leaked_in(&crate::util::project_root(), &seen);
-    if !leaked.is_empty() {
-        bail!(
-            "the secrets {leaked:?} are readable in {} or `docker service inspect`",
-            file.display()
-        );
-    }
+    no_secret_in_the_stack(sh, &manager)?;
 
     // An image through the registry by itself: redis (db's node has it) pulled by a worker.
     if let Some(redis) = first["images"]["REDIS_IMAGE"].as_str() {
@@ -513,6 +497,27 @@ fn on_cluster(
 }
 
 /// `3 containers, 5 networks, 6 volumes` on the host engine.
+/// No password in the rendered stack file or in any service's definition (the app builds its
+/// URLs from the secret files when it starts).
+fn no_secret_in_the_stack(sh: &Shell, manager: &swarm::Target) -> Result<()> {
+    let file = crate::stack::work_dir(&crate::util::project_root(), "deploy")
+        .join(format!("{STACK}.stack.json"));
+    let mut seen =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let names = manager.read(sh, &["stack", "services", "--format", "{{.Name}}", STACK])?;
+    let mut args = vec!["service", "inspect"];
+    args.extend(names.split_whitespace());
+    seen.push_str(&manager.read(sh, &args)?);
+    let leaked = crate::secrets::leaked_in(&crate::util::project_root(), &seen);
+    if !leaked.is_empty() {
+        bail!(
+            "the secrets {leaked:?} are readable in {} or `docker service inspect`",
+            file.display()
+        );
+    }
+    Ok(())
+}
+
 fn host_counts(sh: &Shell) -> String {
     let count = |args: &[&str]| {
         docker::cmd(sh, &words(args))
