@@ -2,7 +2,7 @@
 //! integration tests, then the real-engine verify of the dev and the prod stack, and the prod
 //! stack on a throw-away swarm beside a running dev stack.
 
-use std::{process::Command, time::Instant};
+use std::{path::Path, process::Command, time::Instant};
 
 use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
@@ -53,17 +53,16 @@ pub fn run(sh: &Shell) -> Result<()> {
         times.push((what, t.elapsed()));
     }
 
-    // The swarm proof, beside a running dev stack whose name resolution it must not disturb
-    // (one started here when none runs, and removed again).
+    // The swarm proof, beside a running dev stack whose name resolution it must not disturb:
+    // a person's own when one runs, else one of ci's own project, removed with its volumes.
     let t = Instant::now();
-    let dev_was_running = dev_stack_running(sh);
-    if !dev_was_running {
-        run_child(&exe, &["dev", "--detach", flag], "dev --detach")?;
-    }
-    let swarm = run_child(&exe, &["verify", "--swarm", flag], "verify --swarm");
-    if !dev_was_running {
-        run_child(&exe, &["down"], "down")?;
-    }
+    let swarm = if dev_stack_running(sh) {
+        run_child(&exe, &["verify", "--swarm", flag], "verify --swarm")
+    } else {
+        beside_ci_dev_stack(&exe, flag, || {
+            run_child(&exe, &["verify", "--swarm", flag], "verify --swarm")
+        })
+    };
     swarm?;
     times.push(("verify --swarm (+ dev)", t.elapsed()));
 
@@ -74,15 +73,37 @@ pub fn run(sh: &Shell) -> Result<()> {
     Ok(())
 }
 
-fn run_child(exe: &std::path::Path, args: &[&str], what: &str) -> Result<()> {
-    let status = Command::new(exe)
-        .args(args)
+fn run_child(exe: &Path, args: &[&str], what: &str) -> Result<()> {
+    run_child_in(Command::new(exe).args(args), what)
+}
+
+fn run_child_env(exe: &Path, args: &[&str], what: &str, dev_project: &str) -> Result<()> {
+    run_child_in(Command::new(exe).args(args).env("AXION_DEV_PROJECT", dev_project), what)
+}
+
+fn run_child_in(cmd: &mut Command, what: &str) -> Result<()> {
+    let status = cmd
         .status()
         .with_context(|| format!("running {what}"))?;
     if !status.success() {
         bail!("{what} failed (its report is above)");
     }
     Ok(())
+}
+
+/// The project of the dev stack ci starts itself: never a person's `axion-hub`, whose volumes
+/// hold their database (and were initialised with their .env's password, not this checkout's).
+const CI_DEV_PROJECT: &str = "axion-hub-ci";
+
+/// Runs `f` beside a dev stack of ci's own project. That project is ci's alone, so its volumes
+/// are removed before (what an interrupted run left) and after, whatever `f` returned.
+fn beside_ci_dev_stack(exe: &Path, flag: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    let down = || run_child_env(exe, &["down", "--volumes"], "down --volumes", CI_DEV_PROJECT);
+    down()?;
+    let result = run_child_env(exe, &["dev", "--detach", flag], "dev --detach", CI_DEV_PROJECT)
+        .and_then(|()| f());
+    let removed = down();
+    result.and(removed)
 }
 
 fn dev_stack_running(sh: &Shell) -> bool {
