@@ -60,7 +60,8 @@ pub fn run(sh: &Shell) -> Result<()> {
         run_child(&exe, &["verify", "--swarm", flag], "verify --swarm")
     } else {
         beside_ci_dev_stack(&exe, flag, || {
-            run_child(&exe, &["verify", "--swarm", flag], "verify --swarm")
+            let args = ["verify", "--swarm", flag];
+            run_child_env(&exe, &args, "verify --swarm", CI_DEV_PROJECT)
         })
     };
     swarm?;
