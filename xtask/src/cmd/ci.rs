@@ -79,13 +79,16 @@ fn run_child(exe: &Path, args: &[&str], what: &str) -> Result<()> {
 }
 
 fn run_child_env(exe: &Path, args: &[&str], what: &str, dev_project: &str) -> Result<()> {
-    run_child_in(Command::new(exe).args(args).env("AXION_DEV_PROJECT", dev_project), what)
+    run_child_in(
+        Command::new(exe)
+            .args(args)
+            .env("AXION_DEV_PROJECT", dev_project),
+        what,
+    )
 }
 
 fn run_child_in(cmd: &mut Command, what: &str) -> Result<()> {
-    let status = cmd
-        .status()
-        .with_context(|| format!("running {what}"))?;
+    let status = cmd.status().with_context(|| format!("running {what}"))?;
     if !status.success() {
         bail!("{what} failed (its report is above)");
     }
@@ -99,10 +102,22 @@ const CI_DEV_PROJECT: &str = "axion-hub-ci";
 /// Runs `f` beside a dev stack of ci's own project. That project is ci's alone, so its volumes
 /// are removed before (what an interrupted run left) and after, whatever `f` returned.
 fn beside_ci_dev_stack(exe: &Path, flag: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
-    let down = || run_child_env(exe, &["down", "--volumes"], "down --volumes", CI_DEV_PROJECT);
+    let down = || {
+        run_child_env(
+            exe,
+            &["down", "--volumes"],
+            "down --volumes",
+            CI_DEV_PROJECT,
+        )
+    };
     down()?;
-    let result = run_child_env(exe, &["dev", "--detach", flag], "dev --detach", CI_DEV_PROJECT)
-        .and_then(|()| f());
+    let result = run_child_env(
+        exe,
+        &["dev", "--detach", flag],
+        "dev --detach",
+        CI_DEV_PROJECT,
+    )
+    .and_then(|()| f());
     let removed = down();
     result.and(removed)
 }

@@ -20,7 +20,7 @@ use crate::{
     stack::{Ports, Stack, StackKind, TIMEOUT_BUILD, TIMEOUT_HEALTHY, log_path, prepare_files},
     standin,
     swarm::TIMEOUT_UPDATE,
-    swarm::{self, DATA_LABEL, Membership, StackImages, Target},
+    swarm::{self, DATA_LABEL, Membership, StackImages},
     util::{note, secs},
 };
 
@@ -39,7 +39,7 @@ impl flags::Deploy {
         let target = self
             .manager
             .as_deref()
-            .map_or_else(Target::configured, Target::host);
+            .map_or_else(docker::Engine::configured, docker::Engine::host);
         let member = self.membership(sh, &target)?;
         if self.registry.is_none() && (member.nodes > 1 || self.manager.is_some()) {
             bail!(
@@ -111,7 +111,7 @@ impl flags::Deploy {
         let before = swarm::update_status(sh, &target, &app_service).unwrap_or_default();
         let previous = swarm::service_image(sh, &target, &app_service).ok();
         let t = Instant::now();
-        swarm::deploy(sh, &target, &stack_name, &file, local)?;
+        swarm::stack_deploy(sh, &target, &stack_name, &file, local)?;
         let mut progress = Progress::new(self.json);
         let mut update = None;
         if previous.is_some_and(|p| p != images.app) {
@@ -191,7 +191,7 @@ impl flags::Deploy {
     }
 
     /// The swarm membership of the target engine; `--init` makes this engine a one-node swarm.
-    fn membership(&self, sh: &Shell, target: &Target) -> Result<Membership> {
+    fn membership(&self, sh: &Shell, target: &docker::Engine) -> Result<Membership> {
         let member = swarm::membership(sh, target)?;
         if member.state == "active" || !self.init {
             if !member.manager {
@@ -266,7 +266,7 @@ fn not_in_a_swarm(m: &Membership) -> String {
 /// db and redis are pinned to the node labelled DATA_LABEL (their volumes stay there). A
 /// one-node swarm's node is labelled here; on more nodes, which disk holds the data is the
 /// operator's choice.
-fn ensure_data_node(sh: &Shell, target: &Target, m: &Membership) -> Result<()> {
+fn ensure_data_node(sh: &Shell, target: &docker::Engine, m: &Membership) -> Result<()> {
     let out = target.read(sh, &["node", "ls", "--format", "{{.ID}} {{.Hostname}}"])?;
     let nodes: Vec<(String, String)> = out
         .lines()

@@ -160,7 +160,7 @@ fn swarm_row(sh: &Shell) -> Row {
     } else {
         "no IPVS (no routing mesh here; the stack's proxy does not need it)"
     };
-    let found = match crate::swarm::membership(sh, &crate::swarm::Target::configured()) {
+    let found = match crate::swarm::membership(sh, &crate::docker::Engine::configured()) {
         Ok(m) if m.manager => format!("manager of {} node(s); {ipvs}", m.nodes),
         Ok(m) if m.state == "active" => format!("worker: deploy with --manager; {ipvs}"),
         Ok(m) => format!(

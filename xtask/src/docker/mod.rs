@@ -4,6 +4,7 @@
 pub mod compose;
 pub mod container;
 pub mod events;
+pub mod swarm;
 
 use std::process::{Command, Output, Stdio};
 
@@ -11,6 +12,46 @@ use anyhow::{Result, bail};
 use xshell::Shell;
 
 pub use container::Container;
+
+/// Which engine a docker call talks to: the one the client is configured for (DOCKER_HOST,
+/// context), or another by address (`--manager`, a node of the throw-away cluster's socket).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Engine(Option<String>);
+
+impl Engine {
+    pub fn configured() -> Engine {
+        Engine(None)
+    }
+    /// `tcp://…`, `ssh://user@host`, `unix://…`: what `docker -H` takes.
+    pub fn host(h: &str) -> Engine {
+        Engine(Some(h.to_string()))
+    }
+    /// The address, for a child command's `--manager`.
+    pub fn address(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+    /// `docker [-H host] <rest>`.
+    pub fn args(&self, rest: &[&str]) -> Vec<String> {
+        let mut a = Vec::new();
+        if let Some(h) = &self.0 {
+            a.extend(["-H".to_string(), h.clone()]);
+        }
+        a.extend(words(rest));
+        a
+    }
+    /// Its stdout; a failure carries the command and docker's stderr.
+    pub fn read(&self, sh: &Shell, rest: &[&str]) -> Result<String> {
+        let out = cmd(sh, &self.args(rest)).quiet().ignore_status().output()?;
+        if !out.status.success() {
+            bail!(
+                "docker {}: {}",
+                rest.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
 
 /// A one-shot `docker <args>` (xshell: checked exit status, quiet by default at call sites).
 pub fn cmd<'a>(sh: &'a Shell, args: &[String]) -> xshell::Cmd<'a> {

@@ -16,7 +16,8 @@ use std::{
 use anyhow::{Context, Result, bail};
 use xshell::Shell;
 
-use super::{DATA_LABEL, Target};
+use super::DATA_LABEL;
+use crate::docker::Engine;
 use crate::{
     docker::{self, compose::words},
     owner::{LABEL, Owner},
@@ -42,8 +43,8 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn target(&self) -> Target {
-        Target::host(&format!("unix://{}", self.socket.display()))
+    pub fn target(&self) -> Engine {
+        docker::Engine::host(&format!("unix://{}", self.socket.display()))
     }
 }
 
@@ -293,7 +294,7 @@ impl Cluster {
     }
 
     /// The manager's engine: where stacks are deployed.
-    pub fn manager(&self) -> Target {
+    pub fn manager(&self) -> Engine {
         self.nodes[0].target()
     }
 

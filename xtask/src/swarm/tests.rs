@@ -1,4 +1,6 @@
 use super::*;
+use crate::docker;
+use stack_file::bytes;
 
 /// What `docker compose config --format json` prints for a trimmed prod + swarm model.
 fn model() -> Value {
@@ -164,9 +166,9 @@ fn digests_are_found_for_their_repository() {
 
 #[test]
 fn targets_name_their_engine() {
-    assert_eq!(Target::configured().args(&["info"]), vec!["info"]);
+    assert_eq!(docker::Engine::configured().args(&["info"]), vec!["info"]);
     assert_eq!(
-        Target::host("unix:///tmp/n1/docker.sock").args(&["node", "ls"]),
+        docker::Engine::host("unix:///tmp/n1/docker.sock").args(&["node", "ls"]),
         vec!["-H", "unix:///tmp/n1/docker.sock", "node", "ls"]
     );
 }

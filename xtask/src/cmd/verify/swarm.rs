@@ -18,7 +18,7 @@ use crate::{
     lifecycle,
     stack::{Ports, Stack, StackKind, TIMEOUT_BUILD, log_path, prepare_files},
     swarm::{
-        self, TIMEOUT_UPDATE, Target,
+        self, TIMEOUT_UPDATE,
         cluster::{Cluster, REGISTRY_NAME},
         load::{Load, Summary, WORKERS},
     },
@@ -178,7 +178,7 @@ fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
     let env = EnvSource::resolve(&root)?;
     engine::preflight()?;
     crate::reap::reap(sh);
-    let host_mode = swarm::membership(sh, &Target::configured())?.state;
+    let host_mode = swarm::membership(sh, &docker::Engine::configured())?.state;
     let set = images::choose(sh, o.images, &env)?.set;
     prepare_files(&root, StackKind::Prod, &env)?;
     let stack = Stack::throwaway(StackKind::Prod, "swarm", &env, &set, Ports::free()?);
@@ -239,7 +239,7 @@ fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
             left.join(", ")
         );
     }
-    let after = swarm::membership(sh, &Target::configured())?.state;
+    let after = swarm::membership(sh, &docker::Engine::configured())?.state;
     report
         .host
         .push(("swarm state".into(), format!("{after} (was {host_mode})")));
@@ -499,7 +499,7 @@ fn on_cluster(
 /// `3 containers, 5 networks, 6 volumes` on the host engine.
 /// No password in the rendered stack file or in any service's definition (the app builds its
 /// URLs from the secret files when it starts).
-fn no_secret_in_the_stack(sh: &Shell, manager: &swarm::Target) -> Result<()> {
+fn no_secret_in_the_stack(sh: &Shell, manager: &docker::Engine) -> Result<()> {
     let file = crate::stack::work_dir(&crate::util::project_root(), "deploy")
         .join(format!("{STACK}.stack.json"));
     let mut seen =
