@@ -126,6 +126,39 @@ pub fn words(w: &[&str]) -> Vec<String> {
     w.iter().map(|s| s.to_string()).collect()
 }
 
+/// Compose files merged by compose itself (so `!reset`/`!override` work), interpolated with
+/// `env`, as JSON.
+pub fn config_json(
+    sh: &xshell::Shell,
+    root: &std::path::Path,
+    files: &[&str],
+    env: &[(String, String)],
+) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context;
+    let mut args = words(&[
+        "compose",
+        "--project-directory",
+        &root.display().to_string(),
+    ]);
+    for f in files {
+        args.extend(["-f".into(), f.to_string()]);
+    }
+    args.extend(words(&["config", "--format", "json"]));
+    let mut c = super::cmd(sh, &args);
+    for (k, v) in env {
+        c = c.env(k, v);
+    }
+    let out = c.quiet().ignore_status().output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "docker compose config of {} failed:\n{}",
+            files.join(" + "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("reading docker compose config's JSON")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,37 +214,4 @@ mod tests {
         assert!(teardown_args().contains(&"--volumes".to_string()));
         assert_eq!(shell_quote("a b"), "'a b'");
     }
-}
-
-/// Compose files merged by compose itself (so `!reset`/`!override` work), interpolated with
-/// `env`, as JSON.
-pub fn config_json(
-    sh: &xshell::Shell,
-    root: &std::path::Path,
-    files: &[&str],
-    env: &[(String, String)],
-) -> anyhow::Result<serde_json::Value> {
-    use anyhow::Context;
-    let mut args = words(&[
-        "compose",
-        "--project-directory",
-        &root.display().to_string(),
-    ]);
-    for f in files {
-        args.extend(["-f".into(), f.to_string()]);
-    }
-    args.extend(words(&["config", "--format", "json"]));
-    let mut c = super::cmd(sh, &args);
-    for (k, v) in env {
-        c = c.env(k, v);
-    }
-    let out = c.quiet().ignore_status().output()?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "docker compose config of {} failed:\n{}",
-            files.join(" + "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    serde_json::from_slice(&out.stdout).context("reading docker compose config's JSON")
 }
