@@ -26,6 +26,7 @@ mod owner;
 mod ports;
 mod proc;
 mod progress;
+mod proof;
 mod readiness;
 mod reap;
 mod secrets;

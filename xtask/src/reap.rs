@@ -7,7 +7,11 @@ use anyhow::{Result, bail};
 use xshell::Shell;
 
 use crate::{
-    docker::{self, compose::words},
+    docker::{
+        self,
+        compose::words,
+        resources::{self, Resources},
+    },
     owner::{LABEL, Liveness, Owner},
     util::note,
 };
@@ -21,20 +25,18 @@ pub const IMAGE_LABEL: &str = "org.axion-hub.image";
 pub struct Orphan {
     pub project: String,
     pub why: String,
-    pub containers: Vec<String>,
-    pub networks: Vec<String>,
-    pub volumes: Vec<String>,
-    pub images: Vec<String>,
+    pub left: Resources,
 }
 
 impl Orphan {
     pub fn summary(&self) -> String {
+        let l = &self.left;
         let mut parts = Vec::new();
         for (n, what) in [
-            (self.containers.len(), "container"),
-            (self.networks.len(), "network"),
-            (self.volumes.len(), "volume"),
-            (self.images.len(), "image"),
+            (l.containers.len(), "container"),
+            (l.networks.len(), "network"),
+            (l.volumes.len(), "volume"),
+            (l.images.len(), "image"),
         ] {
             if n > 0 {
                 parts.push(format!("{n} {what}{}", if n == 1 { "" } else { "s" }));
@@ -44,145 +46,58 @@ impl Orphan {
     }
 }
 
-/// One line a resource: `id \t project \t owner label`.
-fn listing(kind: &str) -> Vec<String> {
-    let fmt = format!(
-        "{{{{.{}}}}}\t{{{{.Label \"com.docker.compose.project\"}}}}\t{{{{.Label \"{LABEL}\"}}}}",
-        if kind == "volume" { "Name" } else { "ID" }
-    );
-    let filter = format!("label={LABEL}");
-    match kind {
-        "container" => words(&["ps", "-a", "--filter", &filter, "--format", &fmt]),
-        k => words(&[k, "ls", "--filter", &filter, "--format", &fmt]),
-    }
-}
+/// The project prefix of `verify --swarm` runs, whose registry container
+/// (`<project>-registry`, publishing 5000/tcp on loopback) names the tags its pushes left.
+pub const SWARM_PROOF: &str = "axion-swarm-";
 
 /// Every throw-away project on this engine whose owner is gone.
 pub fn find(sh: &Shell) -> Result<Vec<Orphan>> {
-    let kinds = ["container", "network", "volume"];
-    let calls: Vec<Vec<String>> = kinds.iter().map(|k| listing(k)).collect();
-    let mut rows: Vec<(usize, String, String, String)> = Vec::new();
-    for (i, out) in docker::run_all(&calls).into_iter().enumerate() {
-        let out = out?;
-        if !out.status.success() {
-            bail!(
-                "listing {}s: {}",
-                kinds[i],
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        rows.extend(parse_rows(&String::from_utf8_lossy(&out.stdout), i));
-    }
-    rows.extend(image_rows(sh));
     let here = Owner::current();
     let mut orphans: Vec<Orphan> = Vec::new();
-    for (kind, id, project, label) in rows {
+    for r in docker::resources::labelled(sh, LABEL)? {
         // A project name is joined into paths below: only a name compose could have made.
-        if !crate::owner::valid_project(&project) {
+        if !crate::owner::valid_project(&r.project) {
             continue;
         }
-        let Some(owner) = Owner::parse(&label) else {
+        let Some(owner) = Owner::parse(&r.value) else {
             continue; // the dev stack: no owner, never reaped
         };
         let Liveness::Gone(why) = owner.liveness(&here) else {
             continue;
         };
-        let o = match orphans.iter_mut().position(|o| o.project == project) {
-            Some(i) => &mut orphans[i],
+        let i = match orphans.iter().position(|o| o.project == r.project) {
+            Some(i) => i,
             None => {
                 orphans.push(Orphan {
-                    project: project.clone(),
+                    project: r.project.clone(),
                     why,
                     ..Default::default()
                 });
-                orphans.last_mut().unwrap()
+                orphans.len() - 1
             }
         };
-        match kind {
-            0 => o.containers.push(id),
-            1 => o.networks.push(id),
-            2 => o.volumes.push(id),
-            _ => o.images.push(id),
-        }
+        orphans[i].left.add(r.kind, r.id);
     }
     Ok(orphans)
 }
 
-fn parse_rows(text: &str, kind: usize) -> Vec<(usize, String, String, String)> {
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.splitn(3, '\t');
-            let (id, project, label) = (f.next()?, f.next()?, f.next()?);
-            Some((kind, id.to_string(), project.to_string(), label.to_string()))
-        })
-        .collect()
-}
-
-/// Images a run built (per-run tags), with their project and owner labels.
-fn image_rows(sh: &Shell) -> Vec<(usize, String, String, String)> {
-    let ids = docker::ids(
-        sh,
-        &words(&["image", "ls", "-q", "--filter", &format!("label={LABEL}")]),
-    );
-    if ids.is_empty() {
-        return vec![];
-    }
-    let fmt = format!(
-        "{{{{.Id}}}}\t{}\t{}",
-        docker::image_label("com.docker.compose.project"),
-        docker::image_label(LABEL)
-    );
-    let mut args = words(&["image", "inspect", "--format", &fmt]);
-    args.extend(ids);
-    let out = docker::cmd(sh, &args).quiet().read().unwrap_or_default();
-    parse_rows(&out, 3)
-}
-
 /// Removes everything of an orphan; what could not be removed is named.
 pub fn remove(o: &Orphan) -> Result<()> {
-    // A swarm proof's pushes left names under its registry's address on this engine; that
-    // address is known only while its registry container exists.
-    let pushed = crate::swarm::cluster::names_pushed_by(&o.project);
-    let mut calls = Vec::new();
-    if !o.containers.is_empty() {
-        let mut a = words(&["rm", "--force", "--volumes"]);
-        a.extend(o.containers.iter().cloned());
-        calls.push(a);
-    }
-    // Containers first: networks and volumes in use cannot go.
-    for out in docker::run_all(&calls) {
-        check(out?)?;
-    }
-    let mut calls = Vec::new();
-    for (cmd, ids) in [
-        (&["network", "rm"][..], &o.networks),
-        (&["volume", "rm", "--force"], &o.volumes),
-        (&["image", "rm", "--force"], &o.images),
-    ] {
-        if !ids.is_empty() {
-            let mut a = words(cmd);
-            a.extend(ids.iter().cloned());
-            calls.push(a);
+    let mut all = o.left.clone();
+    if o.project.starts_with(SWARM_PROOF) {
+        // Its pushes left names under its registry's address on this engine; that address is
+        // known only while its registry container exists.
+        let registry = format!("{}-registry", o.project);
+        if let Some(at) = resources::published_at(&registry, "5000/tcp") {
+            all.images
+                .extend(resources::names_under(&format!("127.0.0.1:{}", at.port())));
         }
-    }
-    for out in docker::run_all(&calls) {
-        check(out?)?;
-    }
-    if !pushed.is_empty() {
-        check(
-            docker::run_all(&[[words(&["image", "rm", "--force"]), pushed].concat()]).remove(0)?,
-        )?;
-    }
-    // A swarm proof's node sockets (swarm::cluster): a directory of its own in temp_dir.
-    if o.project.starts_with("axion-swarm-") {
+        // Its node sockets: a directory of its own in temp_dir.
         let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&o.project));
     }
-    Ok(())
-}
-
-fn check(out: std::process::Output) -> Result<()> {
-    if !out.status.success() {
-        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+    let failed = all.remove();
+    if !failed.is_empty() {
+        bail!("{}", failed.join("; "));
     }
     Ok(())
 }
@@ -263,21 +178,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn listings_parse_and_summaries_read() {
-        let rows = parse_rows(
-            "abc\taxion-verify-dev-1-2\thost=h pid=1 start=2 boot=b\nbad line\n",
-            0,
-        );
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].2, "axion-verify-dev-1-2");
+    fn summaries_read() {
         let o = Orphan {
             project: "p".into(),
             why: "pid 9 is gone".into(),
-            containers: vec!["a".into(), "b".into()],
-            volumes: vec!["v".into()],
-            ..Default::default()
+            left: Resources {
+                containers: vec!["a".into(), "b".into()],
+                volumes: vec!["v".into()],
+                ..Default::default()
+            },
         };
         assert_eq!(o.summary(), "p (pid 9 is gone): 2 containers, 1 volume");
-        assert!(listing("volume").join(" ").contains("{{.Name}}"));
     }
 }

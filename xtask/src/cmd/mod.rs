@@ -1,7 +1,6 @@
 //! The commands, one module each: `impl flags::<Command> { fn run }`. They are leaves: each
 //! uses flags and the domain modules, never another command.
 
-mod bench;
 mod build_prod;
 pub mod ci;
 mod clean;

@@ -4,6 +4,7 @@
 pub mod compose;
 pub mod container;
 pub mod events;
+pub mod resources;
 pub mod swarm;
 
 use std::process::{Command, Output, Stdio};
@@ -250,6 +251,25 @@ pub fn exec(sh: &Shell, container: &str, args: &[&str]) -> Result<Output> {
     let mut a = words(&["exec", container]);
     a.extend(words(args));
     Ok(cmd(sh, &a).quiet().ignore_status().output()?)
+}
+
+/// `docker exec -i <container> <args>` with `input` on its stdin; a failure carries its stderr.
+pub fn exec_with_input(container: &str, args: &[&str], input: &[u8]) -> Result<()> {
+    let mut a = words(&["exec", "-i", container]);
+    a.extend(words(args));
+    let out = expr(&a)
+        .stdin_bytes(input)
+        .stdout_null()
+        .stderr_capture()
+        .unchecked()
+        .run()?;
+    if !out.status.success() {
+        bail!(
+            "docker exec {container}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// A throw-away container of `image` running `sh -c <script>` as root without a network: for

@@ -6,8 +6,6 @@
 //! docker-compose.swarm.yml (so `!reset`/`!override` work and nothing is repeated), then
 //! `to_stack` turns compose's output into what `docker stack deploy` accepts and means.
 
-pub mod cluster;
-pub mod load;
 mod stack_file;
 
 use std::{

@@ -6,7 +6,6 @@ mod build_output;
 mod plan;
 mod prod_checks;
 mod report;
-mod swarm;
 
 use std::time::Instant;
 
@@ -28,7 +27,7 @@ use report::Report;
 impl flags::Verify {
     pub fn run(self, sh: &Shell) -> Result<()> {
         if self.swarm {
-            return swarm::run(sh, &self);
+            return crate::proof::swarm::run(sh, &self);
         }
         let root = sh.current_dir();
         let env = EnvSource::resolve(&root)?;

@@ -16,12 +16,12 @@ use crate::{
     flags, http, images,
     integrity::Policy,
     lifecycle,
-    stack::{Ports, Stack, StackKind, TIMEOUT_BUILD, log_path, prepare_files},
-    swarm::{
-        self, TIMEOUT_UPDATE,
+    proof::{
         cluster::{Cluster, REGISTRY_NAME},
         load::{Load, Summary, WORKERS},
     },
+    stack::{Ports, Stack, StackKind, TIMEOUT_BUILD, log_path, prepare_files},
+    swarm::{self, TIMEOUT_UPDATE},
     util::secs,
 };
 
@@ -293,7 +293,7 @@ fn on_cluster(
             .stderr_capture()
             .run()
             .with_context(|| format!("building the {name} variant of {run_image}"))?;
-        cluster.images.push(tag);
+        cluster.made.images.push(tag);
     }
 
     // The first deployment and the rolling update are `cargo xtask deploy` itself, run as a
@@ -449,7 +449,7 @@ fn on_cluster(
         )],
         &push_prefix,
         REGISTRY_NAME,
-        &mut cluster.tags,
+        &mut cluster.made.images,
     )?
     .remove(0);
 

@@ -4,24 +4,28 @@
 //! (switching it in and out broke name resolution in a running compose stack here).
 //!
 //! Everything carries the run's compose project and owner labels, so a run that dies without
-//! its teardown is reaped like any other (reap.rs); the teardown itself removes all of it.
+//! its teardown is reaped like any other (reap.rs, which knows its registry by the name
+//! `<project>-registry`); the teardown itself removes all of it.
 
 use std::{
     net::SocketAddr,
     os::unix::fs::PermissionsExt,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
 use xshell::Shell;
 
-use super::DATA_LABEL;
-use crate::docker::Engine;
 use crate::{
-    docker::{self, compose::words},
+    docker::{
+        self, Engine,
+        compose::words,
+        resources::{self, Resources},
+    },
     owner::{LABEL, Owner},
     standin,
+    swarm::DATA_LABEL,
     util::poll,
 };
 
@@ -56,15 +60,11 @@ pub struct Cluster {
     pub push_prefix: String,
     /// Timings for the report: nodes answering, swarm formed.
     pub timings: Vec<(&'static str, Duration)>,
-    containers: Vec<String>,
-    volumes: Vec<String>,
-    network: Option<String>,
+    /// Everything the run made on the host engine, removed at teardown: containers, volumes,
+    /// the network, the run's images and the tags made for pushing.
+    pub made: Resources,
     /// The nodes' socket directories (temp_dir/<project>, 0700).
     sockets: Option<PathBuf>,
-    /// Host tags made for pushing (removed at teardown; the images stay).
-    pub tags: Vec<String>,
-    /// Images made for the run (removed at teardown).
-    pub images: Vec<String>,
     torn_down: bool,
 }
 
@@ -88,53 +88,67 @@ impl Cluster {
             nodes: Vec::new(),
             push_prefix: String::new(),
             timings: Vec::new(),
-            containers: Vec::new(),
-            volumes: Vec::new(),
-            network: None,
+            made: Resources {
+                images,
+                ..Default::default()
+            },
             sockets: None,
-            tags: Vec::new(),
-            images,
             torn_down: false,
         };
         standin::ensure_swarm(sh)?;
         let started = Instant::now();
-        let labels = c.labels();
-        let with_labels = |mut a: Vec<String>, rest: &[&str]| {
-            a.extend(labels.iter().cloned());
-            a.extend(words(rest));
-            a
-        };
-        run(sh, &with_labels(words(&["network", "create"]), &[project]))?;
-        c.network = Some(project.to_string());
+        let sockets = c.start(sh, n)?;
+        c.find_nodes(sh, &sockets)?;
+        c.wait_engines(sh)?;
+        c.timings.push(("nodes answering", started.elapsed()));
+        c.trust_registry(sh)?;
+        c.form_swarm(sh)?;
+        c.timings.push(("swarm formed", started.elapsed()));
+        Ok(c)
+    }
 
+    fn with_labels(&self, mut a: Vec<String>, rest: &[&str]) -> Vec<String> {
+        a.extend(self.labels());
+        a.extend(words(rest));
+        a
+    }
+
+    /// The network, the volumes, the socket directories, then the registry and node
+    /// containers, each recorded before it is asked for (a failure still removes it).
+    fn start(&mut self, sh: &Shell, n: usize) -> Result<PathBuf> {
+        let project = self.project.clone();
+        run(
+            sh,
+            &self.with_labels(words(&["network", "create"]), &[&project]),
+        )?;
+        self.made.networks.push(project.clone());
         let volume = |name: &str| format!("{project}-{name}");
         let names: Vec<String> = std::iter::once("registry".to_string())
             .chain((1..=n).map(|i| format!("node{i}")))
             .collect();
         let creates: Vec<Vec<String>> = names
             .iter()
-            .map(|name| with_labels(words(&["volume", "create"]), &[&volume(name)]))
+            .map(|name| self.with_labels(words(&["volume", "create"]), &[&volume(name)]))
             .collect();
+        self.made.volumes = names.iter().map(|name| volume(name)).collect();
         run_parallel(&creates)?;
-        c.volumes = names.iter().map(|name| volume(name)).collect();
 
         // Each node's engine answers only on a unix socket in a directory only this user may
         // enter (short: a socket path has at most 107 bytes).
-        let sockets = std::env::temp_dir().join(project);
+        let sockets = std::env::temp_dir().join(&project);
         std::fs::create_dir_all(&sockets)?;
         std::fs::set_permissions(&sockets, std::fs::Permissions::from_mode(0o700))?;
-        c.sockets = Some(sockets.clone());
+        self.sockets = Some(sockets.clone());
         for i in 1..=n {
             std::fs::create_dir_all(sockets.join(format!("node{i}")))?;
         }
-        let gid = format!("AXION_SOCKET_GID={}", crate::host::gid());
-        let mut runs = vec![with_labels(
+        let mut runs = vec![self.with_labels(
             words(&["run", "-d"]),
             &[
                 "--name",
                 &format!("{project}-registry"),
                 "--network",
-                project,
+                &project,
                 "--network-alias",
                 "registry",
                 "-e",
@@ -146,8 +160,9 @@ impl Cluster {
                 standin::REGISTRY,
             ],
         )];
+        let gid = format!("AXION_SOCKET_GID={}", crate::host::gid());
         for i in 1..=n {
-            runs.push(with_labels(
+            runs.push(self.with_labels(
                 words(&["run", "-d", "--privileged"]),
                 &[
                     "--name",
@@ -155,7 +170,7 @@ impl Cluster {
                     "--hostname",
                     &format!("node{i}"),
                     "--network",
-                    project,
+                    &project,
                     "-v",
                     &format!("{}:/var/lib/docker", volume(&format!("node{i}"))),
                     "-v",
@@ -166,27 +181,22 @@ impl Cluster {
                 ],
             ));
         }
-        c.containers = names
+        self.made.containers = names
             .iter()
             .map(|name| format!("{project}-{name}"))
             .collect();
         run_parallel(&runs)?;
+        Ok(sockets)
+    }
 
-        let ips = docker::cmd(
-            sh,
-            &[
-                words(&[
-                    "inspect",
-                    "--format",
-                    &format!("{{{{(index .NetworkSettings.Networks \"{project}\").IPAddress}}}}"),
-                ]),
-                c.containers[1..].to_vec(),
-            ]
-            .concat(),
-        )
-        .quiet()
-        .read()?;
-        c.nodes = ips
+    /// Each node's address on the cluster network and socket; the registry's port on loopback.
+    fn find_nodes(&mut self, sh: &Shell, sockets: &Path) -> Result<()> {
+        let project = &self.project;
+        let format = format!("{{{{(index .NetworkSettings.Networks \"{project}\").IPAddress}}}}");
+        let mut args = words(&["inspect", "--format", &format]);
+        args.extend(self.made.containers[1..].iter().cloned());
+        let ips = docker::cmd(sh, &args).quiet().read()?;
+        self.nodes = ips
             .lines()
             .enumerate()
             .map(|(i, ip)| Node {
@@ -196,19 +206,15 @@ impl Cluster {
                 socket: sockets.join(format!("node{}/docker.sock", i + 1)),
             })
             .collect();
-        let port = docker::cmd(sh, &words(&["port", &c.containers[0], "5000/tcp"]))
-            .quiet()
-            .read()?;
-        let addr: SocketAddr = port
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim()
-            .parse()
-            .with_context(|| format!("reading the registry's published port from {port:?}"))?;
-        c.push_prefix = format!("127.0.0.1:{}", addr.port());
+        let registry = &self.made.containers[0];
+        let addr = resources::published_at(registry, "5000/tcp")
+            .with_context(|| format!("reading the registry's published port ({registry})"))?;
+        self.push_prefix = format!("127.0.0.1:{}", addr.port());
+        Ok(())
+    }
 
-        for node in &c.nodes {
+    fn wait_engines(&self, sh: &Shell) -> Result<()> {
+        for node in &self.nodes {
             let t = node.target();
             poll(
                 &format!("{}'s engine", node.hostname),
@@ -221,65 +227,57 @@ impl Cluster {
                 },
             )?;
         }
-        c.timings.push(("nodes answering", started.elapsed()));
+        Ok(())
+    }
 
-        // The registry's CA (made at its first start, its key never leaves it), trusted by
-        // each node for the registry's name only.
-        let registry = c.containers[0].clone();
+    /// The registry's CA (made at its first start, its key never leaves it), trusted by each
+    /// node for the registry's name only.
+    fn trust_registry(&self, sh: &Shell) -> Result<()> {
+        let registry = &self.made.containers[0];
         let ca = poll(
             "the registry's certificate",
             Duration::from_secs(30),
             Duration::from_millis(100),
             || {
-                Ok(
-                    docker::cmd(sh, &words(&["exec", &registry, "cat", "/certs/ca.crt"]))
-                        .quiet()
-                        .ignore_stderr()
-                        .read()
-                        .ok()
-                        .filter(|p| p.contains("BEGIN CERTIFICATE")),
-                )
+                let out = docker::exec(sh, registry, &["cat", "/certs/ca.crt"])?;
+                let pem = String::from_utf8_lossy(&out.stdout).into_owned();
+                Ok((out.status.success() && pem.contains("BEGIN CERTIFICATE")).then_some(pem))
             },
         )?;
         let dir = format!("/etc/docker/certs.d/{REGISTRY_NAME}");
-        for node in &c.nodes {
-            docker::expr(&words(&[
-                "exec",
-                "-i",
-                &node.container,
-                "sh",
-                "-c",
-                &format!("mkdir -p '{dir}' && cat > '{dir}/ca.crt'"),
-            ]))
-            .stdin_bytes(ca.clone())
-            .stdout_null()
-            .run()
-            .with_context(|| format!("giving {} the registry's CA", node.hostname))?;
+        for node in &self.nodes {
+            let script = format!("mkdir -p '{dir}' && cat > '{dir}/ca.crt'");
+            docker::exec_with_input(&node.container, &["sh", "-c", &script], ca.as_bytes())
+                .with_context(|| format!("giving {} the registry's CA", node.hostname))?;
         }
+        Ok(())
+    }
 
-        let manager = c.manager();
-        let ip = &c.nodes[0].ip;
+    /// node1 initialises the swarm and is labelled the data node; the others join as workers.
+    fn form_swarm(&self, sh: &Shell) -> Result<()> {
+        let manager = self.manager();
+        let ip = &self.nodes[0].ip;
         manager.read(sh, &["swarm", "init", "--advertise-addr", ip])?;
         let token = manager.read(sh, &["swarm", "join-token", "-q", "worker"])?;
-        let joins: Vec<Vec<String>> = c.nodes[1..]
+        let joins: Vec<Vec<String>> = self.nodes[1..]
             .iter()
             .map(|node| {
-                node.target().args(&[
+                let join = [
                     "swarm",
                     "join",
                     "--token",
                     token.trim(),
                     &format!("{ip}:2377"),
-                ])
+                ];
+                node.target().args(&join)
             })
             .collect();
         run_parallel(&joins)?;
         let data = format!("{DATA_LABEL}=true");
-        manager.read(
-            sh,
-            &["node", "update", "--label-add", &data, &c.nodes[0].hostname],
-        )?;
+        let node1 = &self.nodes[0].hostname;
+        manager.read(sh, &["node", "update", "--label-add", &data, node1])?;
         // A node that just joined shows `Unknown` until its first heartbeat.
+        let n = self.nodes.len();
         poll(
             &format!("{n} ready nodes"),
             Duration::from_secs(30),
@@ -288,9 +286,7 @@ impl Cluster {
                 let ready = manager.read(sh, &["node", "ls", "--format", "{{.Status}}"])?;
                 Ok((ready.lines().filter(|l| l.trim() == "Ready").count() == n).then_some(()))
             },
-        )?;
-        c.timings.push(("swarm formed", started.elapsed()));
-        Ok(c)
+        )
     }
 
     /// The manager's engine: where stacks are deployed.
@@ -313,9 +309,10 @@ impl Cluster {
     /// What is left of the run's images after the teardown: names under its registry, and its
     /// own images.
     pub fn leftover_images(&self, sh: &Shell) -> Vec<String> {
-        let mut left = names_under(&self.push_prefix);
+        let mut left = resources::names_under(&self.push_prefix);
         left.extend(
-            self.images
+            self.made
+                .images
                 .iter()
                 .filter(|i| docker::image_exists(sh, i))
                 .cloned(),
@@ -323,52 +320,15 @@ impl Cluster {
         left
     }
 
-    /// Removes everything the run made, containers first (their volumes and network are in
-    /// use until then); what could not be removed is named.
+    /// Removes everything the run made; what could not be removed is named.
     pub fn teardown(&mut self) -> Result<Duration> {
         let t = Instant::now();
         self.torn_down = true;
-        let mut failures = Vec::new();
-        let mut step = |calls: Vec<Vec<String>>| {
-            for out in docker::run_all(&calls) {
-                match out {
-                    Ok(o) if o.status.success() => {}
-                    Ok(o) => failures.push(String::from_utf8_lossy(&o.stderr).trim().to_string()),
-                    Err(e) => failures.push(e.to_string()),
-                }
-            }
-        };
-        let mut first = Vec::new();
-        if !self.containers.is_empty() {
-            first.push(
-                [
-                    words(&["rm", "--force", "--volumes"]),
-                    self.containers.clone(),
-                ]
-                .concat(),
-            );
-        }
-        // Every name made by pushing to this run's registry (here and by `deploy` children):
-        // tags, and the digest references a push leaves (`repo@sha256:…`, which keep an image
-        // alive after its tags are gone). Removing names never removes an image that has others
-        // (the stand-ins).
-        let mut untag = names_under(&self.push_prefix);
-        untag.extend(self.tags.iter().cloned());
-        untag.extend(self.images.iter().cloned());
-        untag.sort();
-        untag.dedup();
-        if !untag.is_empty() {
-            first.push([words(&["image", "rm", "--force"]), untag].concat());
-        }
-        step(first);
-        let mut second = Vec::new();
-        if !self.volumes.is_empty() {
-            second.push([words(&["volume", "rm", "--force"]), self.volumes.clone()].concat());
-        }
-        if let Some(n) = &self.network {
-            second.push(words(&["network", "rm", n]));
-        }
-        step(second);
+        let mut all = self.made.clone();
+        // Every name made by pushing to this run's registry (here and by `deploy`): tags, and
+        // the digest references a push leaves.
+        all.images.extend(resources::names_under(&self.push_prefix));
+        let failures = all.remove();
         if let Some(dir) = self.sockets.take() {
             let _ = std::fs::remove_dir_all(dir);
         }
@@ -420,81 +380,4 @@ fn run_parallel(calls: &[Vec<String>]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The names a swarm proof's pushes left on this engine, found by its registry container's
-/// published port (`project` is the proof's; nothing for any other project).
-pub fn names_pushed_by(project: &str) -> Vec<String> {
-    if !project.starts_with("axion-swarm-") {
-        return vec![];
-    }
-    let port = words(&["port", &format!("{project}-registry"), "5000/tcp"]);
-    let Some(Ok(out)) = docker::run_all(&[port]).pop() else {
-        return vec![];
-    };
-    let port = String::from_utf8_lossy(&out.stdout);
-    match port.lines().next().map(|l| l.trim().parse::<SocketAddr>()) {
-        Some(Ok(addr)) => names_under(&format!("127.0.0.1:{}", addr.port())),
-        _ => vec![],
-    }
-}
-
-/// The image names (tags, digest references) on this engine under `prefix/`.
-fn names_under(prefix: &str) -> Vec<String> {
-    let listing = words(&[
-        "image",
-        "ls",
-        "--digests",
-        "--format",
-        "{{.Repository}}|{{.Tag}}|{{.Digest}}",
-    ]);
-    let listed = match docker::run_all(&[listing]).pop() {
-        Some(Ok(out)) => String::from_utf8_lossy(&out.stdout).into_owned(),
-        _ => String::new(),
-    };
-    registry_names(&listed, prefix)
-}
-
-/// The image names under `prefix/` in `image ls --digests` lines (`repo|tag|digest`).
-fn registry_names(listed: &str, prefix: &str) -> Vec<String> {
-    if prefix.is_empty() {
-        return vec![];
-    }
-    let mut out = Vec::new();
-    for line in listed.lines() {
-        let mut f = line.split('|');
-        let (Some(repo), Some(tag), Some(digest)) = (f.next(), f.next(), f.next()) else {
-            continue;
-        };
-        if !repo.starts_with(&format!("{prefix}/")) {
-            continue;
-        }
-        if tag != "<none>" {
-            out.push(format!("{repo}:{tag}"));
-        }
-        if digest != "<none>" {
-            out.push(format!("{repo}@{digest}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn registry_names_are_tags_and_digest_references_under_the_prefix() {
-        let listed = "127.0.0.1:5/axion-hub/app|<none>|sha256:aa\n\
-                      127.0.0.1:5/axion-hub/postgres|abc123|sha256:bb\n\
-                      axion-hub-standin/postgres|17|<none>\n\
-                      127.0.0.1:55/other|x|<none>\n";
-        assert_eq!(
-            super::registry_names(listed, "127.0.0.1:5"),
-            vec![
-                "127.0.0.1:5/axion-hub/app@sha256:aa",
-                "127.0.0.1:5/axion-hub/postgres:abc123",
-                "127.0.0.1:5/axion-hub/postgres@sha256:bb",
-            ]
-        );
-        assert!(super::registry_names(listed, "").is_empty());
-    }
 }
