@@ -5,7 +5,7 @@ mod build_prod;
 pub mod ci;
 mod clean;
 mod db;
-mod deploy;
+pub mod deploy;
 mod dev;
 mod doctor;
 mod down;

@@ -232,6 +232,21 @@ pub fn image_lines(sh: &Shell, format: &str, images: &[String]) -> Vec<Option<St
         .collect()
 }
 
+/// How many containers, networks and volumes the engine has (everyone's).
+pub fn counts(sh: &Shell) -> (usize, usize, usize) {
+    let count = |args: &[&str]| {
+        cmd(sh, &words(args))
+            .quiet()
+            .read()
+            .map_or(0, |o| o.lines().count())
+    };
+    (
+        count(&["ps", "-aq"]),
+        count(&["network", "ls", "-q"]),
+        count(&["volume", "ls", "-q"]),
+    )
+}
+
 /// The container publishing a host port, if docker knows one.
 pub fn publisher_of(port: u16) -> Option<String> {
     let args = words(&[
@@ -266,6 +281,27 @@ pub fn exec_with_input(container: &str, args: &[&str], input: &[u8]) -> Result<(
     if !out.status.success() {
         bail!(
             "docker exec {container}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// `docker build` of a Dockerfile given as text (no context), tagged `tag`, with `extra`
+/// arguments (labels).
+pub fn build_from_stdin(tag: &str, extra: &[String], dockerfile: &str) -> Result<()> {
+    let mut args = words(&["build", "--quiet", "-t", tag]);
+    args.extend(extra.iter().cloned());
+    args.push("-".into());
+    let out = expr(&args)
+        .stdin_bytes(dockerfile.as_bytes())
+        .stdout_null()
+        .stderr_capture()
+        .unchecked()
+        .run()?;
+    if !out.status.success() {
+        bail!(
+            "docker build: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }

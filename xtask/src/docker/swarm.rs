@@ -74,20 +74,8 @@ pub fn push(
         .map(|(_, name)| {
             let remote = format!("{push_prefix}/{name}");
             let repo = name.rsplit_once(':').map_or(name.as_str(), |(r, _)| r);
-            let digests = super::cmd(
-                sh,
-                &words(&[
-                    "image",
-                    "inspect",
-                    "--format",
-                    "{{json .RepoDigests}}",
-                    &remote,
-                ]),
-            )
-            .quiet()
-            .read()?;
-            let digest = digest_for(&digests, &format!("{push_prefix}/{repo}"))
-                .with_context(|| format!("no digest of {remote} after its push: {digests}"))?;
+            let digest = digest_in(sh, &remote, &format!("{push_prefix}/{repo}"))?
+                .with_context(|| format!("no digest of {remote} after its push"))?;
             Ok(format!("{pull_prefix}/{repo}@{digest}"))
         })
         .collect()
@@ -269,4 +257,100 @@ pub fn task_errors(sh: &Shell, target: &Engine, service: &str) -> String {
                 .join("\n")
         })
         .unwrap_or_default()
+}
+
+/// The swarm's nodes: `(id, hostname)`.
+pub fn nodes(sh: &Shell, target: &Engine) -> Result<Vec<(String, String)>> {
+    let out = target.read(sh, &["node", "ls", "--format", "{{.ID}} {{.Hostname}}"])?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(a, b)| (a.into(), b.into())))
+        .collect())
+}
+
+/// Whether a node carries `label=true`.
+pub fn node_labelled(sh: &Shell, target: &Engine, node: &str, label: &str) -> Result<bool> {
+    let labels = target.read(
+        sh,
+        &["node", "inspect", "--format", "{{json .Spec.Labels}}", node],
+    )?;
+    Ok(labels.contains(&format!("\"{label}\":\"true\"")))
+}
+
+/// Labels a node `label=true`.
+pub fn label_node(sh: &Shell, target: &Engine, node: &str, label: &str) -> Result<()> {
+    let add = format!("{label}=true");
+    target.read(sh, &["node", "update", "--label-add", &add, node])?;
+    Ok(())
+}
+
+/// Makes the engine a one-node swarm listening and advertising on `addr` only.
+pub fn init(sh: &Shell, target: &Engine, addr: &str) -> Result<()> {
+    let listen = format!("{addr}:2377");
+    let args = [
+        "swarm",
+        "init",
+        "--advertise-addr",
+        addr,
+        "--listen-addr",
+        &listen,
+    ];
+    target.read(sh, &args)?;
+    Ok(())
+}
+
+/// An image's digest in `repo` (`sha256:…`), if it has one there (it was pushed or pulled).
+pub fn digest_in(sh: &Shell, image: &str, repo: &str) -> Result<Option<String>> {
+    let args = words(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        image,
+    ]);
+    let digests = super::cmd(sh, &args)
+        .quiet()
+        .read()
+        .with_context(|| format!("image {image} is not on this engine"))?;
+    Ok(digest_for(&digests, repo))
+}
+
+/// `docker service inspect` of every service of a stack (their whole definitions).
+pub fn inspect_stack_services(sh: &Shell, target: &Engine, stack: &str) -> Result<String> {
+    let names = target.read(sh, &["stack", "services", "--format", "{{.Name}}", stack])?;
+    let mut args = vec!["service", "inspect"];
+    args.extend(names.split_whitespace());
+    target.read(sh, &args)
+}
+
+/// Pulls an image onto the engine; its size in bytes.
+pub fn pull(sh: &Shell, target: &Engine, image: &str) -> Result<u64> {
+    target.read(sh, &["pull", "--quiet", image])?;
+    let size = target.read(sh, &["image", "inspect", "--format", "{{.Size}}", image])?;
+    Ok(size.trim().parse().unwrap_or(0))
+}
+
+/// Asks for a service update to `image` with health-check overrides (`--health-interval`, …),
+/// without waiting for it.
+pub fn update_image(
+    sh: &Shell,
+    target: &Engine,
+    service: &str,
+    image: &str,
+    health: &[(&str, &str)],
+) -> Result<()> {
+    let mut args = vec![
+        "service",
+        "update",
+        "--detach=true",
+        "--quiet",
+        "--image",
+        image,
+    ];
+    for (flag, value) in health {
+        args.extend([*flag, *value]);
+    }
+    args.push(service);
+    target.read(sh, &args)?;
+    Ok(())
 }

@@ -119,13 +119,6 @@ impl Converged {
     pub fn to_json(&self) -> Value {
         json!({"service": self.service, "replicas": self.replicas, "seconds": self.after.as_secs_f64()})
     }
-    pub fn from_json(v: &Value) -> Option<Converged> {
-        Some(Converged {
-            service: v["service"].as_str()?.to_string(),
-            replicas: v["replicas"].as_u64()?,
-            after: Duration::from_secs_f64(v["seconds"].as_f64()?),
-        })
-    }
     /// `app 2/2 after 14.2s`
     pub fn line(&self) -> String {
         format!(

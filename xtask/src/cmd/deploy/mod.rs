@@ -1,0 +1,381 @@
+//! `cargo xtask deploy`: the prod stack on the swarm this engine manages (or the one DOCKER_HOST
+//! or the docker context points at): the runner built, every image pushed to `--registry` and
+//! deployed by digest (local tags on a one-node swarm), then watched until every task is
+//! healthy. Run again with a new revision, it is a rolling update (start-first, health-gated,
+//! rolled back automatically on failure: docker-compose.swarm.yml). `deploy` does it and
+//! returns a typed `Release`; `verify --swarm` calls it as a function.
+
+mod checks;
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, anyhow, bail};
+use serde_json::{Value, json};
+use xshell::Shell;
+
+use checks::not_in_a_swarm;
+pub use checks::{check_manager, check_registry, check_stack_name};
+
+use crate::{
+    docker::{self, Engine},
+    engine,
+    env_file::EnvSource,
+    flags, images,
+    integrity::Policy,
+    lifecycle,
+    progress::Progress,
+    stack::{Ports, Stack, StackKind, TIMEOUT_BUILD, TIMEOUT_HEALTHY, log_path, prepare_files},
+    standin,
+    swarm::{self, Converged, DATA_LABEL, Membership, StackImages, TIMEOUT_UPDATE},
+    util::{note, secs},
+};
+
+/// What a deploy did: for its report, and for `verify --swarm`, which runs it in-process.
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub stack: String,
+    pub file: PathBuf,
+    pub images: StackImages,
+    pub registry: Option<String>,
+    /// `--image` when one was given (nothing was built).
+    pub given_image: Option<String>,
+    /// Set when the app's image changed: how long its rolling update took.
+    pub rolling_update: Option<Duration>,
+    pub build: Duration,
+    pub push: Duration,
+    pub deploy: Duration,
+    pub total: Duration,
+    pub converged: Vec<Converged>,
+    pub app_port: u16,
+}
+
+impl Release {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "stack": self.stack,
+            "file": self.file.display().to_string(),
+            "images": self.images.env().iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "registry": self.registry,
+            "rolling_update_seconds": self.rolling_update.map(|d| d.as_secs_f64()),
+            "seconds": {"build": self.build.as_secs_f64(), "push": self.push.as_secs_f64(), "deploy": self.deploy.as_secs_f64(), "total": self.total.as_secs_f64()},
+            "converged": self.converged.iter().map(Converged::to_json).collect::<Vec<_>>(),
+        })
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "deploy: stack {} healthy in {} ({}, push {}, deploy {}{}); every node answers on port {}\n  stack file: {}",
+            self.stack,
+            secs(self.total),
+            match &self.given_image {
+                Some(i) => format!("image {i}"),
+                None => format!("build {}", secs(self.build)),
+            },
+            secs(self.push),
+            secs(self.deploy),
+            self.rolling_update.map_or(String::new(), |d| format!(
+                ", of which the rolling update {}",
+                secs(d)
+            )),
+            self.app_port,
+            self.file.display()
+        )
+    }
+}
+
+impl flags::Deploy {
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        let release = deploy(sh, &self)?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&release.to_json())?);
+        } else {
+            eprintln!("{}", release.line());
+        }
+        Ok(())
+    }
+}
+
+/// Builds (unless `--image`), pushes, deploys and waits until every task is healthy.
+pub fn deploy(sh: &Shell, o: &flags::Deploy) -> Result<Release> {
+    let started = Instant::now();
+    let stack = o
+        .stack
+        .clone()
+        .unwrap_or_else(|| swarm::DEFAULT_STACK.into());
+    check_stack_name(&stack)?;
+    o.check_flags()?;
+    let root = sh.current_dir();
+    let env = EnvSource::resolve(&root)?;
+    engine::preflight()?;
+    let target = o
+        .manager
+        .as_deref()
+        .map_or_else(Engine::configured, Engine::host);
+    let member = o.membership(sh, &target)?;
+    o.check_registry_reach(&member)?;
+    ensure_data_node(sh, &target, &member)?;
+
+    let set = images::choose(sh, o.images, &env)?.set;
+    prepare_files(&root, StackKind::Prod, &env)?;
+    let ports = Ports::from_env(&env)?;
+    let t = Instant::now();
+    let app = match &o.image {
+        Some(image) => given_image(sh, image)?,
+        None => build_runner(sh, &root, &env, &set, ports)?,
+    };
+    let build = t.elapsed();
+    let locals = [
+        (app, "axion-hub/app".to_string()),
+        (set.postgres.clone(), "axion-hub/postgres".into()),
+        (set.redis.clone(), "axion-hub/redis".into()),
+        (proxy_image(sh, &set)?, "axion-hub/haproxy".into()),
+    ];
+    let t = Instant::now();
+    let (images, local) = o.publish(sh, &locals)?;
+    let push = t.elapsed();
+
+    let file = crate::stack::work_dir(&root, "deploy").join(format!("{stack}.stack.json"));
+    let mut vars = swarm::stack_vars(&root);
+    vars.extend(ports.named().map(|(k, p)| (k.to_string(), p.to_string())));
+    swarm::render(sh, &root, &stack, &images, &vars, &file)?;
+    let t = Instant::now();
+    let mut progress = Progress::new(o.json);
+    let (rolling_update, converged) =
+        roll_out(sh, &target, &stack, &images, &file, local, &mut progress)?;
+    Ok(Release {
+        stack,
+        file,
+        images,
+        registry: o.registry.clone(),
+        given_image: o.image.clone(),
+        rolling_update,
+        build,
+        push,
+        deploy: t.elapsed(),
+        total: started.elapsed(),
+        converged,
+        app_port: ports.app,
+    })
+}
+
+/// `docker stack deploy`, then, when the app's image changed, its rolling update (which ends
+/// completed or rolled back), then every service converged.
+fn roll_out(
+    sh: &Shell,
+    target: &Engine,
+    stack: &str,
+    images: &StackImages,
+    file: &Path,
+    local: bool,
+    progress: &mut Progress,
+) -> Result<(Option<Duration>, Vec<Converged>)> {
+    let app_service = format!("{stack}_app");
+    let before = swarm::update_status(sh, target, &app_service).unwrap_or_default();
+    let previous = swarm::service_image(sh, target, &app_service).ok();
+    swarm::stack_deploy(sh, target, stack, file, local)?;
+    let mut update = None;
+    if previous.is_some_and(|p| p != images.app) {
+        let (status, took) = swarm::wait_update(sh, target, &app_service, &before, TIMEOUT_UPDATE)?;
+        if status.state != "completed" {
+            bail!(
+                "the app's update to {} ended {} ({}): the previous image keeps serving.\n  its tasks (`docker service ps {app_service}`):\n{}",
+                images.app,
+                status.state,
+                status.message,
+                swarm::task_errors(sh, target, &app_service)
+            );
+        }
+        update = Some(took);
+    }
+    let converged = swarm::wait_converged(sh, target, stack, TIMEOUT_HEALTHY, progress)?;
+    Ok((update, converged))
+}
+
+fn given_image(sh: &Shell, image: &str) -> Result<String> {
+    if !docker::image_exists(sh, image) {
+        bail!("--image {image}: no such image on this engine (`docker image ls` lists them)");
+    }
+    Ok(image.to_string())
+}
+
+/// The edge proxy: EDGE_IMAGE, else the stand-in or haproxy:3.0 as the other images are.
+fn proxy_image(sh: &Shell, set: &images::ImageSet) -> Result<String> {
+    Ok(match std::env::var("EDGE_IMAGE") {
+        Ok(v) if !v.is_empty() => v,
+        _ if set.standin => {
+            standin::ensure_only(sh, &["haproxy"])?;
+            standin::HAPROXY.to_string()
+        }
+        _ => "haproxy:3.0".to_string(),
+    })
+}
+
+impl flags::Deploy {
+    /// A swarm of more nodes than this one, or on another engine, runs only what it can pull.
+    fn check_registry_reach(&self, member: &Membership) -> Result<()> {
+        if self.registry.is_none() && (member.nodes > 1 || self.manager.is_some()) {
+            bail!(
+                "{}, and a node can run only images it can pull.\n  \
+                 fix: cargo xtask deploy --registry HOST:PORT (a registry every node reaches; the images are pushed there and deployed by digest)",
+                if self.manager.is_some() {
+                    "the swarm is on another engine (--manager)".to_string()
+                } else {
+                    format!("this swarm has {} nodes", member.nodes)
+                }
+            );
+        }
+        Ok(())
+    }
+
+    /// The images as every node reaches them: by digest through `--registry`, or (a one-node
+    /// swarm on this engine, checked above) the local tags; and whether they are local.
+    fn publish(&self, sh: &Shell, locals: &[(String, String); 4]) -> Result<(StackImages, bool)> {
+        let (refs, local) = match &self.registry {
+            Some(registry) => {
+                let nodes = self.node_registry.as_deref().unwrap_or(registry);
+                (by_digest(sh, locals, registry, nodes)?, false)
+            }
+            None => (locals.iter().map(|(l, _)| l.clone()).collect(), true),
+        };
+        let images = StackImages {
+            app: refs[0].clone(),
+            postgres: refs[1].clone(),
+            redis: refs[2].clone(),
+            proxy: refs[3].clone(),
+        };
+        Ok((images, local))
+    }
+
+    /// What the flags say together, before anything is built or asked of an engine.
+    fn check_flags(&self) -> Result<()> {
+        for r in [&self.registry, &self.node_registry].into_iter().flatten() {
+            check_registry(r)?;
+        }
+        if self.node_registry.is_some() && self.registry.is_none() {
+            bail!(
+                "--node-registry names how the nodes reach --registry: give --registry HOST:PORT too"
+            );
+        }
+        if let Some(m) = &self.manager {
+            let tls = std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| v == "1");
+            check_manager(m, tls)?;
+        }
+        match (self.init, &self.advertise_addr) {
+            (true, None) => bail!(
+                "deploy --init would make the swarm listen on every address of this host.\n  fix: name the one \
+                 the other nodes reach it by (a private network, not the internet): --advertise-addr <IP>"
+            ),
+            (false, Some(_)) => bail!(
+                "--advertise-addr is for --init (a swarm that exists already keeps its addresses)"
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// The swarm membership of the target engine; `--init` makes this engine a one-node swarm.
+    fn membership(&self, sh: &Shell, target: &Engine) -> Result<Membership> {
+        let member = swarm::membership(sh, target)?;
+        if member.state == "active" || !self.init {
+            if !member.manager {
+                bail!("{}", not_in_a_swarm(&member));
+            }
+            return Ok(member);
+        }
+        note(
+            "deploy --init: making this engine a one-node swarm. Switching an engine into swarm mode \
+             can break name resolution in compose stacks already running on it (until they are \
+             recreated: `cargo xtask down` then `cargo xtask dev`).",
+        );
+        let addr = self.advertise_addr.as_deref().unwrap_or_default();
+        swarm::init(sh, target, addr).map_err(|e| {
+            anyhow!("{e:#}\n  fix: --advertise-addr must be an address of this engine's host")
+        })?;
+        swarm::membership(sh, target)
+    }
+}
+
+/// The prod runner, built as the prod stack builds it (`axion-hub:runner`).
+fn build_runner(
+    sh: &Shell,
+    root: &std::path::Path,
+    env: &EnvSource,
+    set: &images::ImageSet,
+    ports: Ports,
+) -> Result<String> {
+    let stack = Stack::new(StackKind::Prod, StackKind::Prod.project(), env, set, ports);
+    let log = log_path(root, "deploy-build.log");
+    lifecycle::build(
+        sh,
+        &stack.compose,
+        StackKind::Prod,
+        &Policy::for_run(false, None),
+        &["app"],
+        &log,
+        TIMEOUT_BUILD,
+    )
+    .map_err(|e| anyhow!("{e:#}\n(full build log: {})", log.display()))?;
+    Ok(stack.app_image())
+}
+
+/// db and redis are pinned to the node labelled DATA_LABEL (their volumes stay there). A
+/// one-node swarm's node is labelled here; on more nodes, which disk holds the data is the
+/// operator's choice.
+fn ensure_data_node(sh: &Shell, target: &Engine, m: &Membership) -> Result<()> {
+    let nodes = swarm::nodes(sh, target)?;
+    for (id, _) in &nodes {
+        if swarm::node_labelled(sh, target, id, DATA_LABEL)? {
+            return Ok(());
+        }
+    }
+    match nodes.as_slice() {
+        [(id, host)] if m.nodes <= 1 => {
+            note(format!(
+                "deploy: labelling {host} {DATA_LABEL}=true (db and redis run there)"
+            ));
+            swarm::label_node(sh, target, id, DATA_LABEL)
+        }
+        _ => bail!(
+            "no node is labelled {DATA_LABEL}=true: db and redis are pinned to it, because their volumes stay on one node's disk.\n  \
+             fix: docker node update --label-add {DATA_LABEL}=true <NODE> (one of: {})",
+            nodes
+                .iter()
+                .map(|(_, h)| h.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Each image by digest: one pulled from a registry keeps its own digest; one built here (the
+/// runner, stand-ins) is pushed to `registry` first.
+fn by_digest(
+    sh: &Shell,
+    locals: &[(String, String)],
+    registry: &str,
+    node_registry: &str,
+) -> Result<Vec<String>> {
+    let rev = images::revision(sh);
+    let mut to_push = Vec::new();
+    let mut refs: Vec<Option<String>> = Vec::new();
+    for (local, repo) in locals {
+        let own_repo = local.rsplit_once(':').map_or(local.as_str(), |(r, _)| r);
+        match swarm::digest_in(sh, local, own_repo)? {
+            Some(d) if !local.starts_with(images::STANDIN) => {
+                refs.push(Some(format!("{own_repo}@{d}")))
+            }
+            _ => {
+                refs.push(None);
+                to_push.push((local.clone(), format!("{repo}:{rev}")));
+            }
+        }
+    }
+    let mut tags = Vec::new();
+    let mut pushed = swarm::push(sh, &to_push, registry, node_registry, &mut tags)?.into_iter();
+    Ok(refs
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| pushed.next().unwrap_or_default()))
+        .collect())
+}

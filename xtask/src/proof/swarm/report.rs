@@ -1,0 +1,123 @@
+//! What `verify --swarm` reports: phases and their times, the nodes, the load's figures during
+//! the update and the rollback, the host engine after; as JSON or for a person.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::{proof::load::Summary, swarm, util::secs};
+
+#[derive(Default)]
+pub struct Report {
+    pub ok: bool,
+    pub error: Option<String>,
+    pub phases: Vec<(String, Duration)>,
+    pub nodes: Vec<Value>,
+    pub pushes: Option<(Duration, Vec<String>)>,
+    pub converged: Vec<swarm::Converged>,
+    pub app_nodes: Vec<String>,
+    pub first_answers: Vec<String>,
+    pub update: Option<(Duration, Summary)>,
+    pub rollback: Option<(Duration, String, Summary)>,
+    pub host: Vec<(String, String)>,
+    pub neighbour: Option<String>,
+    pub total: Duration,
+}
+
+impl Report {
+    pub fn phase(&mut self, name: &str, d: Duration) {
+        self.phases.push((name.to_string(), d));
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "ok": self.ok,
+            "error": self.error,
+            "nodes": self.nodes,
+            "phases": self.phases.iter().map(|(n, d)| json!({"phase": n, "seconds": d.as_secs_f64()})).collect::<Vec<_>>(),
+            "push": self.pushes.as_ref().map(|(d, refs)| json!({"seconds": d.as_secs_f64(), "images": refs})),
+            "converged": self.converged.iter().map(swarm::Converged::to_json).collect::<Vec<_>>(),
+            "app_replica_nodes": self.app_nodes,
+            "first_answers": self.first_answers,
+            "rolling_update": self.update.as_ref().map(|(d, s)| json!({"seconds": d.as_secs_f64(), "load": s.to_json()})),
+            "rollback": self.rollback.as_ref().map(|(d, state, s)| json!({"seconds": d.as_secs_f64(), "final_state": state, "load": s.to_json()})),
+            "host_engine_after": self.host.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "neighbour_dns": self.neighbour,
+            "total_seconds": self.total.as_secs_f64(),
+        })
+    }
+
+    pub fn human(&self) -> String {
+        let mut s = format!(
+            "\nverify --swarm: {} in {}\n",
+            if self.ok { "OK" } else { "FAILED" },
+            secs(self.total)
+        );
+        if !self.nodes.is_empty() {
+            let nodes: Vec<String> = self
+                .nodes
+                .iter()
+                .map(|n| {
+                    format!(
+                        "{} {} ({})",
+                        n["node"].as_str().unwrap_or(""),
+                        n["ip"].as_str().unwrap_or(""),
+                        n["role"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            s.push_str(&format!("  nodes: {}\n", nodes.join(", ")));
+        }
+        for (name, d) in &self.phases {
+            s.push_str(&format!("  {name:<40} {}\n", secs(*d)));
+        }
+        if let Some((d, refs)) = &self.pushes {
+            s.push_str(&format!(
+                "  images pushed ({}) in {}:\n",
+                refs.len(),
+                secs(*d)
+            ));
+            for r in refs {
+                s.push_str(&format!("    {r}\n"));
+            }
+        }
+        if !self.converged.is_empty() {
+            let c: Vec<String> = self.converged.iter().map(swarm::Converged::line).collect();
+            s.push_str(&format!("  every task healthy: {}\n", c.join(", ")));
+        }
+        if !self.app_nodes.is_empty() {
+            s.push_str(&format!(
+                "  app replicas on: {}\n",
+                self.app_nodes.join(", ")
+            ));
+        }
+        for a in &self.first_answers {
+            s.push_str(&format!("  {a}\n"));
+        }
+        if let Some((d, l)) = &self.update {
+            s.push_str(&format!(
+                "  rolling update: {} under load: {}, {:.0} req/s\n",
+                secs(*d),
+                l.line(),
+                l.rps()
+            ));
+        }
+        if let Some((d, state, l)) = &self.rollback {
+            s.push_str(&format!(
+                "  rollback of an unhealthy image: {state} after {}; under load: {}\n",
+                secs(*d),
+                l.line()
+            ));
+        }
+        for (k, v) in &self.host {
+            s.push_str(&format!("  host engine after: {k}: {v}\n"));
+        }
+        if let Some(n) = &self.neighbour {
+            s.push_str(&format!("  {n}\n"));
+        }
+        if let Some(e) = &self.error {
+            s.push_str(&format!("  error: {e}\n"));
+        }
+        s
+    }
+}

@@ -1,0 +1,256 @@
+//! The proof on a formed cluster, step by step: the first deploy, its spread and its secrets,
+//! a pull through the registry, every entry point answering, a rolling update under load, and
+//! the rollback of an image whose health check fails. `deploy` runs in-process, exactly the
+//! function `cargo xtask deploy` runs.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use xshell::Shell;
+
+use super::{ENTRY_PORT, NODES, Report, STACK, URLS};
+use crate::{
+    cmd::deploy::{Release, deploy},
+    docker::{self, Engine},
+    flags::{self, ImageChoice},
+    http, images,
+    proof::{
+        cluster::{Cluster, REGISTRY_NAME},
+        load::{Load, WORKERS},
+    },
+    swarm::{self, TIMEOUT_UPDATE},
+    util::secs,
+};
+
+/// What every step needs: the run's shell, flags and image.
+pub struct Run<'a> {
+    pub sh: &'a Shell,
+    pub o: &'a flags::Verify,
+    pub standin: bool,
+    pub image: String,
+}
+
+pub fn on_cluster(run: &Run, cluster: &mut Cluster, report: &mut Report) -> Result<()> {
+    build_variants(run, cluster)?;
+    let t = Instant::now();
+    let first = deploy_image(run, cluster, &run.image)?;
+    report.phase("deploy until every task healthy", t.elapsed());
+    report.pushes = Some((
+        first.push,
+        first.images.env().map(|(_, v)| v.to_string()).to_vec(),
+    ));
+    report.converged = first.converged.clone();
+
+    let manager = cluster.manager();
+    spread_over_nodes(run.sh, &manager, report)?;
+    no_secret_in_the_stack(run.sh, &manager)?;
+    pull_by_a_worker(run.sh, cluster, &first.images.redis, report)?;
+    let entries = every_entry_answers(cluster, report)?;
+    let updated = rolling_update(run, cluster, &entries, &first, report)?;
+    rollback(run, cluster, &entries, &updated, report)
+}
+
+/// Two variants of the run's image: a new one to roll out (a new digest, the same app) and a
+/// broken one (listens on another port, so its health check fails) to roll back from.
+fn build_variants(run: &Run, cluster: &mut Cluster) -> Result<()> {
+    let variants = [
+        ("update", "LABEL org.axion-hub.swarm-proof=update\n"),
+        (
+            "broken",
+            "ENV PORT=3999\nLABEL org.axion-hub.swarm-proof=broken\n",
+        ),
+    ];
+    for (name, lines) in variants {
+        let tag = format!("{}-{name}", run.image);
+        let dockerfile = format!("FROM {}\n{lines}", run.image);
+        docker::build_from_stdin(&tag, &cluster.labels(), &dockerfile)
+            .with_context(|| format!("building the {name} variant of {}", run.image))?;
+        cluster.made.images.push(tag);
+    }
+    Ok(())
+}
+
+/// `deploy` as a person runs it: this host pushes to the registry on loopback, the nodes pull
+/// it by its name on their network, the manager is node1's engine (its socket).
+fn deploy_image(run: &Run, cluster: &Cluster, image: &str) -> Result<Release> {
+    let o = flags::Deploy {
+        stack: Some(STACK.into()),
+        image: Some(image.into()),
+        registry: Some(cluster.push_prefix.clone()),
+        node_registry: Some(REGISTRY_NAME.into()),
+        manager: cluster.manager().address().map(String::from),
+        json: run.o.json,
+        // The images this run resolved to: deploy need not probe (or say) again.
+        images: if run.standin {
+            ImageChoice::Standin
+        } else {
+            ImageChoice::Upstream
+        },
+        ..Default::default()
+    };
+    deploy(run.sh, &o).with_context(|| format!("deploy --image {image}"))
+}
+
+fn spread_over_nodes(sh: &Shell, manager: &Engine, report: &mut Report) -> Result<()> {
+    let mut on = swarm::task_nodes(sh, manager, &format!("{STACK}_app"))?;
+    on.sort();
+    report.app_nodes = on.clone();
+    on.dedup();
+    if on.len() < 2 {
+        bail!(
+            "the app's replicas all run on {}: the proof needs them spread over nodes",
+            on.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// No password in the rendered stack file or in any service's definition (the app builds its
+/// URLs from the secret files when it starts).
+fn no_secret_in_the_stack(sh: &Shell, manager: &Engine) -> Result<()> {
+    let root = crate::util::project_root();
+    let file = crate::stack::work_dir(&root, "deploy").join(format!("{STACK}.stack.json"));
+    let mut seen =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    seen.push_str(&swarm::inspect_stack_services(sh, manager, STACK)?);
+    let leaked = crate::secrets::leaked_in(&root, &seen);
+    if !leaked.is_empty() {
+        bail!(
+            "the secrets {leaked:?} are readable in {} or `docker service inspect`",
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+/// An image through the registry by itself: redis (db's node has it) pulled by a worker.
+fn pull_by_a_worker(sh: &Shell, cluster: &Cluster, redis: &str, report: &mut Report) -> Result<()> {
+    let worker = &cluster.nodes[NODES - 1];
+    let t = Instant::now();
+    let size = swarm::pull(sh, &worker.target(), redis)?;
+    report.phase(
+        &format!(
+            "pull of redis ({} MB) by {}",
+            size / 1_000_000,
+            worker.hostname
+        ),
+        t.elapsed(),
+    );
+    Ok(())
+}
+
+/// Every node's entry point answers every URL (the proxy has found the app's tasks: DNS,
+/// then its own health check).
+fn every_entry_answers(cluster: &Cluster, report: &mut Report) -> Result<Vec<SocketAddr>> {
+    let t = Instant::now();
+    let entries = cluster.entry_points(ENTRY_PORT)?;
+    for e in &entries {
+        for url in URLS {
+            let r = crate::util::poll(
+                &format!("GET http://{e}{url} to answer 200"),
+                Duration::from_secs(60),
+                Duration::from_millis(100),
+                || match http::get_at(*e, url, Duration::from_secs(10)) {
+                    Ok(r) if r.status == 200 => Ok(Some(r)),
+                    _ => Ok(None),
+                },
+            )?;
+            let line = format!(
+                "GET http://{e}{url}: {} after {}",
+                r.describe(),
+                secs(t.elapsed())
+            );
+            report.first_answers.push(line);
+        }
+    }
+    report.phase("every entry point answers", t.elapsed());
+    Ok(entries)
+}
+
+/// `deploy` of a new image under a steady load on every entry point; the image it runs after.
+fn rolling_update(
+    run: &Run,
+    cluster: &Cluster,
+    entries: &[SocketAddr],
+    first: &Release,
+    report: &mut Report,
+) -> Result<String> {
+    let load = Load::start(entries, &URLS, WORKERS);
+    let t = Instant::now();
+    let rolled = deploy_image(run, cluster, &format!("{}-update", run.image));
+    let summary = load.finish();
+    let rolled = rolled?;
+    let took = t.elapsed();
+    let app_service = format!("{STACK}_app");
+    let update = swarm::service_image(run.sh, &cluster.manager(), &app_service)?;
+    report.update = Some((rolled.rolling_update.unwrap_or(took), summary.clone()));
+    let Some(rolling) = rolled.rolling_update else {
+        bail!("deploy of a new image did no rolling update");
+    };
+    if update == first.images.app {
+        bail!("after the update the app still runs {update}");
+    }
+    summary.no_failures("the rolling update")?;
+    report.phase("deploy of a new image (rolling update)", took);
+    report.phase("  of which the update itself", rolling);
+    Ok(update)
+}
+
+/// An image whose health check fails, asked for under load: swarm rolls back to `update`. The
+/// proof shortens that check's start period so the failure shows in seconds (the stack's own
+/// is 60 s).
+fn rollback(
+    run: &Run,
+    cluster: &mut Cluster,
+    entries: &[SocketAddr],
+    update: &str,
+    report: &mut Report,
+) -> Result<()> {
+    let sh = run.sh;
+    let rev = images::revision(sh);
+    let pair = (
+        format!("{}-broken", run.image),
+        format!("axion-hub/app:{rev}-broken"),
+    );
+    let prefix = cluster.push_prefix.clone();
+    let broken = swarm::push(
+        sh,
+        &[pair],
+        &prefix,
+        REGISTRY_NAME,
+        &mut cluster.made.images,
+    )?
+    .remove(0);
+
+    let (manager, app_service) = (cluster.manager(), format!("{STACK}_app"));
+    let before = swarm::update_status(sh, &manager, &app_service)?;
+    let load = Load::start(entries, &URLS, WORKERS);
+    let health = [
+        ("--health-start-period", "3s"),
+        ("--health-interval", "1s"),
+        ("--health-retries", "3"),
+    ];
+    let asked = swarm::update_image(sh, &manager, &app_service, &broken, &health);
+    let waited = asked
+        .and_then(|()| swarm::wait_update(sh, &manager, &app_service, &before, TIMEOUT_UPDATE));
+    let summary = load.finish();
+    let (status, took) = waited?;
+    report.rollback = Some((took, status.state.clone(), summary.clone()));
+    if status.state != "rollback_completed" {
+        bail!(
+            "an image whose health check fails did not roll back: update ended {} ({})",
+            status.state,
+            status.message
+        );
+    }
+    let now = swarm::service_image(sh, &manager, &app_service)?;
+    if now != update {
+        bail!("after the rollback the app runs {now}, not {update}");
+    }
+    summary.no_failures("the rollback")?;
+    report.phase("failed update + rollback", took);
+    Ok(())
+}
