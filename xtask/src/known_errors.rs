@@ -28,41 +28,80 @@ pub fn integrity_failures(log: &str) -> Vec<String> {
     pkgs
 }
 
+/// A failure recognised by words in the lower-cased output: every one of `all`, and one of
+/// `any` when it names some.
+struct Pattern {
+    all: &'static [&'static str],
+    any: &'static [&'static str],
+    say: &'static str,
+}
+
+impl Pattern {
+    fn matches(&self, lower: &str) -> bool {
+        self.all.iter().all(|m| lower.contains(m))
+            && (self.any.is_empty() || self.any.iter().any(|m| lower.contains(m)))
+    }
+}
+
+const FONTS: &str = "next/font/google downloads its fonts while `next build` runs, and this build cannot reach \
+                     Google. Fix: use next/font/local with the font files in the repository (or system fonts)";
+
+/// The failures whose fix needs nothing from the output but their words.
+const PATTERNS: &[Pattern] = &[
+    Pattern {
+        all: &[],
+        any: &["self_signed_cert_in_chain", "unable_to_get_issuer_cert"],
+        say: "TLS: a proxy re-signs HTTPS with a CA the image does not trust. Fix: put the CA in \
+              /usr/local/share/ca-certificates/ or point AXION_EXTRA_CA_CERTS at its PEM; the xtask passes it to the build",
+    },
+    Pattern {
+        all: &[],
+        any: &["buildx component is missing", "requires buildx"],
+        say: "buildx is missing or too old. Fix: `cargo xtask provision` (as root) or install docker-buildx",
+    },
+    Pattern {
+        all: &[],
+        any: &["google fonts"],
+        say: FONTS,
+    },
+    Pattern {
+        all: &["next/font", "failed to fetch"],
+        any: &[],
+        say: FONTS,
+    },
+    Pattern {
+        all: &["error occurred prerendering page"],
+        any: &[
+            "is not set",
+            "econnrefused",
+            "enotfound",
+            "getaddrinfo",
+            "connect_timeout",
+            "database_url",
+        ],
+        say: "a page that reads a service (database, Redis) was prerendered during `next build`, where no service \
+              runs. Fix: make it dynamic: `await connection()` from \"next/server\" at the top of that page (or read \
+              the data in a route handler)",
+    },
+    Pattern {
+        all: &["password authentication failed"],
+        any: &[],
+        say: "PostgreSQL refused the password: its data volume was initialised with another one than POSTGRES_PASSWORD \
+              says now (another checkout of the project shares the `axion-hub` volumes, or .env was made anew). Fix: \
+              put that password back in .env, give this checkout its own AXION_DEV_PROJECT, or `cargo xtask down \
+              --volumes` (deletes the database)",
+    },
+    Pattern {
+        all: &["no space left on device"],
+        any: &[],
+        say: "the disk is full. Fix: `docker builder prune` and `docker image prune`",
+    },
+];
+
 /// Known failures in compose or build output, each with what to do about it.
 pub fn known_problems(output: &str) -> Vec<String> {
     let lower = output.to_ascii_lowercase();
-    let mut out = Vec::new();
-    if lower.contains("toomanyrequests") {
-        out.push(
-            "registry rate limit (toomanyrequests): Docker Hub allows 10 anonymous pulls an hour. Fix: `docker login`, \
-             wait, or use the registry-free stand-in images with --standin"
-                .to_string(),
-        );
-    } else if [
-        "registry-1.docker.io",
-        "pull access denied",
-        "failed to resolve source metadata",
-        "error pulling image",
-    ]
-    .iter()
-    .any(|m| lower.contains(m))
-        && [
-            "no such host",
-            "i/o timeout",
-            "connection refused",
-            "network is unreachable",
-            "pull access denied",
-            "failed to resolve",
-        ]
-        .iter()
-        .any(|m| lower.contains(m))
-    {
-        out.push(
-            "no container registry reachable, so an image could not be pulled. Fix: use the project's registry-free \
-             stand-in images with --standin (or AXION_IMAGES=standin)"
-                .to_string(),
-        );
-    }
+    let mut out: Vec<String> = registry_problem(&lower).into_iter().collect();
     if let Some(port) = allocated_port(output) {
         out.push(format!(
             "host port {port} is already in use. Fix: stop what holds it, or choose another port in .env \
@@ -76,44 +115,6 @@ pub fn known_problems(output: &str) -> Vec<String> {
             pkgs.join(", ")
         ));
     }
-    if lower.contains("self_signed_cert_in_chain") || lower.contains("unable_to_get_issuer_cert") {
-        out.push(
-            "TLS: a proxy re-signs HTTPS with a CA the image does not trust. Fix: put the CA in \
-             /usr/local/share/ca-certificates/ or point AXION_EXTRA_CA_CERTS at its PEM; the xtask passes it to the build"
-                .to_string(),
-        );
-    }
-    if lower.contains("buildx component is missing") || lower.contains("requires buildx") {
-        out.push("buildx is missing or too old. Fix: `cargo xtask provision` (as root) or install docker-buildx".to_string());
-    }
-    if lower.contains("google fonts")
-        || (lower.contains("next/font") && lower.contains("failed to fetch"))
-    {
-        out.push(
-            "next/font/google downloads its fonts while `next build` runs, and this build cannot reach Google. \
-             Fix: use next/font/local with the font files in the repository (or system fonts)"
-                .to_string(),
-        );
-    }
-    if lower.contains("error occurred prerendering page")
-        && [
-            "is not set",
-            "econnrefused",
-            "enotfound",
-            "getaddrinfo",
-            "connect_timeout",
-            "database_url",
-        ]
-        .iter()
-        .any(|m| lower.contains(m))
-    {
-        out.push(
-            "a page that reads a service (database, Redis) was prerendered during `next build`, where no service \
-             runs. Fix: make it dynamic: `await connection()` from \"next/server\" at the top of that page (or read \
-             the data in a route handler)"
-                .to_string(),
-        );
-    }
     if lower.contains("lockfile had changes, but lockfile is frozen") {
         out.push(format!(
             "app/bun.lock no longer matches app/package.json. Fix: run `bun install` (bun {}) in app/ on the host and \
@@ -121,21 +122,44 @@ pub fn known_problems(output: &str) -> Vec<String> {
             crate::images::BUN_VERSION
         ));
     }
-    if lower.contains("password authentication failed") {
-        out.push(
-            "PostgreSQL refused the password: its data volume was initialised with another one than POSTGRES_PASSWORD \
-             says now (another checkout of the project shares the `axion-hub` volumes, or .env was made anew). Fix: \
-             put that password back in .env, give this checkout its own AXION_DEV_PROJECT, or `cargo xtask down \
-             --volumes` (deletes the database)"
+    out.extend(
+        PATTERNS
+            .iter()
+            .filter(|p| p.matches(&lower))
+            .map(|p| p.say.to_string()),
+    );
+    out
+}
+
+/// A registry that limits or cannot be reached.
+fn registry_problem(lower: &str) -> Option<String> {
+    let any = |words: &[&str]| words.iter().any(|m| lower.contains(m));
+    if lower.contains("toomanyrequests") {
+        return Some(
+            "registry rate limit (toomanyrequests): Docker Hub allows 10 anonymous pulls an hour. Fix: `docker login`, \
+             wait, or use the registry-free stand-in images with --standin"
                 .to_string(),
         );
     }
-    if lower.contains("no space left on device") {
-        out.push(
-            "the disk is full. Fix: `docker builder prune` and `docker image prune`".to_string(),
-        );
-    }
-    out
+    let pulling = any(&[
+        "registry-1.docker.io",
+        "pull access denied",
+        "failed to resolve source metadata",
+        "error pulling image",
+    ]);
+    let unreachable = any(&[
+        "no such host",
+        "i/o timeout",
+        "connection refused",
+        "network is unreachable",
+        "pull access denied",
+        "failed to resolve",
+    ]);
+    (pulling && unreachable).then(|| {
+        "no container registry reachable, so an image could not be pulled. Fix: use the project's registry-free \
+         stand-in images with --standin (or AXION_IMAGES=standin)"
+            .to_string()
+    })
 }
 
 /// `Bind for 127.0.0.1:3000 failed: port is already allocated` or
