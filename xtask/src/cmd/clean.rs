@@ -4,21 +4,17 @@
 use anyhow::Result;
 use xshell::Shell;
 
-use crate::{
-    docker::{self, compose::words},
-    engine, flags, images, reap,
-};
+use crate::{docker, engine, flags, images, reap};
 
 impl flags::Clean {
     pub fn run(self, sh: &Shell) -> Result<()> {
         engine::preflight()?;
-        let orphans = reap::find(sh)?;
-        let dangling = reap::dangling_images(sh)?;
         let verb = if self.dry_run {
             "would remove"
         } else {
             "removed"
         };
+        let orphans = reap::find(sh)?;
         if orphans.is_empty() {
             eprintln!("no stack left by a dead run");
         }
@@ -28,39 +24,40 @@ impl flags::Clean {
             }
             eprintln!("{verb} {}", o.summary());
         }
-        if !dangling.is_empty() {
-            if !self.dry_run {
-                let mut args = words(&["image", "rm", "--force"]);
-                args.extend(dangling.iter().cloned());
-                docker::cmd(sh, &args).quiet().ignore_stdout().run()?;
-            }
-            let short: Vec<&str> = dangling
-                .iter()
-                .map(|id| {
-                    let id = id.trim_start_matches("sha256:");
-                    &id[..id.len().min(12)]
-                })
-                .collect();
-            eprintln!(
-                "{verb} {} dangling image(s) the project built: {}",
-                dangling.len(),
-                short.join(" ")
-            );
+        self.dangling(sh, verb)?;
+        self.old_revisions(sh, verb)?;
+        if let Some(size) = &self.build_cache {
+            self.build_cache(sh, size)?;
         }
-        // build-prod tags every build with its revision: those of other revisions pile up.
-        let tags = docker::cmd(
-            sh,
-            &words(&[
-                "image",
-                "ls",
-                "axion-hub",
-                "--format",
-                "{{.Repository}}:{{.Tag}}",
-            ]),
-        )
-        .quiet()
-        .read()?;
-        let tags: Vec<String> = tags.lines().map(String::from).collect();
+        Ok(())
+    }
+
+    fn dangling(&self, sh: &Shell, verb: &str) -> Result<()> {
+        let dangling = reap::dangling_images(sh)?;
+        if dangling.is_empty() {
+            return Ok(());
+        }
+        if !self.dry_run {
+            docker::remove_images(sh, &dangling, true)?;
+        }
+        let short: Vec<&str> = dangling
+            .iter()
+            .map(|id| {
+                let id = id.trim_start_matches("sha256:");
+                &id[..id.len().min(12)]
+            })
+            .collect();
+        eprintln!(
+            "{verb} {} dangling image(s) the project built: {}",
+            dangling.len(),
+            short.join(" ")
+        );
+        Ok(())
+    }
+
+    /// build-prod tags every build with its revision: those of other revisions pile up.
+    fn old_revisions(&self, sh: &Shell, verb: &str) -> Result<()> {
+        let tags = docker::repository_tags(sh, "axion-hub")?;
         // Without a revision to name (no git, not a checkout), no tag counts as another's.
         let old = match images::known_revision(sh) {
             Some(rev) => images::stale_revision_tags(&tags, &rev),
@@ -69,38 +66,36 @@ impl flags::Clean {
                 vec![]
             }
         };
-        if !old.is_empty() {
-            if !self.dry_run {
-                let mut args = words(&["image", "rm"]);
-                args.extend(old.iter().cloned());
-                docker::cmd(sh, &args).quiet().ignore_stdout().run()?;
-            }
-            eprintln!(
-                "{verb} {} build-prod tag(s) of other revisions: {}",
-                old.len(),
-                old.join(" ")
-            );
+        if old.is_empty() {
+            return Ok(());
         }
-        if let Some(size) = &self.build_cache {
-            // BuildKit cannot tell which cache a project made: this bound is engine-wide, and
-            // runs only because a person asked for it by name.
-            eprintln!(
-                "build cache: pruning the engine's build cache down to {size} (all projects share it)"
-            );
-            if !self.dry_run {
-                let args = words(&["buildx", "prune", "--force", "--keep-storage", size]);
-                let out = docker::cmd(sh, &args).quiet().read()?;
-                let total = out.lines().last().unwrap_or("").replace('\t', " ");
-                eprintln!(
-                    "build cache: {}",
-                    if total.is_empty() {
-                        "nothing to prune"
-                    } else {
-                        total.trim()
-                    }
-                );
-            }
+        if !self.dry_run {
+            docker::remove_images(sh, &old, false)?;
         }
+        eprintln!(
+            "{verb} {} build-prod tag(s) of other revisions: {}",
+            old.len(),
+            old.join(" ")
+        );
+        Ok(())
+    }
+
+    /// BuildKit cannot tell which cache a project made: this bound is engine-wide, and runs
+    /// only because a person asked for it by name.
+    fn build_cache(&self, sh: &Shell, size: &str) -> Result<()> {
+        eprintln!(
+            "build cache: pruning the engine's build cache down to {size} (all projects share it)"
+        );
+        if self.dry_run {
+            return Ok(());
+        }
+        let total = docker::prune_build_cache(sh, size)?;
+        let said = if total.is_empty() {
+            "nothing to prune"
+        } else {
+            total.trim()
+        };
+        eprintln!("build cache: {said}");
         Ok(())
     }
 }

@@ -348,6 +348,41 @@ pub fn remove_image(sh: &Shell, image: &str) {
         .run();
 }
 
+/// Removes images by id or name (`force`: also those tagged more than once).
+pub fn remove_images(sh: &Shell, images: &[String], force: bool) -> Result<()> {
+    let mut args = words(&["image", "rm"]);
+    if force {
+        args.push("--force".into());
+    }
+    args.extend(images.iter().cloned());
+    cmd(sh, &args).quiet().ignore_stdout().run()?;
+    Ok(())
+}
+
+/// Every `repository:tag` of a repository on this engine.
+pub fn repository_tags(sh: &Shell, repository: &str) -> Result<Vec<String>> {
+    let args = words(&[
+        "image",
+        "ls",
+        repository,
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+    ]);
+    Ok(cmd(sh, &args)
+        .quiet()
+        .read()?
+        .lines()
+        .map(String::from)
+        .collect())
+}
+
+/// Prunes the engine's build cache down to `keep` (`10GB`); buildx's total line.
+pub fn prune_build_cache(sh: &Shell, keep: &str) -> Result<String> {
+    let args = words(&["buildx", "prune", "--force", "--keep-storage", keep]);
+    let out = cmd(sh, &args).quiet().read()?;
+    Ok(out.lines().last().unwrap_or("").replace('\t', " "))
+}
+
 /// The engine's operating system as it names itself (`Docker Desktop` on macOS and Windows).
 pub fn engine_os(sh: &Shell) -> String {
     cmd(sh, &words(&["info", "--format", "{{.OperatingSystem}}"]))

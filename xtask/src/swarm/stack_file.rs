@@ -35,46 +35,7 @@ pub fn to_stack(
         let s = s
             .as_object_mut()
             .with_context(|| format!("service {name}"))?;
-        for k in ["build", "depends_on", "restart", "security_opt"] {
-            s.remove(k);
-        }
-        s.retain(|_, v| !v.is_null());
-        if let Some(tmpfs) = s.remove("tmpfs") {
-            let mounts = tmpfs_mounts(&tmpfs).with_context(|| format!("service {name}: tmpfs"))?;
-            let vols = s.entry("volumes").or_insert_with(|| json!([]));
-            if let Some(v) = vols.as_array_mut() {
-                v.extend(mounts);
-            }
-        }
-        for v in s
-            .get_mut("volumes")
-            .and_then(Value::as_array_mut)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(size) = v.pointer_mut("/tmpfs/size") {
-                number_in_place(size);
-            }
-        }
-        for p in s
-            .get_mut("ports")
-            .and_then(Value::as_array_mut)
-            .into_iter()
-            .flatten()
-        {
-            for k in ["published", "target"] {
-                if let Some(n) = p.get_mut(k) {
-                    number_in_place(n);
-                }
-            }
-        }
-        if let Some(nets) = s.get_mut("networks").and_then(Value::as_object_mut) {
-            for v in nets.values_mut() {
-                if v.is_null() {
-                    *v = json!({});
-                }
-            }
-        }
+        service(s).with_context(|| format!("service {name}"))?;
         for kind in ["secrets", "configs"] {
             for r in s.get(kind).and_then(Value::as_array).into_iter().flatten() {
                 let source = r.get("source").or(Some(r)).and_then(Value::as_str);
@@ -85,19 +46,9 @@ pub fn to_stack(
         }
     }
     for kind in ["secrets", "configs"] {
-        let Some(objs) = top.get_mut(kind).and_then(Value::as_object_mut) else {
-            continue;
-        };
-        objs.retain(|k, _| used.iter().any(|(u, s)| *u == kind && s == k));
-        for (key, obj) in objs.iter_mut() {
-            let file = obj
-                .get("file")
-                .and_then(Value::as_str)
-                .with_context(|| format!("{kind}.{key} has no file"))?
-                .to_string();
-            let bytes = read(&file).with_context(|| format!("reading {kind}.{key} ({file})"))?;
-            let name = format!("{stack}_{key}-{:08x}", fnv1a(&bytes) as u32);
-            *obj = json!({ "name": name, "file": file });
+        if let Some(objs) = top.get_mut(kind).and_then(Value::as_object_mut) {
+            objs.retain(|k, _| used.iter().any(|(u, s)| *u == kind && s == k));
+            name_by_content(objs, kind, stack, &read)?;
         }
     }
     for kind in ["networks", "volumes"] {
@@ -113,6 +64,73 @@ pub fn to_stack(
         }
     }
     Ok(model)
+}
+
+/// One service made deployable: compose-only keys and nulls go, tmpfs becomes mounts, numbers
+/// compose prints as strings are numbers again, a network without options is `{}`.
+fn service(s: &mut Map<String, Value>) -> Result<()> {
+    for k in ["build", "depends_on", "restart", "security_opt"] {
+        s.remove(k);
+    }
+    s.retain(|_, v| !v.is_null());
+    if let Some(tmpfs) = s.remove("tmpfs") {
+        let mounts = tmpfs_mounts(&tmpfs).context("tmpfs")?;
+        let vols = s.entry("volumes").or_insert_with(|| json!([]));
+        if let Some(v) = vols.as_array_mut() {
+            v.extend(mounts);
+        }
+    }
+    for v in s
+        .get_mut("volumes")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(size) = v.pointer_mut("/tmpfs/size") {
+            number_in_place(size);
+        }
+    }
+    for p in s
+        .get_mut("ports")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        for k in ["published", "target"] {
+            if let Some(n) = p.get_mut(k) {
+                number_in_place(n);
+            }
+        }
+    }
+    if let Some(nets) = s.get_mut("networks").and_then(Value::as_object_mut) {
+        for v in nets.values_mut() {
+            if v.is_null() {
+                *v = json!({});
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Secrets and configs named after their content (`<stack>_<key>-<hash>`): swarm's are
+/// immutable, so a changed file must be a new object, and an unchanged one is reused.
+fn name_by_content(
+    objs: &mut Map<String, Value>,
+    kind: &str,
+    stack: &str,
+    read: &impl Fn(&str) -> Result<Vec<u8>>,
+) -> Result<()> {
+    for (key, obj) in objs.iter_mut() {
+        let file = obj
+            .get("file")
+            .and_then(Value::as_str)
+            .with_context(|| format!("{kind}.{key} has no file"))?
+            .to_string();
+        let bytes = read(&file).with_context(|| format!("reading {kind}.{key} ({file})"))?;
+        let name = format!("{stack}_{key}-{:08x}", fnv1a(&bytes) as u32);
+        *obj = json!({ "name": name, "file": file });
+    }
+    Ok(())
 }
 
 fn number_in_place(v: &mut Value) {
