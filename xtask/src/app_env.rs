@@ -62,7 +62,7 @@ pub fn build_args(root: &Path, env: &EnvSource) -> Vec<(String, String)> {
 
 /// Where the app's variables go: `target/xtask/app.env`.
 pub fn file(root: &Path) -> PathBuf {
-    root.join("target/xtask/app.env")
+    crate::paths::app_env(root)
 }
 
 /// Writes the app's variables (mode 0600): NEXT_PUBLIC_* and everything the stacks do not read

@@ -225,7 +225,7 @@ pub fn ensure_dotenv(root: &Path) -> Result<bool> {
         return Ok(false);
     }
     let example = fs::read_to_string(root.join(".env.example")).context("reading .env.example")?;
-    let text = with_own_passwords(&example, crate::secrets::generate)?;
+    let text = with_own_passwords(&example, crate::util::random_secret)?;
     // Never over a .env another command made a moment ago.
     crate::util::create_atomic(&env, text.as_bytes(), 0o600)
         .context("creating .env from .env.example")

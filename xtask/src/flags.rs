@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+pub use crate::images::{ImageChoice, STAGES};
+
 use anyhow::{Context, Result, bail};
 
 /// One flag: its long name, an optional short alias, the value it takes (if any) and its help.
@@ -69,14 +71,6 @@ pub enum Command {
     Ci,
     Bench(Bench),
     Deploy(Deploy),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ImageChoice {
-    #[default]
-    Auto,
-    Standin,
-    Upstream,
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -191,8 +185,6 @@ fn default_of(long: &str) -> Option<String> {
     }
 }
 
-pub const STAGES: [&str; 5] = ["base", "dev", "deps", "builder", "runner"];
-
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
     let mut args = args.into_iter();
     let Some(name) = args.next() else {
@@ -214,39 +206,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
         return Ok(Command::Help(Some(spec.name)));
     };
     Ok(match spec.name {
-        "dev" => Command::Dev(Dev {
-            detach: m.on("--detach"),
-            no_build: m.on("--no-build"),
-            sync: match (m.on("--sync"), m.on("--bind")) {
-                (true, true) => bail!("--sync and --bind exclude each other"),
-                (true, false) => Some(true),
-                (false, true) => Some(false),
-                (false, false) => None,
-            },
-            repair_lock: m.on("--repair-lock"),
-            images: m.images()?,
-        }),
-        "build-prod" => Command::BuildProd(BuildProd {
-            stages: m.stages()?,
-            cold: m.on("--cold"),
-            no_verify: m.reason("--no-verify")?,
-            sequential: m.on("--sequential"),
-            json: m.on("--json"),
-            images: m.images()?,
-        }),
-        "verify" => Command::Verify(Verify {
-            prod: m.on("--prod"),
-            keep: m.on("--keep"),
-            json: m.on("--json"),
-            dry_run: m.on("--dry-run"),
-            cold: m.on("--cold"),
-            no_verify: m.reason("--no-verify")?,
-            timeout_build: m.secs("--timeout-build")?,
-            timeout_healthy: m.secs("--timeout-healthy")?,
-            timeout_http: m.secs("--timeout-http")?,
-            swarm: m.on("--swarm"),
-            images: m.images()?,
-        }),
+        "dev" => Command::Dev(Dev::from_matches(&m)?),
+        "build-prod" => Command::BuildProd(BuildProd::from_matches(&m)?),
+        "verify" => Command::Verify(Verify::from_matches(&m)?),
         "down" => Command::Down(Down {
             volumes: m.on("--volumes"),
         }),
@@ -263,26 +225,87 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
             build_cache: m.size("--build-cache")?,
         }),
         "ci" => Command::Ci,
-        "bench" => Command::Bench(Bench {
+        "bench" => Command::Bench(Bench::from_matches(&m)?),
+        "deploy" => Command::Deploy(Deploy::from_matches(&m)?),
+        other => unreachable!("command `{other}` is in the table but not converted"),
+    })
+}
+
+impl Dev {
+    fn from_matches(m: &Matches) -> Result<Dev> {
+        Ok(Dev {
+            detach: m.on("--detach"),
+            no_build: m.on("--no-build"),
+            sync: match (m.on("--sync"), m.on("--bind")) {
+                (true, true) => bail!("--sync and --bind exclude each other"),
+                (true, false) => Some(true),
+                (false, true) => Some(false),
+                (false, false) => None,
+            },
+            repair_lock: m.on("--repair-lock"),
+            images: m.images()?,
+        })
+    }
+}
+
+impl BuildProd {
+    fn from_matches(m: &Matches) -> Result<BuildProd> {
+        Ok(BuildProd {
+            stages: m.stages()?,
+            cold: m.on("--cold"),
+            no_verify: m.reason("--no-verify")?,
+            sequential: m.on("--sequential"),
+            json: m.on("--json"),
+            images: m.images()?,
+        })
+    }
+}
+
+impl Verify {
+    fn from_matches(m: &Matches) -> Result<Verify> {
+        Ok(Verify {
+            prod: m.on("--prod"),
+            keep: m.on("--keep"),
+            json: m.on("--json"),
+            dry_run: m.on("--dry-run"),
+            cold: m.on("--cold"),
+            no_verify: m.reason("--no-verify")?,
+            timeout_build: m.secs("--timeout-build")?,
+            timeout_healthy: m.secs("--timeout-healthy")?,
+            timeout_http: m.secs("--timeout-http")?,
+            swarm: m.on("--swarm"),
+            images: m.images()?,
+        })
+    }
+}
+
+impl Bench {
+    fn from_matches(m: &Matches) -> Result<Bench> {
+        Ok(Bench {
             runs: m.count("--runs")?.unwrap_or(BENCH_RUNS),
             prod: m.on("--prod"),
             load: m.on("--load"),
             duration: m.secs("--duration")?,
             images: m.images()?,
-        }),
-        "deploy" => Command::Deploy(Deploy {
-            stack: m.value("--stack").map(String::from),
-            registry: m.value("--registry").map(String::from),
-            node_registry: m.value("--node-registry").map(String::from),
-            manager: m.value("--manager").map(String::from),
-            image: m.value("--image").map(String::from),
+        })
+    }
+}
+
+impl Deploy {
+    fn from_matches(m: &Matches) -> Result<Deploy> {
+        let value = |f: &str| m.value(f).map(String::from);
+        Ok(Deploy {
+            stack: value("--stack"),
+            registry: value("--registry"),
+            node_registry: value("--node-registry"),
+            manager: value("--manager"),
+            image: value("--image"),
             init: m.on("--init"),
-            advertise_addr: m.value("--advertise-addr").map(String::from),
+            advertise_addr: value("--advertise-addr"),
             json: m.on("--json"),
             images: m.images()?,
-        }),
-        other => unreachable!("command `{other}` is in the table but not converted"),
-    })
+        })
+    }
 }
 
 fn spec(name: &str) -> Option<&'static CommandSpec> {

@@ -62,8 +62,8 @@ pub fn certificate_blocks(text: &str) -> Vec<String> {
 /// 0600, empty when the host has none. Never a build argument: those sit on docker's argv and
 /// in the image's history.
 pub fn extra_ca_file(root: &Path) -> anyhow::Result<PathBuf> {
-    let path = root.join("target/xtask/extra-ca.pem");
-    fs::create_dir_all(root.join("target/xtask"))?;
+    let path = crate::paths::extra_ca(root);
+    fs::create_dir_all(path.parent().unwrap_or(root))?;
     crate::util::write_atomic(&path, extra_ca_pem().as_bytes(), 0o600)
         .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     Ok(path)

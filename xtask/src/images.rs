@@ -9,7 +9,20 @@ use std::{
 use anyhow::{Result, bail};
 use xshell::Shell;
 
-use crate::{docker, env_file::EnvSource, flags::ImageChoice};
+use crate::{docker, env_file::EnvSource};
+
+/// Which base images a run uses: the upstream ones when a registry answers (`Auto`), or the
+/// registry-free stand-ins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImageChoice {
+    #[default]
+    Auto,
+    Standin,
+    Upstream,
+}
+
+/// The Dockerfile's stages, in build order.
+pub const STAGES: [&str; 5] = ["base", "dev", "deps", "builder", "runner"];
 
 /// Pinned once for the host lockfile (`packageManager` in app/package.json) and the images.
 pub const BUN_VERSION: &str = "1.4.5";
@@ -144,24 +157,21 @@ pub fn resolve(
     }
 }
 
-/// The images a real run uses: resolved, and stand-ins built when they are chosen and missing
-/// or stale. Switching to stand-ins on its own is said loudly.
-pub fn choose(sh: &Shell, flag: ImageChoice, env: &EnvSource) -> Result<Resolution> {
+/// The images a real run uses, resolved against this engine and the registry (the stand-ins
+/// are built by `startup::choose_images`). Switching to stand-ins on its own is said loudly.
+pub fn resolve_here(sh: &Shell, flag: ImageChoice, env: &EnvSource) -> Result<Resolution> {
     let choice = effective_choice(flag)?;
     let present = (choice == ImageChoice::Auto).then(|| {
         let up = ImageSet::upstream().with_overrides(env);
         up.all().iter().all(|i| docker::image_exists(sh, i))
     });
     let r = resolve(choice, env, present, registry_reachable);
-    if r.set.standin {
-        if choice == ImageChoice::Auto {
-            eprintln!(
-                "\n!!! No container registry answers ({REGISTRY_HOST}:443) and the upstream images are not here.\n\
+    if r.set.standin && choice == ImageChoice::Auto {
+        eprintln!(
+            "\n!!! No container registry answers ({REGISTRY_HOST}:443) and the upstream images are not here.\n\
                  !!! Using the project's registry-free stand-in images ({STANDIN}/*), built once from Debian\n\
                  !!! packages and the npm registry. Pass --upstream to insist on upstream images.\n"
-            );
-        }
-        crate::standin::ensure(sh)?;
+        );
     }
     Ok(r)
 }
@@ -196,7 +206,7 @@ pub fn stale_revision_tags(tags: &[String], current: &str) -> Vec<String> {
             let Some(tag) = t.strip_prefix("axion-hub:") else {
                 return false;
             };
-            crate::flags::STAGES.iter().any(|s| {
+            STAGES.iter().any(|s| {
                 tag.strip_prefix(s)
                     .and_then(|r| r.strip_prefix('-'))
                     .is_some_and(|rev| !rev.is_empty() && rev != current)

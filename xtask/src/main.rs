@@ -23,6 +23,7 @@ mod integrity;
 mod known_errors;
 mod lifecycle;
 mod owner;
+mod paths;
 mod ports;
 mod proc;
 mod progress;
@@ -33,6 +34,7 @@ mod secrets;
 mod signals;
 mod stack;
 mod standin;
+mod startup;
 mod swarm;
 mod util;
 

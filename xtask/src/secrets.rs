@@ -9,7 +9,6 @@
 
 use std::{
     fs,
-    io::Read,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
 };
@@ -57,7 +56,7 @@ pub fn ensure(root: &Path) -> Result<()> {
         let path = dir.join(name);
         // Whole or not at all, and never over one another run made a moment ago.
         if !path.exists()
-            && crate::util::create_atomic(&path, generate()?.as_bytes(), 0o644)
+            && crate::util::create_atomic(&path, crate::util::random_secret()?.as_bytes(), 0o644)
                 .with_context(|| format!("creating {}", path.display()))?
         {
             eprintln!(
@@ -104,7 +103,7 @@ fn redis_conf(app: &str, admin: &str) -> String {
 pub fn name_key(root: &Path) -> Result<Vec<u8>> {
     let path = dir(root).join(".name-key");
     if !path.exists() {
-        crate::util::create_atomic(&path, generate()?.as_bytes(), 0o600)
+        crate::util::create_atomic(&path, crate::util::random_secret()?.as_bytes(), 0o600)
             .with_context(|| format!("creating {}", path.display()))?;
     }
     fs::read(&path).with_context(|| format!("reading {}", path.display()))
@@ -179,31 +178,6 @@ fn published_values(root: &Path) -> Vec<String> {
         .collect()
 }
 
-/// 32 bytes from the kernel's CSPRNG, base64url without padding (43 characters, safe in any
-/// URL or config file).
-pub fn generate() -> Result<String> {
-    let mut bytes = [0u8; 32];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("reading /dev/urandom")?;
-    Ok(base64url(&bytes))
-}
-
-fn base64url(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,15 +192,6 @@ mod tests {
         )
         .unwrap();
         d
-    }
-
-    #[test]
-    fn base64url_matches_rfc4648() {
-        assert_eq!(base64url(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64url(b"fo"), "Zm8");
-        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
-        assert_eq!(generate().unwrap().len(), 43);
-        assert_ne!(generate().unwrap(), generate().unwrap());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::{
     fs,
-    path::{Path, PathBuf},
+    path::Path,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -228,7 +228,7 @@ pub fn compose_env(images: &ImageSet, root: &Path) -> Vec<(String, String)> {
     env.push(("BUILDKIT_PROGRESS".into(), "plain".into()));
     env.push((
         "AXION_EXTRA_CA_FILE".into(),
-        root.join("target/xtask/extra-ca.pem").display().to_string(),
+        crate::paths::extra_ca(root).display().to_string(),
     ));
     env.push((
         "AXION_APP_ENV_FILE".into(),
@@ -281,16 +281,6 @@ fn readable_by_all(dir: &Path) -> Result<()> {
         add(&e.path(), 0o444)?;
     }
     Ok(())
-}
-
-/// Build logs and reports: `target/xtask/logs/<name>`.
-pub fn log_path(root: &Path, name: &str) -> PathBuf {
-    root.join("target/xtask/logs").join(name)
-}
-
-/// Scratch space of one job (stand-in build contexts): `target/xtask/<name>`.
-pub fn work_dir(root: &Path, name: &str) -> PathBuf {
-    root.join("target/xtask").join(name)
 }
 
 #[cfg(test)]

@@ -16,7 +16,6 @@ use crate::{
     docker::{self, compose::words},
     host,
     images::{ImageSet, STANDIN},
-    stack::work_dir,
     util::{secs, tail},
 };
 
@@ -241,7 +240,7 @@ fn build_argv(
 /// Builds the stale stand-ins in parallel, each from a context of its recipe; the host's extra
 /// CAs reach their downloads as a build secret.
 fn build(sh: &Shell, stale: &[Stale], no_cache: bool, upstream_base: bool) -> Result<()> {
-    let work = work_dir(&sh.current_dir(), "standin");
+    let work = crate::paths::work_dir(&sh.current_dir(), "standin");
     let extra_ca = host::extra_ca_file(&sh.current_dir())?;
     let mut running = Vec::new();
     for Stale {

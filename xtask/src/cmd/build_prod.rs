@@ -11,16 +11,17 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use xshell::Shell;
 
+use crate::startup::{Needs, Start};
 use crate::{
     docker::{self, compose::words},
     engine,
-    env_file::EnvSource,
     flags::{self, STAGES},
     host,
     images::{self, ImageSet},
-    integrity::{self, Policy},
+    integrity::{self},
+    paths::log_path,
     proc::{Finished, run_logged},
-    stack::{StackKind, TIMEOUT_BUILD, log_path},
+    stack::{StackKind, TIMEOUT_BUILD},
     util::secs,
 };
 
@@ -163,26 +164,31 @@ type Outcome = (Finished, Vec<StageResult>);
 impl flags::BuildProd {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let t0 = Instant::now();
-        let v = engine::preflight()?;
-        let root = sh.current_dir();
-        let env = EnvSource::resolve(&root)?;
-        crate::app_env::check(&root, &env)?;
-        let images = images::choose(sh, self.images, &env)?.set;
+        let start = Start::new(
+            sh,
+            Needs {
+                images: self.images,
+                ..Default::default()
+            },
+        )?;
+        let (v, root, env) = (&start.versions, &start.root, &start.env);
+        crate::app_env::check(root, env)?;
+        let images = start.set().clone();
         let stages: Vec<&str> = STAGES
             .iter()
             .copied()
             .filter(|s| self.stages.is_empty() || self.stages.iter().any(|x| x == s))
             .collect();
         let rev = images::revision(sh);
-        let policy = Policy::for_run(self.cold, self.no_verify.clone());
-        let secret = extra_ca_secret(&host::extra_ca_file(&root)?);
+        let policy = crate::startup::policy(self.cold, self.no_verify.clone());
+        let secret = extra_ca_secret(&host::extra_ca_file(root)?);
         let strategy = if self.sequential {
             "sequential `docker build --target` per stage"
         } else {
             "one `docker buildx bake` graph"
         };
         if !self.json {
-            eprintln!("docker: {}", engine::describe(&v));
+            eprintln!("docker: {}", engine::describe(v));
             eprintln!(
                 "building {} ({strategy}), tags axion-hub:<stage> and axion-hub:<stage>-{rev}",
                 stages.join(", ")
@@ -191,18 +197,18 @@ impl flags::BuildProd {
         let mut results = Vec::new();
         let built = integrity::build_with_policy(sh, StackKind::Prod, &policy, |flags| {
             if policy.cold {
-                let log = log_path(&root, "build-prod-cold-check.log");
+                let log = log_path(root, "build-prod-cold-check.log");
                 let check = integrity::cold_check(&images.bun, &log, TIMEOUT_BUILD)?;
                 if !check.status.success() {
                     return Ok(check);
                 }
             }
             let mut args = stage_build_args(&images, flags);
-            args.extend(crate::app_env::build_args(&root, &env));
+            args.extend(crate::app_env::build_args(root, env));
             let (finished, r) = if self.sequential {
-                build_sequential(&root, &stages, &rev, &args, &secret)?
+                build_sequential(root, &stages, &rev, &args, &secret)?
             } else {
-                build_bake(&root, &stages, &rev, &args, &secret)?
+                build_bake(root, &stages, &rev, &args, &secret)?
             };
             results = r;
             Ok(finished)

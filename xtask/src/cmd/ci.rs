@@ -7,18 +7,23 @@ use std::{path::Path, process::Command, time::Instant};
 use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
 
-use crate::{env_file::EnvSource, flags::ImageChoice, images, install, util::secs};
+use crate::startup::{Needs, Start};
+use crate::{env_file::EnvSource, util::secs};
 
 pub fn run(sh: &Shell) -> Result<()> {
     let t0 = Instant::now();
     let mut times = Vec::new();
 
     let t = Instant::now();
-    install::ensure(sh)?;
-    crate::reap::reap(sh);
-    let env = EnvSource::resolve(&sh.current_dir())?;
     // Builds the stand-ins now if no registry answers, so the tests below find them.
-    let chosen = images::choose(sh, ImageChoice::Auto, &env)?;
+    let start = Start::new(
+        sh,
+        Needs {
+            install: true,
+            ..Default::default()
+        },
+    )?;
+    let (env, chosen) = (&start.env, &start.images);
     let (name, flag) = if chosen.set.standin {
         ("standin", "--standin")
     } else {
@@ -39,7 +44,7 @@ pub fn run(sh: &Shell) -> Result<()> {
     times.push(("cargo test --workspace", t.elapsed()));
 
     let t = Instant::now();
-    lint_and_typecheck(sh, &env, &chosen.set)?;
+    lint_and_typecheck(sh, env, &chosen.set)?;
     times.push(("lint and typecheck", t.elapsed()));
 
     // verify as a child, exactly as a person runs it.
@@ -132,7 +137,7 @@ fn dev_stack_running(sh: &Shell) -> bool {
 fn hadolint(sh: &Shell) -> Result<()> {
     let root = sh.current_dir();
     let pin = root.join("xtask/ci-tools/hadolint.txt");
-    let dir = crate::stack::work_dir(&root, "ci-tools/hadolint");
+    let dir = crate::paths::work_dir(&root, "ci-tools/hadolint");
     let stamp = dir.join("installed-from.txt");
     let wanted = std::fs::read(&pin).with_context(|| format!("reading {}", pin.display()))?;
     if std::fs::read(&stamp).ok() != Some(wanted.clone()) {
@@ -167,7 +172,8 @@ fn hadolint(sh: &Shell) -> Result<()> {
 fn lint_and_typecheck(sh: &Shell, env: &EnvSource, images: &crate::images::ImageSet) -> Result<()> {
     use crate::{
         docker::{self, compose::words},
-        stack::{Ports, Stack, StackKind, TIMEOUT_BUILD, log_path},
+        paths::log_path,
+        stack::{Ports, Stack, StackKind, TIMEOUT_BUILD},
     };
     let root = sh.current_dir();
     crate::stack::prepare_files(&root, StackKind::Dev, env)?;

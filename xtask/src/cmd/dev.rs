@@ -10,22 +10,21 @@ use std::{
 use anyhow::{Result, bail};
 use xshell::Shell;
 
+use crate::startup::{Needs, Start};
 use crate::{
     docker::{
         self,
         compose::{UpOpts, up_args, words},
     },
-    env_file::{EnvSource, ensure_dotenv},
-    flags, http, images,
-    install::ensure as ensure_engine,
+    env_file::ensure_dotenv,
+    flags, http,
     integrity::Policy,
-    lifecycle, ports,
+    lifecycle,
+    paths::log_path,
+    ports,
     progress::Progress,
     readiness::{Ready, ReadySpec},
-    stack::{
-        Ports, SERVICES, Stack, StackKind, TIMEOUT_BUILD, TIMEOUT_HEALTHY, TIMEOUT_HTTP, log_path,
-        prepare_files,
-    },
+    stack::{Ports, SERVICES, Stack, StackKind, TIMEOUT_BUILD, TIMEOUT_HEALTHY, TIMEOUT_HTTP},
     util::{note, poll, secs},
 };
 
@@ -80,17 +79,20 @@ impl flags::Dev {
 
     /// Engine, .env, free ports (unless our own stack holds them), images, source tree.
     fn prepare(&self, sh: &Shell) -> Result<Stack> {
-        let root = sh.current_dir();
-        let v = ensure_engine(sh)?;
-        eprintln!("docker: {}", crate::engine::describe(&v));
-        crate::reap::reap(sh);
-        if ensure_dotenv(&root)? {
+        if ensure_dotenv(&sh.current_dir())? {
             eprintln!(
                 "created .env from .env.example (edit it to change ports, passwords, images)"
             );
         }
-        let env = EnvSource::resolve(&root)?;
-        let ports = Ports::from_env(&env)?;
+        let needs = Needs {
+            install: true,
+            images: self.images,
+            files: Some(StackKind::Dev),
+        };
+        let start = Start::new(sh, needs)?;
+        eprintln!("docker: {}", crate::engine::describe(&start.versions));
+        let (_root, env) = (start.root.clone(), &start.env);
+        let ports = Ports::from_env(env)?;
         let project = StackKind::Dev.project();
         // Our own running dev stack holds these ports legitimately: `up` reuses it.
         let running = docker::containers(sh, &project)?
@@ -99,9 +101,7 @@ impl flags::Dev {
         if !running {
             ports::check_free(&ports.named())?;
         }
-        let images = images::choose(sh, self.images, &env)?;
-        prepare_files(&root, StackKind::Dev, &env)?;
-        let mut stack = Stack::new(StackKind::Dev, project, &env, &images.set, ports);
+        let mut stack = Stack::new(StackKind::Dev, project, env, start.set(), ports);
         let (sync, why) = sync_mode(self.sync, &docker::engine_os(sh));
         eprintln!(
             "edits reach the app by {} ({why})",

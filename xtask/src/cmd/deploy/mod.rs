@@ -23,12 +23,12 @@ use crate::{
     docker::{self, Engine},
     engine,
     env_file::EnvSource,
-    flags, images,
-    integrity::Policy,
-    lifecycle,
+    flags, images, lifecycle,
+    paths::log_path,
     progress::Progress,
-    stack::{Ports, Stack, StackKind, TIMEOUT_BUILD, TIMEOUT_HEALTHY, log_path, prepare_files},
+    stack::{Ports, Stack, StackKind, TIMEOUT_BUILD, TIMEOUT_HEALTHY},
     standin,
+    startup::{Needs, Start},
     swarm::{self, Converged, DATA_LABEL, Membership, StackImages, TIMEOUT_UPDATE},
     util::{note, secs},
 };
@@ -107,8 +107,7 @@ pub fn deploy(sh: &Shell, o: &flags::Deploy) -> Result<Release> {
         .unwrap_or_else(|| swarm::DEFAULT_STACK.into());
     check_stack_name(&stack)?;
     o.check_flags()?;
-    let root = sh.current_dir();
-    let env = EnvSource::resolve(&root)?;
+    // The swarm is asked first: a refusal must not wait for stand-in images to build.
     engine::preflight()?;
     let target = o
         .manager
@@ -118,29 +117,36 @@ pub fn deploy(sh: &Shell, o: &flags::Deploy) -> Result<Release> {
     o.check_registry_reach(&member)?;
     ensure_data_node(sh, &target, &member)?;
 
-    let set = images::choose(sh, o.images, &env)?.set;
-    prepare_files(&root, StackKind::Prod, &env)?;
-    let ports = Ports::from_env(&env)?;
+    let start = Start::new(
+        sh,
+        Needs {
+            images: o.images,
+            files: Some(StackKind::Prod),
+            ..Default::default()
+        },
+    )?;
+    let (root, env, set) = (&start.root, &start.env, start.set());
+    let ports = Ports::from_env(env)?;
     let t = Instant::now();
     let app = match &o.image {
         Some(image) => given_image(sh, image)?,
-        None => build_runner(sh, &root, &env, &set, ports)?,
+        None => build_runner(sh, root, env, set, ports)?,
     };
     let build = t.elapsed();
     let locals = [
         (app, "axion-hub/app".to_string()),
         (set.postgres.clone(), "axion-hub/postgres".into()),
         (set.redis.clone(), "axion-hub/redis".into()),
-        (proxy_image(sh, &set)?, "axion-hub/haproxy".into()),
+        (proxy_image(sh, set)?, "axion-hub/haproxy".into()),
     ];
     let t = Instant::now();
     let (images, local) = o.publish(sh, &locals)?;
     let push = t.elapsed();
 
-    let file = crate::stack::work_dir(&root, "deploy").join(format!("{stack}.stack.json"));
-    let mut vars = swarm::stack_vars(&root);
+    let file = crate::paths::stack_file(root, &stack);
+    let mut vars = swarm::stack_vars(root);
     vars.extend(ports.named().map(|(k, p)| (k.to_string(), p.to_string())));
-    swarm::render(sh, &root, &stack, &images, &vars, &file)?;
+    swarm::render(sh, root, &stack, &images, &vars, &file)?;
     let t = Instant::now();
     let mut progress = Progress::new(o.json);
     let (rolling_update, converged) =
@@ -311,7 +317,7 @@ fn build_runner(
         sh,
         &stack.compose,
         StackKind::Prod,
-        &Policy::for_run(false, None),
+        &crate::startup::policy(false, None),
         &["app"],
         &log,
         TIMEOUT_BUILD,

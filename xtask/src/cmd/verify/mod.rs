@@ -13,13 +13,14 @@ use anyhow::{Result, bail};
 use serde_json::json;
 use xshell::Shell;
 
+use crate::startup::{Needs, Start};
 use crate::{
-    docker, engine,
+    docker,
     env_file::EnvSource,
     flags, images,
     lifecycle::{self, Teardown},
     progress::Progress,
-    stack::{Ports, StackKind, prepare_files},
+    stack::{Ports, StackKind},
 };
 use plan::Plan;
 use report::Report;
@@ -43,12 +44,15 @@ impl flags::Verify {
         }
 
         let started = Instant::now();
-        let versions = engine::preflight()?;
-        crate::reap::reap(sh);
-        let images = images::choose(sh, self.images, &env)?;
-        let plan = Plan::new(&self, &env, images, Ports::free()?, &root);
-        prepare_files(&root, plan.stack.kind, &env)?;
-        let mut report = Report::new(&plan, &versions);
+        let kind = StackKind::from_prod(self.prod);
+        let needs = Needs {
+            images: self.images,
+            files: Some(kind),
+            ..Default::default()
+        };
+        let start = Start::new(sh, needs)?;
+        let plan = Plan::new(&self, &env, start.images.clone(), Ports::free()?, &root);
+        let mut report = Report::new(&plan, &start.versions);
         report.phase("preflight", started.elapsed());
         if !self.json {
             eprintln!(

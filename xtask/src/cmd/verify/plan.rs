@@ -13,10 +13,9 @@ use crate::{
     flags,
     images::Resolution,
     integrity::Policy,
+    paths::log_path,
     readiness::ReadySpec,
-    stack::{
-        Ports, SERVICES, Stack, StackKind, TIMEOUT_BUILD, TIMEOUT_HEALTHY, TIMEOUT_HTTP, log_path,
-    },
+    stack::{Ports, SERVICES, Stack, StackKind, TIMEOUT_BUILD, TIMEOUT_HEALTHY, TIMEOUT_HTTP},
 };
 
 pub struct Plan {

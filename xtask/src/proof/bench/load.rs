@@ -7,17 +7,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use xshell::Shell;
 
+use crate::startup::Start;
 use crate::{
     docker::{self, compose::words},
-    env_file::EnvSource,
-    flags, images, install,
-    integrity::Policy,
+    flags, install,
     lifecycle::{self, Teardown},
+    paths::log_path,
     progress::Progress,
     readiness::ReadySpec,
     stack::{
         LOAD_CONNECTIONS, LOAD_DURATION, Ports, SERVICES, Stack, StackKind, TIMEOUT_BUILD,
-        TIMEOUT_HEALTHY, TIMEOUT_HTTP, log_path, prepare_files,
+        TIMEOUT_HEALTHY, TIMEOUT_HTTP,
     },
     util::secs,
 };
@@ -40,22 +40,19 @@ pub struct Load {
     pub errors: u64,
 }
 
-pub fn run(sh: &Shell, o: &flags::Bench) -> Result<()> {
+pub fn run(sh: &Shell, o: &flags::Bench, start: &Start) -> Result<()> {
     let wrk = ensure_wrk(sh)?;
-    let root = sh.current_dir();
-    let env = EnvSource::resolve(&root)?;
-    let images = images::choose(sh, o.images, &env)?.set;
-    prepare_files(&root, StackKind::Prod, &env)?;
+    let (root, env, images) = (&start.root, &start.env, start.set());
     let kind = StackKind::Prod;
-    let stack = Stack::throwaway(kind, "bench-load", &env, &images, Ports::free()?);
+    let stack = Stack::throwaway(kind, "bench-load", env, images, Ports::free()?);
     let _guard = Teardown {
         sh,
         stack: &stack,
         keep: false,
         quiet: false,
     };
-    let log = log_path(&root, &format!("{}-build.log", stack.project()));
-    let policy = Policy::new(false, None);
+    let log = log_path(root, &format!("{}-build.log", stack.project()));
+    let policy = crate::startup::policy(false, None);
     lifecycle::build(sh, &stack.compose, kind, &policy, &[], &log, TIMEOUT_BUILD)?;
     let spec = ReadySpec {
         services: SERVICES.map(String::from).to_vec(),

@@ -12,12 +12,12 @@ use std::{
 use anyhow::{Context, Result, bail};
 use xshell::Shell;
 
+use crate::startup::{Needs, Start};
 use crate::{
     docker::{self, compose::words},
-    engine,
     env_file::EnvSource,
     flags, http,
-    images::{self, ImageSet},
+    images::ImageSet,
     stack::{Ports, Stack, StackKind},
     util::secs,
 };
@@ -27,15 +27,18 @@ const PLAIN_TIMEOUT: Duration = Duration::from_secs(150);
 
 impl flags::Bench {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        engine::preflight()?;
-        crate::reap::reap(sh);
+        let kind = StackKind::from_prod(self.prod);
+        let needs = Needs {
+            images: self.images,
+            files: Some(if self.load { StackKind::Prod } else { kind }),
+            ..Default::default()
+        };
+        let start = Start::new(sh, needs)?;
         if self.load {
-            return load::run(sh, &self);
+            return load::run(sh, &self, &start);
         }
         // The env-file rule is the same for the verify child and the plain run below.
-        let env = EnvSource::resolve(&sh.current_dir())?;
-        let chosen = images::choose(sh, self.images, &env)?.set;
-        crate::stack::prepare_files(&sh.current_dir(), StackKind::from_prod(self.prod), &env)?;
+        let (env, chosen) = (&start.env, start.set().clone());
         let image_flag = if chosen.standin {
             "--standin"
         } else {
@@ -66,7 +69,7 @@ impl flags::Bench {
         let (mut ours, mut plain) = (Vec::new(), Vec::new());
         for i in 1..=self.runs {
             let v = verify(i)?;
-            let p = plain_run(sh, kind, &env, &chosen, i)?;
+            let p = plain_run(sh, kind, env, &chosen, i)?;
             eprintln!("run {i}: verify {}  plain compose {}", secs(v), secs(p));
             ours.push(v);
             plain.push(p);

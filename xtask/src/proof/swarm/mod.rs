@@ -19,15 +19,13 @@ use xshell::Shell;
 use neighbour::Neighbour;
 use report::Report;
 
+use crate::startup::{Needs, Start};
 use crate::{
     docker::{self, Engine},
-    engine,
-    env_file::EnvSource,
-    flags, images,
-    integrity::Policy,
-    lifecycle,
+    flags, lifecycle,
+    paths::log_path,
     proof::cluster::Cluster,
-    stack::{Ports, Stack, StackKind, TIMEOUT_BUILD, log_path, prepare_files},
+    stack::{Ports, Stack, StackKind, TIMEOUT_BUILD},
     swarm,
 };
 
@@ -65,14 +63,15 @@ pub fn run(sh: &Shell, o: &flags::Verify) -> Result<()> {
 
 fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
     let t = Instant::now();
-    let root = sh.current_dir();
-    let env = EnvSource::resolve(&root)?;
-    engine::preflight()?;
-    crate::reap::reap(sh);
+    let needs = Needs {
+        images: o.images,
+        files: Some(StackKind::Prod),
+        ..Default::default()
+    };
+    let start = Start::new(sh, needs)?;
     let host_mode = swarm::membership(sh, &Engine::configured())?.state;
-    let set = images::choose(sh, o.images, &env)?.set;
-    prepare_files(&root, StackKind::Prod, &env)?;
-    let stack = Stack::throwaway(StackKind::Prod, "swarm", &env, &set, Ports::free()?);
+    let set = start.set();
+    let stack = Stack::throwaway(StackKind::Prod, "swarm", &start.env, set, Ports::free()?);
     let project = stack.project().to_string();
     let mut neighbour = Neighbour::start(sh, &project)?;
     neighbour.check(sh).context("before the proof")?;
@@ -135,7 +134,7 @@ fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
 /// The prod runner the proof deploys, built as `verify --prod` builds it.
 fn build_runner(sh: &Shell, o: &flags::Verify, stack: &Stack) -> Result<()> {
     let log = log_path(&sh.current_dir(), &format!("{}-build.log", stack.project()));
-    let policy = Policy::new(o.cold, o.no_verify.clone());
+    let policy = crate::startup::policy(o.cold, o.no_verify.clone());
     let timeout = o.timeout_build.unwrap_or(TIMEOUT_BUILD);
     lifecycle::build(
         sh,

@@ -112,7 +112,7 @@ fn spread_over_nodes(sh: &Shell, manager: &Engine, report: &mut Report) -> Resul
 /// URLs from the secret files when it starts).
 fn no_secret_in_the_stack(sh: &Shell, manager: &Engine) -> Result<()> {
     let root = crate::util::project_root();
-    let file = crate::stack::work_dir(&root, "deploy").join(format!("{STACK}.stack.json"));
+    let file = crate::paths::stack_file(&root, STACK);
     let mut seen =
         std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
     seen.push_str(&swarm::inspect_stack_services(sh, manager, STACK)?);
