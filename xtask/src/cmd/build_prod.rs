@@ -231,6 +231,17 @@ impl flags::BuildProd {
         for (r, size) in results.iter_mut().zip(docker::image_sizes(sh, &tags)) {
             r.size = size;
         }
+        self.report(&results, &built, &rev, strategy, t0.elapsed())
+    }
+
+    fn report(
+        &self,
+        results: &[StageResult],
+        built: &integrity::Built,
+        rev: &str,
+        strategy: &str,
+        total: std::time::Duration,
+    ) -> Result<()> {
         let build_time = built.finished.elapsed;
         if self.json {
             let stages: Vec<serde_json::Value> = results
@@ -243,12 +254,12 @@ impl flags::BuildProd {
                 .collect();
             let report = json!({"verdict": "pass", "rev": rev, "strategy": strategy, "stages": stages,
                                 "lockfile_policy": built.policy, "build_seconds": build_time.as_secs_f64(),
-                                "total_seconds": t0.elapsed().as_secs_f64()});
+                                "total_seconds": total.as_secs_f64()});
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
-            print_table(&results);
+            print_table(results);
             eprintln!("lockfile: {}", built.policy);
-            eprintln!("total {} (build {})", secs(t0.elapsed()), secs(build_time));
+            eprintln!("total {} (build {})", secs(total), secs(build_time));
         }
         Ok(())
     }

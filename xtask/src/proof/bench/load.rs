@@ -82,53 +82,77 @@ pub fn run(sh: &Shell, o: &flags::Bench, start: &Start) -> Result<()> {
     let mut problems = Vec::new();
     for path in URLS {
         let url = format!("http://127.0.0.1:{}{path}", stack.ports.app);
-        // One second of warm-up: pools fill, the route is compiled and cached.
-        wrk_run(&wrk, &url, Duration::from_secs(1))?;
-        let t = Instant::now();
-        let child = duct::cmd(&wrk, wrk_args(&url, duration))
-            .stdout_capture()
-            .stderr_capture()
-            .start()?;
-        let mut max_conns = 0;
-        let mut memory = String::new();
-        while child.try_wait()?.is_none() {
-            max_conns = max_conns.max(app_connections(sh, &db.name));
-            if memory.is_empty() && t.elapsed() >= duration / 2 {
-                memory = memory_use(sh, stack.project());
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        let out = child.wait()?;
-        let load = parse_wrk(&String::from_utf8_lossy(&out.stdout))
-            .with_context(|| format!("reading wrk's report for {path}"))?;
-        eprintln!(
-            "  {path:<12} {:>8.0} requests/s  p50 {:>6.1} ms  p99 {:>6.1} ms  errors {}  ({} requests)",
-            load.rps, load.p50_ms, load.p99_ms, load.errors, load.requests
-        );
-        eprintln!(
-            "               PostgreSQL connections of the app role: at most {max_conns} (pool {POOL_MAX})"
-        );
-        eprintln!("               memory at half time: {memory}");
-        if load.errors > 0 {
-            problems.push(format!("{path}: {} errors", load.errors));
-        }
-        if max_conns > POOL_MAX {
-            problems.push(format!(
-                "{path}: {max_conns} PostgreSQL connections, more than the pool's {POOL_MAX}"
-            ));
-        }
-        if path == "/api/health" {
-            let met = load.rps >= GOAL_RPS && load.p99_ms <= GOAL_P99_MS;
-            eprintln!(
-                "               goal ({GOAL_RPS:.0} requests/s, p99 <= {GOAL_P99_MS:.0} ms): {}",
-                if met { "met" } else { "not met" }
-            );
-        }
+        problems.extend(one_url(
+            sh,
+            &wrk,
+            &url,
+            path,
+            duration,
+            &db.name,
+            stack.project(),
+        )?);
     }
     if !problems.is_empty() {
         bail!("under load: {}", problems.join("; "));
     }
     Ok(())
+}
+
+/// wrk on one URL for `duration`, the app role's PostgreSQL connections and the stack's
+/// memory sampled meanwhile; the figures printed, what breaks a limit returned.
+fn one_url(
+    sh: &Shell,
+    wrk: &str,
+    url: &str,
+    path: &str,
+    duration: Duration,
+    db: &str,
+    project: &str,
+) -> Result<Vec<String>> {
+    // One second of warm-up: pools fill, the route is compiled and cached.
+    wrk_run(wrk, url, Duration::from_secs(1))?;
+    let t = Instant::now();
+    let child = duct::cmd(wrk, wrk_args(url, duration))
+        .stdout_capture()
+        .stderr_capture()
+        .start()?;
+    let mut max_conns = 0;
+    let mut memory = String::new();
+    while child.try_wait()?.is_none() {
+        max_conns = max_conns.max(app_connections(sh, db));
+        if memory.is_empty() && t.elapsed() >= duration / 2 {
+            memory = memory_use(sh, project);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = child.wait()?;
+    let load = parse_wrk(&String::from_utf8_lossy(&out.stdout))
+        .with_context(|| format!("reading wrk's report for {path}"))?;
+    eprintln!(
+        "  {path:<12} {:>8.0} requests/s  p50 {:>6.1} ms  p99 {:>6.1} ms  errors {}  ({} requests)",
+        load.rps, load.p50_ms, load.p99_ms, load.errors, load.requests
+    );
+    eprintln!(
+        "               PostgreSQL connections of the app role: at most {max_conns} (pool {POOL_MAX})"
+    );
+    eprintln!("               memory at half time: {memory}");
+    if path == "/api/health" {
+        let met = load.rps >= GOAL_RPS && load.p99_ms <= GOAL_P99_MS;
+        eprintln!(
+            "               goal ({GOAL_RPS:.0} requests/s, p99 <= {GOAL_P99_MS:.0} ms): {}",
+            if met { "met" } else { "not met" }
+        );
+    }
+    let mut problems = Vec::new();
+    if load.errors > 0 {
+        problems.push(format!("{path}: {} errors", load.errors));
+    }
+    if max_conns > POOL_MAX {
+        problems.push(format!(
+            "{path}: {max_conns} PostgreSQL connections, more than the pool's {POOL_MAX}"
+        ));
+    }
+    Ok(problems)
 }
 
 fn ensure_wrk(sh: &Shell) -> Result<String> {
