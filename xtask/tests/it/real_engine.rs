@@ -1,5 +1,5 @@
-//! The real commands against the real Docker engine. These never skip silently: without an
-//! engine they fail, unless AXION_SKIP_ENGINE_TESTS=1 names the skip.
+//! The real commands against the real Docker engine. Each is `#[ignore]`d (a plain `cargo test`
+//! shows it as ignored); `cargo xtask ci` runs them all, and without an engine they fail.
 
 use std::{
     fs,
@@ -15,27 +15,17 @@ use crate::support::{project_root, signal, text, xtask_bin};
 /// The engine tests share app/ and the image tags: one at a time.
 static ENGINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// The start of every real-engine test: the engine to itself (one test at a time), or `None`
-/// after the named skip (`AXION_SKIP_ENGINE_TESTS=1`); no engine at all fails the test.
-pub(crate) fn engine_test() -> Option<std::sync::MutexGuard<'static, ()>> {
+/// The start of every real-engine test (each is `#[ignore]`d, so a plain `cargo test` lists it
+/// as ignored, never as passed; `cargo xtask ci` runs them with `--include-ignored`): the
+/// engine to itself, one test at a time. Without an engine the test fails, naming the fix.
+pub(crate) fn engine_test() -> std::sync::MutexGuard<'static, ()> {
     let guard = ENGINE.lock().unwrap_or_else(|e| e.into_inner());
-    engine_or_named_skip().then_some(guard)
-}
-
-fn engine_or_named_skip() -> bool {
-    if std::env::var("AXION_SKIP_ENGINE_TESTS").is_ok_and(|v| v == "1") {
-        eprintln!("SKIPPED: AXION_SKIP_ENGINE_TESTS=1");
-        return false;
-    }
     let ok = Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])
         .output()
         .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "no Docker engine answers: run `cargo xtask provision` (or set AXION_SKIP_ENGINE_TESTS=1 to skip by name)"
-    );
-    true
+    assert!(ok, "no Docker engine answers: run `cargo xtask provision`");
+    guard
 }
 
 pub(crate) fn free_port() -> u16 {
@@ -131,10 +121,9 @@ impl Drop for RemoveOnDrop {
 
 /// dev --detach, hot reload, a verify beside it, then down keeping and down deleting volumes.
 #[test]
+#[ignore = "needs a Docker engine: `cargo xtask ci` runs it (or `cargo test -- --include-ignored`)"]
 fn dev_stack_lifecycle() {
-    let Some(_engine) = engine_test() else {
-        return;
-    };
+    let _engine = engine_test();
     let dev = DevStack::new("dev");
     let out = dev.xtask(&["dev", "--detach"]);
     assert!(out.status.success(), "dev --detach failed:\n{}", text(&out));
@@ -247,10 +236,9 @@ fn dev_stack_lifecycle() {
 
 /// A taken port is refused before anything starts, naming the process that holds it.
 #[test]
+#[ignore = "needs a Docker engine: `cargo xtask ci` runs it (or `cargo test -- --include-ignored`)"]
 fn dev_refuses_a_taken_port_and_names_the_holder() {
-    let Some(_engine) = engine_test() else {
-        return;
-    };
+    let _engine = engine_test();
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut dev = DevStack::new("port");
     dev.ports[0] = held.local_addr().unwrap().port();
@@ -270,10 +258,9 @@ fn dev_refuses_a_taken_port_and_names_the_holder() {
 
 /// SIGTERM in the middle of a verify: it stops and removes everything of its run.
 #[test]
+#[ignore = "needs a Docker engine: `cargo xtask ci` runs it (or `cargo test -- --include-ignored`)"]
 fn verify_cleans_up_on_sigterm() {
-    let Some(_engine) = engine_test() else {
-        return;
-    };
+    let _engine = engine_test();
     let mut child = Command::new(xtask_bin())
         .args(["verify", "--prod"])
         .env_remove("RUST_BACKTRACE")
@@ -321,10 +308,9 @@ fn verify_cleans_up_on_sigterm() {
 /// neither the dev nor the runner image trusts a CA the distribution did not ship, names one
 /// in its environment, or holds a PEM in its history.
 #[test]
+#[ignore = "needs a Docker engine: `cargo xtask ci` runs it (or `cargo test -- --include-ignored`)"]
 fn build_host_trust_stays_in_the_build() {
-    let Some(_engine) = engine_test() else {
-        return;
-    };
+    let _engine = engine_test();
     let out = Command::new(xtask_bin())
         .args([
             "build-prod",
@@ -409,10 +395,9 @@ fn build_host_trust_stays_in_the_build() {
 /// compose's app service from .devcontainer/devcontainer.json; `devcontainer exec` runs bun
 /// and reaches PostgreSQL by its service name.
 #[test]
+#[ignore = "needs a Docker engine: `cargo xtask ci` runs it (or `cargo test -- --include-ignored`)"]
 fn devcontainer_cli_attaches_to_the_dev_stack() {
-    let Some(_engine) = engine_test() else {
-        return;
-    };
+    let _engine = engine_test();
     let root = project_root();
     let cli = crate::support::npm_clients().join("node_modules/.bin/devcontainer");
     let project = format!("axion-it-devcontainer-{}", std::process::id());
@@ -503,10 +488,9 @@ fn devcontainer_cli_attaches_to_the_dev_stack() {
 /// without restarting the container; the edit-to-served time is reported (a timing, not a
 /// pass/fail threshold).
 #[test]
+#[ignore = "needs a Docker engine: `cargo xtask ci` runs it (or `cargo test -- --include-ignored`)"]
 fn hot_reload_by_bind_mount_and_by_watch_sync() {
-    let Some(_engine) = engine_test() else {
-        return;
-    };
+    let _engine = engine_test();
     for mode in ["--bind", "--sync"] {
         let dev = DevStack::new(&format!("mode{}", &mode[2..]));
         let mut child = Command::new(xtask_bin())
@@ -617,10 +601,9 @@ fn hot_reload_by_bind_mount_and_by_watch_sync() {
 /// loads a dev page, the HMR socket connects, an edit appears in place without a full reload.
 /// The edit-to-visible latency is reported (a timing, not a threshold).
 #[test]
+#[ignore = "needs a Docker engine: `cargo xtask ci` runs it (or `cargo test -- --include-ignored`)"]
 fn a_real_browser_sees_hot_reload_in_place() {
-    let Some(_engine) = engine_test() else {
-        return;
-    };
+    let _engine = engine_test();
     let chromium = ensure_chromium();
     let root = project_root();
     let prefix = crate::support::npm_clients();
