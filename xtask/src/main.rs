@@ -1,13 +1,17 @@
 //! `cargo xtask`: builds, runs, verifies and tears down the AXion Hub stack.
 //!
-//! Map: `flags` (the command line) -> `cmd/*` (one module per command) -> domain modules:
+//! Map: `flags` (the command line) -> `cmd/*` (one module per operation a person runs) and
+//! `proof/*` (what shows the stack holds: `verify --swarm` and its throw-away `cluster` and
+//! steady `load`, `bench`; the operations never import it). Every command starts from
+//! `startup` (engine, reaper, env file, images, prepared files, install policy). Domain modules:
 //! `stack` (a stack's facts), `env_file` (which env file), `app_env` (the app's own variables),
 //! `secrets` (prod's secret files), `images` + `standin` (base images), `lifecycle` (build, up,
-//! teardown), `readiness` (when is it ready), `docker/*` (every docker call and its JSON),
-//! `engine` + `install` (the engine), `integrity` + `known_errors` (build failures), `owner` +
-//! `reap` (who made a throw-away stack, and removing what dead runs left), `swarm` (the stack on
-//! a swarm; `swarm/cluster`, `swarm/load`: the proof's nodes and load), `host`, `http`, `ports`,
-//! `proc`, `progress`, `signals`, `util`.
+//! teardown), `readiness` (when is it ready), `docker/*` (every docker child is spawned
+//! there; `Engine` local or by address, containers, compose, swarm, resource sets removed in
+//! order, events; the swarm path, the cluster, reap and clean spell their CLI there too), `engine` + `install` (the engine), `integrity` +
+//! `known_errors` (build failures), `owner` + `reap` (who made a throw-away stack, and removing
+//! what dead runs left), `swarm` (the stack file for a swarm and waiting on it), `paths` (every
+//! `target/xtask` path), `host`, `http`, `ports`, `proc`, `progress`, `signals`, `util`.
 
 mod app_env;
 mod cmd;
