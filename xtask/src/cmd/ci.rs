@@ -130,7 +130,7 @@ fn beside_ci_dev_stack(exe: &Path, flag: &str, f: impl FnOnce() -> Result<()>) -
 
 fn dev_stack_running(sh: &Shell) -> bool {
     let project = crate::stack::StackKind::Dev.project();
-    crate::docker::containers(sh, &project).is_ok_and(|cs| cs.iter().any(|c| c.status == "running"))
+    crate::docker::containers(sh, &project).is_ok_and(|cs| cs.iter().any(|c| c.is_running()))
 }
 
 /// Every Dockerfile through hadolint (an outside judge): the version xtask/ci-tools/hadolint.txt

@@ -36,7 +36,7 @@ impl flags::Db {
         let cs = docker::containers(sh, &project)?;
         let running = |service: &str| -> Result<Container> {
             cs.iter()
-                .find(|c| c.service == service && c.status == "running")
+                .find(|c| c.service == service && c.is_running())
                 .cloned()
                 .with_context(|| {
                     format!(

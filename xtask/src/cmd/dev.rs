@@ -97,7 +97,7 @@ impl flags::Dev {
         // Our own running dev stack holds these ports legitimately: `up` reuses it.
         let running = docker::containers(sh, &project)?
             .iter()
-            .any(|c| c.status == "running");
+            .any(|c| c.is_running());
         if !running {
             ports::check_free(&ports.named())?;
         }
@@ -282,7 +282,7 @@ fn stack_still_running(sh: &Shell, stack: &Stack) -> Result<()> {
     let cs = docker::containers(sh, stack.project())?;
     let down: Vec<String> = cs
         .iter()
-        .filter(|c| c.status != "running")
+        .filter(|c| !c.is_running())
         .map(|c| format!("{} {}", c.service, c.state_word()))
         .collect();
     if cs.is_empty() || !down.is_empty() {

@@ -200,7 +200,7 @@ fn env_and_port_rows(sh: &Shell, root: &std::path::Path, docker_ok: bool) -> Vec
     };
     let dev_running = docker_ok
         && docker::containers(sh, &StackKind::Dev.project())
-            .is_ok_and(|cs| cs.iter().any(|c| c.status == "running"));
+            .is_ok_and(|cs| cs.iter().any(|c| c.is_running()));
     let names = ["port APP_PORT", "port DB_PORT", "port REDIS_PORT"];
     for (what, (var, default)) in names.into_iter().zip(Ports::DEFAULTS) {
         rows.push(match env.port(var, default) {

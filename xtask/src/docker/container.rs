@@ -13,15 +13,77 @@ fn str_field(v: &Value, k: &str) -> String {
         .to_string()
 }
 
+/// `State.Status` as `docker inspect` reports it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Status {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+    /// A word this model does not know (a newer engine).
+    #[default]
+    Unknown,
+}
+
+impl Status {
+    pub fn parse(word: &str) -> Status {
+        match word {
+            "created" => Status::Created,
+            "running" => Status::Running,
+            "paused" => Status::Paused,
+            "restarting" => Status::Restarting,
+            "removing" => Status::Removing,
+            "exited" => Status::Exited,
+            "dead" => Status::Dead,
+            _ => Status::Unknown,
+        }
+    }
+    pub fn word(&self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Removing => "removing",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+            Status::Unknown => "unknown",
+        }
+    }
+}
+
+/// `State.Health.Status`; `None` when the service has no health check.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Health {
+    #[default]
+    None,
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl Health {
+    pub fn parse(word: &str) -> Health {
+        match word {
+            "starting" => Health::Starting,
+            "healthy" => Health::Healthy,
+            "unhealthy" => Health::Unhealthy,
+            _ => Health::None,
+        }
+    }
+}
+
 /// A container as `docker inspect` describes it: the fields readiness and diagnosis need.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Container {
     pub id: String,
     pub name: String,
     pub service: String,
-    pub status: String,
-    /// "" when the service has no health check.
-    pub health: String,
+    pub status: Status,
+    pub health: Health,
     pub exit_code: i64,
     pub oom_killed: bool,
     /// Restarts by its restart policy (a crash loop shows here).
@@ -107,13 +169,19 @@ pub struct HealthProbe {
 impl Container {
     /// Ready: healthy when it has a health check, running otherwise.
     pub fn ready(&self) -> bool {
-        self.status == "running" && (self.health.is_empty() || self.health == "healthy")
+        self.is_running() && matches!(self.health, Health::None | Health::Healthy)
+    }
+    /// Its process runs (healthy or not).
+    pub fn is_running(&self) -> bool {
+        self.status == Status::Running
     }
     /// A state it will not leave by waiting: stopped, unhealthy, or crashed at least once
     /// (a restart policy would hide a crash loop behind "restarting"/"running").
     pub fn failed(&self) -> bool {
-        matches!(self.status.as_str(), "exited" | "dead" | "restarting")
-            || self.health == "unhealthy"
+        matches!(
+            self.status,
+            Status::Exited | Status::Dead | Status::Restarting
+        ) || self.health == Health::Unhealthy
             || self.oom_killed
             || self.restart_count > 0
     }
@@ -129,18 +197,22 @@ impl Container {
         passing.end
     }
     pub fn state_word(&self) -> String {
-        let mut w = match (self.status.as_str(), self.health.as_str()) {
-            ("running", "") => "running".to_string(),
-            ("running", h) => h.into(),
-            ("exited" | "restarting", _) => format!("{}({})", self.status, self.exit_code),
-            (s, _) => s.into(),
+        let mut w = match (&self.status, &self.health) {
+            (Status::Running, Health::None) => "running".to_string(),
+            (Status::Running, Health::Starting) => "starting".to_string(),
+            (Status::Running, Health::Healthy) => "healthy".to_string(),
+            (Status::Running, Health::Unhealthy) => "unhealthy".to_string(),
+            (Status::Exited | Status::Restarting, _) => {
+                format!("{}({})", self.status.word(), self.exit_code)
+            }
+            (s, _) => s.word().to_string(),
         };
         if self.oom_killed {
             w.push_str(", killed for running out of memory");
         }
         if self.restart_count > 0 {
             w.push_str(&format!(", restarted {} times", self.restart_count));
-            if self.status == "running" && self.exit_code != 0 {
+            if self.is_running() && self.exit_code != 0 {
                 w.push_str(&format!(" (last exit {})", self.exit_code));
             }
         }
@@ -164,8 +236,8 @@ pub fn parse_inspect(text: &str) -> Result<Vec<Container>> {
                     .as_str()
                     .unwrap_or_default()
                     .to_string(),
-                status: str_field(state, "Status"),
-                health: health["Status"].as_str().unwrap_or_default().to_string(),
+                status: Status::parse(&str_field(state, "Status")),
+                health: Health::parse(health["Status"].as_str().unwrap_or_default()),
                 exit_code: state["ExitCode"].as_i64().unwrap_or(0),
                 oom_killed: state["OOMKilled"].as_bool().unwrap_or(false),
                 restart_count: v["RestartCount"].as_i64().unwrap_or(0),
@@ -276,13 +348,13 @@ mod tests {
         assert!(h.published.is_empty(), "an empty binding publishes nothing");
         assert_eq!(h.networks, ["p_backend"]);
         let no_check = Container {
-            status: "running".into(),
+            status: Status::Running,
             ..Default::default()
         };
         assert!(no_check.ready());
         assert_eq!(
             Container {
-                status: "exited".into(),
+                status: Status::Exited,
                 exit_code: 137,
                 ..Default::default()
             }
@@ -290,7 +362,7 @@ mod tests {
             "exited(137)"
         );
         let looping = Container {
-            status: "restarting".into(),
+            status: Status::Restarting,
             exit_code: 137,
             oom_killed: true,
             restart_count: 2,

@@ -29,8 +29,8 @@ fn c(service: &str, status: &str, health: &str) -> Container {
     Container {
         id: format!("id-{service}"),
         service: service.into(),
-        status: status.into(),
-        health: health.into(),
+        status: crate::docker::container::Status::parse(status),
+        health: crate::docker::container::Health::parse(health),
         ..Default::default()
     }
 }

@@ -23,10 +23,7 @@ pub struct Neighbour {
 impl Neighbour {
     pub fn start(sh: &Shell, project: &str) -> Result<Neighbour> {
         let dev = docker::containers(sh, &StackKind::Dev.project()).unwrap_or_default();
-        if let Some(app) = dev
-            .iter()
-            .find(|c| c.service == "app" && c.status == "running")
-        {
+        if let Some(app) = dev.iter().find(|c| c.service == "app" && c.is_running()) {
             return Ok(Neighbour {
                 probe: (app.id.clone(), vec!["db", "redis"]),
                 what: "the dev stack".into(),
