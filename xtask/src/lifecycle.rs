@@ -64,7 +64,9 @@ pub fn build(
             .expr(&build_args(services))
             .env("BUN_INSTALL_FLAGS", flags);
         run_logged(expr, "compose build", log, timeout)
-    })?;
+    })
+    // Every failure names the whole log: the error carries only its tail.
+    .map_err(|e| anyhow::anyhow!("{e:#}\n(full build log: {})", log.display()))?;
     built.cold_check = cold_check;
     built.finished.elapsed = started.elapsed();
     Ok(built)

@@ -177,8 +177,7 @@ fn build_app(sh: &Shell, stack: &Stack, repair_lock: bool) -> Result<Duration> {
         &["app"],
         &log,
         TIMEOUT_BUILD,
-    )
-    .map_err(|e| anyhow::anyhow!("{e:#}\n(full build log: {})", log.display()))?;
+    )?;
     progress.done();
     eprintln!(
         "built axion-hub:dev in {} ({})",

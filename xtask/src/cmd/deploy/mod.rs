@@ -321,8 +321,7 @@ fn build_runner(
         &["app"],
         &log,
         TIMEOUT_BUILD,
-    )
-    .map_err(|e| anyhow!("{e:#}\n(full build log: {})", log.display()))?;
+    )?;
     Ok(stack.app_image())
 }
 

@@ -93,8 +93,7 @@ impl flags::Verify {
 
 fn run_checks(sh: &Shell, p: &Plan, report: &mut Report, quiet: bool) -> Result<()> {
     let c = &p.stack.compose;
-    let built = lifecycle::build(sh, c, p.stack.kind, &p.policy, &[], &p.log, p.timeout_build)
-        .map_err(|e| anyhow::anyhow!("{e:#}\n(full build log: {})", p.log.display()))?;
+    let built = lifecycle::build(sh, c, p.stack.kind, &p.policy, &[], &p.log, p.timeout_build)?;
     if let Some(d) = built.cold_check {
         report.phase("cold check", d);
     }

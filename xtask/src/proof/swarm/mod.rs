@@ -12,7 +12,7 @@ mod steps;
 
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use serde_json::json;
 use xshell::Shell;
 
@@ -146,7 +146,6 @@ fn build_runner(sh: &Shell, o: &flags::Verify, stack: &Stack) -> Result<()> {
         timeout,
     )
     .map(|_| ())
-    .map_err(|e| anyhow!("{e:#}\n(full build log: {})", log.display()))
 }
 
 /// Nothing of the run is left on the host engine: containers, volumes, networks, images.
