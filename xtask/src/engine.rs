@@ -137,12 +137,7 @@ pub fn describe(v: &Versions) -> String {
 }
 
 pub fn daemon_answers(sh: &Shell) -> bool {
-    docker::cmd(sh, &words(&["info", "--format", "{{.ServerVersion}}"]))
-        .quiet()
-        .ignore_stdout()
-        .ignore_stderr()
-        .run()
-        .is_ok()
+    docker::daemon_answers(sh)
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
 
 use crate::{
-    docker::compose::words,
     known_errors::{integrity_failures, known_problems},
     proc::{Finished, run_logged},
     stack::StackKind,
@@ -79,17 +78,20 @@ pub fn cold_check(bun_image: &str, log: &Path, timeout: Duration) -> Result<Fini
                   && if [ -s /run/secrets/extra_ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/extra_ca; fi \
                   && bun install --frozen-lockfile --ignore-scripts --no-progress --cache-dir=/tmp/cold-cache";
     // tmpfs: the 470 MB install is written and dropped in memory (5 s on the overlay disk, 1.4 s here).
-    let mut args = words(&["run", "--rm", "--tmpfs", "/tmp:exec,size=2g"]);
-    for (src, dst) in [
+    let mounts: Vec<String> = [
         (app.join("package.json"), "/check/package.json"),
         (app.join("bun.lock"), "/check/bun.lock"),
         (ca, "/run/secrets/extra_ca"),
-    ] {
-        args.extend(["--volume".into(), format!("{}:{dst}:ro", src.display())]);
+    ]
+    .iter()
+    .map(|(src, dst)| format!("{}:{dst}:ro", src.display()))
+    .collect();
+    let mut options = vec!["--tmpfs", "/tmp:exec,size=2g", "--entrypoint", "sh"];
+    for m in &mounts {
+        options.extend(["--volume", m.as_str()]);
     }
-    args.extend(words(&["--entrypoint", "sh", bun_image, "-c", script]));
     run_logged(
-        crate::docker::expr(&args),
+        crate::docker::run_rm_expr(&options, bun_image, &["-c", script]),
         "the cold install check",
         log,
         timeout,

@@ -9,7 +9,6 @@ use xshell::Shell;
 use crate::{
     docker::{
         self,
-        compose::words,
         resources::{self, Resources},
     },
     owner::{LABEL, Liveness, Owner},
@@ -135,20 +134,7 @@ const OWN_PROJECTS: [&str; 6] = [
 /// The project's dangling images (`<none>` left when a tag moved to a new build): labelled
 /// IMAGE_LABEL, or built by compose for one of the project's own stacks.
 pub fn dangling_images(sh: &Shell) -> Result<Vec<String>> {
-    let args = words(&[
-        "image",
-        "ls",
-        "-q",
-        "--no-trunc",
-        "--filter",
-        "dangling=true",
-    ]);
-    let ids: Vec<String> = docker::cmd(sh, &args)
-        .quiet()
-        .read()?
-        .split_whitespace()
-        .map(String::from)
-        .collect();
+    let ids = docker::dangling_images(sh)?;
     if ids.is_empty() {
         return Ok(ids);
     }
@@ -157,9 +143,7 @@ pub fn dangling_images(sh: &Shell) -> Result<Vec<String>> {
         docker::image_label(IMAGE_LABEL),
         docker::image_label("com.docker.compose.project")
     );
-    let mut a = words(&["image", "inspect", "--format", &fmt]);
-    a.extend(ids);
-    let out = docker::cmd(sh, &a).quiet().read()?;
+    let out = docker::image_rows(sh, &fmt, &ids)?;
     let mut ours: Vec<String> = out
         .lines()
         .filter_map(|l| {

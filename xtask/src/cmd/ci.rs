@@ -172,7 +172,7 @@ fn hadolint(sh: &Shell) -> Result<()> {
 /// in the dev image: the host needs no bun.
 fn lint_and_typecheck(sh: &Shell, env: &EnvSource, images: &crate::images::ImageSet) -> Result<()> {
     use crate::{
-        docker::{self, compose::words},
+        docker,
         paths::log_path,
         stack::{Ports, Stack, StackKind, TIMEOUT_BUILD},
     };
@@ -181,6 +181,7 @@ fn lint_and_typecheck(sh: &Shell, env: &EnvSource, images: &crate::images::Image
     // A tag of its own (removed below): ci never changes what the dev stack runs.
     let stack = Stack::throwaway(StackKind::Dev, "ci-lint", env, images, Ports::default());
     let log = log_path(&root, "ci-dev-build.log");
+    // Not cold even under CI: the verify runs after this install cold from the same lock.
     let policy = crate::integrity::Policy::new(false, None);
     crate::lifecycle::build(
         sh,
@@ -193,9 +194,7 @@ fn lint_and_typecheck(sh: &Shell, env: &EnvSource, images: &crate::images::Image
     )?;
     let user = format!("{}:{}", crate::host::uid(), crate::host::gid());
     let app = format!("{}:/app/src", root.join("app").display());
-    let args = words(&[
-        "run",
-        "--rm",
+    let options = [
         "--user",
         &user,
         "--env",
@@ -204,12 +203,14 @@ fn lint_and_typecheck(sh: &Shell, env: &EnvSource, images: &crate::images::Image
         &app,
         "--workdir",
         "/app/src",
-        &stack.app_image(),
-        "sh",
-        "-c",
-        "bun run lint && bun run typecheck",
-    ]);
-    let checked = docker::cmd(sh, &args).run();
+    ];
+    let image = stack.app_image();
+    let checked = docker::run_rm_shown(
+        sh,
+        &options,
+        &image,
+        &["sh", "-c", "bun run lint && bun run typecheck"],
+    );
     docker::remove_image(sh, &stack.app_image());
     checked.context("`bun run lint` or `bun run typecheck` failed (output above)")?;
     Ok(())

@@ -5,7 +5,6 @@
 
 use std::{
     fs,
-    io::IsTerminal,
     path::{Path, PathBuf},
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
@@ -14,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use xshell::Shell;
 
 use crate::{
-    docker::{self, Container, compose::words},
+    docker::{self, Container},
     engine,
     flags::{self, DbAction},
     stack::StackKind,
@@ -65,21 +64,11 @@ impl flags::Db {
 
 /// An interactive psql as the database's owner, through the container's local socket.
 fn psql(db: &Container) -> Result<()> {
-    let tty = std::io::stdin().is_terminal();
-    let args = words(&[
-        "exec",
-        if tty { "-it" } else { "-i" },
-        &db.name,
-        "sh",
-        "-c",
-        "exec psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\"",
-    ]);
-    let out = docker::expr(&args)
-        .unchecked()
-        .run()
+    let script = "exec psql -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\"";
+    let status = docker::exec_interactive(&db.name, &["sh", "-c", script])
         .context("running psql in the db container")?;
-    if !out.status.success() {
-        bail!("psql ended with {}", out.status);
+    if !status.success() {
+        bail!("psql ended with {status}");
     }
     Ok(())
 }
@@ -96,11 +85,7 @@ fn exec_to_file(container: &str, script: &str, file: &Path) -> Result<()> {
         .open(file)
         .with_context(|| format!("creating {}", file.display()))?;
     out.set_permissions(fs::Permissions::from_mode(0o600))?;
-    let o = docker::expr(&words(&["exec", container, "sh", "-c", script]))
-        .stdout_file(out)
-        .stderr_capture()
-        .unchecked()
-        .run()?;
+    let o = docker::exec_to_file(container, &["sh", "-c", script], out)?;
     if !o.status.success() {
         bail!("{}", String::from_utf8_lossy(&o.stderr).trim());
     }
@@ -184,19 +169,9 @@ fn restore(
     prove_loadable(db, redis, dir)?;
     // As the app's role where there is one (prod), so what is restored stays the app's; in one
     // transaction, so a failure leaves the database as it was.
-    let pg = docker::expr(&words(&[
-        "exec",
-        "-i",
-        &db.name,
-        "sh",
-        "-c",
-        "pg_restore -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" --clean --if-exists --no-owner --exit-on-error --single-transaction --role \"${APP_DB_USER:-$POSTGRES_USER}\"",
-    ]))
-    .stdin_file(fs::File::open(dir.join(PG_DUMP))?)
-    .stdout_null()
-    .stderr_capture()
-    .unchecked()
-    .run()?;
+    let script = "pg_restore -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\" --clean --if-exists --no-owner --exit-on-error --single-transaction --role \"${APP_DB_USER:-$POSTGRES_USER}\"";
+    let dump = fs::File::open(dir.join(PG_DUMP))?;
+    let pg = docker::exec_from_file(&db.name, &["sh", "-c", script], dump)?;
     if !pg.status.success() {
         bail!("pg_restore: {}", String::from_utf8_lossy(&pg.stderr).trim());
     }
@@ -218,12 +193,7 @@ const WAIT: &str = "wait_for() { i=0; until eval \"$1\"; do i=$((i+1)); [ $i -lt
 /// and the RDB reads whole (`redis-check-rdb`, in a throw-away container of the Redis image).
 fn prove_loadable(db: &Container, redis: &Container, dir: &Path) -> Result<()> {
     let dump = dir.join(PG_DUMP);
-    let list = docker::expr(&words(&["exec", "-i", &db.name, "pg_restore", "--list"]))
-        .stdin_file(fs::File::open(&dump)?)
-        .stdout_null()
-        .stderr_capture()
-        .unchecked()
-        .run()?;
+    let list = docker::exec_from_file(&db.name, &["pg_restore", "--list"], fs::File::open(&dump)?)?;
     if !list.status.success() {
         bail!(
             "{} does not read as a PostgreSQL dump (pg_restore --list: {}); nothing was changed",
@@ -233,23 +203,15 @@ fn prove_loadable(db: &Container, redis: &Container, dir: &Path) -> Result<()> {
     }
     let rdb = dir.join(REDIS_RDB);
     let mount = format!("{}:/backup.rdb:ro", rdb.canonicalize()?.display());
-    let args = words(&[
-        "run",
-        "--rm",
+    let options = [
         "--volume",
         &mount,
         "--network",
         "none",
         "--entrypoint",
         "redis-check-rdb",
-        &redis.image,
-        "/backup.rdb",
-    ]);
-    let probe = docker::expr(&args)
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()?;
+    ];
+    let probe = docker::run_rm_output(&options, &redis.image, &["/backup.rdb"])?;
     if !probe.status.success() {
         let why = String::from_utf8_lossy(&probe.stdout);
         let why = why
@@ -285,35 +247,26 @@ fn restore_redis(sh: &Shell, redis: &Container, rdb: &Path) -> Result<()> {
          redis-cli -p 6390 shutdown nosave >/dev/null 2>&1; rm -rf $old; chown -R redis:redis /data"
     );
     let script = script.as_str();
-    docker::cmd(sh, &words(&["stop", "--time", "10", &redis.name]))
-        .quiet()
-        .ignore_stdout()
-        .run()?;
+    docker::stop(sh, &redis.name, 10)?;
     let rdb = format!("{}:/backup.rdb:ro", rdb.canonicalize()?.display());
-    let loaded = docker::cmd(
-        sh,
-        &words(&[
-            "run",
-            "--rm",
-            "--volumes-from",
-            &redis.name,
-            "--volume",
-            &rdb,
-            "--network",
-            "none",
-            "--entrypoint",
-            "sh",
-            &redis.image,
-            "-c",
-            script,
-        ]),
-    )
-    .quiet()
-    .run();
-    docker::cmd(sh, &words(&["start", &redis.name]))
-        .quiet()
-        .ignore_stdout()
-        .run()?;
+    let options = [
+        "--volumes-from",
+        &redis.name,
+        "--volume",
+        &rdb,
+        "--network",
+        "none",
+        "--entrypoint",
+        "sh",
+    ];
+    let loaded = docker::run_rm_output(&options, &redis.image, &["-c", script]).and_then(|o| {
+        if o.status.success() {
+            Ok(())
+        } else {
+            bail!("{}", String::from_utf8_lossy(&o.stderr).trim())
+        }
+    });
+    docker::start(sh, &redis.name)?;
     loaded.context("loading the Redis backup")?;
     Ok(())
 }

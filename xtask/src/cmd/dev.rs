@@ -305,7 +305,7 @@ fn stop(sh: &Shell, stack: &Stack, sig: &str) -> Result<()> {
     let t = Instant::now();
     stack
         .compose
-        .cmd(sh, &words(&["stop", "--timeout", "5"]))
+        .cmd(sh, &crate::docker::compose::stop_args())
         .quiet()
         .ignore_stdout()
         .ignore_stderr()

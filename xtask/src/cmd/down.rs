@@ -4,7 +4,7 @@ use anyhow::Result;
 use xshell::Shell;
 
 use crate::{
-    docker::{self, compose::words},
+    docker::{self, compose},
     engine,
     env_file::EnvSource,
     flags,
@@ -32,16 +32,12 @@ impl flags::Down {
         // Anonymous volumes (node_modules, .next copies) are caches: remove them with their
         // containers so they do not pile up; named volumes are data.
         compose
-            .cmd(sh, &words(&["rm", "--stop", "--force", "--volumes"]))
+            .cmd(sh, &compose::remove_containers_args())
             .quiet()
             .ignore_stdout()
             .run()?;
-        let mut down = words(&["down", "--remove-orphans"]);
-        if self.volumes {
-            down.push("--volumes".into());
-        }
         compose
-            .cmd(sh, &down)
+            .cmd(sh, &compose::down_args(self.volumes))
             .quiet()
             .ignore_stdout()
             .ignore_stderr()
@@ -49,14 +45,7 @@ impl flags::Down {
         // A container `compose watch` recreated (sync mode) keeps anonymous volumes compose's
         // `rm --volumes` without the sync overlay does not remove: remove them by name.
         if !anonymous.is_empty() {
-            let mut rm = words(&["volume", "rm", "--force"]);
-            rm.extend(anonymous);
-            let _ = docker::cmd(sh, &rm)
-                .quiet()
-                .ignore_stdout()
-                .ignore_stderr()
-                .ignore_status()
-                .run();
+            docker::remove_volumes(sh, &anonymous);
         }
         if !self.volumes {
             let kept = if named.is_empty() {
@@ -81,22 +70,8 @@ impl flags::Down {
 /// The anonymous volumes (named by a 64-hex id, never data: node_modules and .next caches)
 /// mounted in the project's containers.
 fn anonymous_volumes(sh: &Shell, project: &str) -> Vec<String> {
-    let ids = docker::ids(
-        sh,
-        &words(&["ps", "-aq", "--filter", &docker::label_filter(project)]),
-    );
-    if ids.is_empty() {
-        return vec![];
-    }
-    let mut args = words(&[
-        "inspect",
-        "--format",
-        "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{end}}{{end}}",
-    ]);
-    args.extend(ids);
-    let out = docker::cmd(sh, &args).quiet().read().unwrap_or_default();
-    out.split_whitespace()
+    docker::mounted_volumes(sh, project)
+        .into_iter()
         .filter(|n| n.len() == 64 && n.chars().all(|c| c.is_ascii_hexdigit()))
-        .map(String::from)
         .collect()
 }

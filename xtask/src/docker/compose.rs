@@ -122,6 +122,26 @@ pub fn teardown_args() -> Vec<String> {
     words(&["down", "--volumes", "--remove-orphans", "--timeout", "5"])
 }
 
+/// `stop`: the containers stop (5 s grace), nothing is removed.
+pub fn stop_args() -> Vec<String> {
+    words(&["stop", "--timeout", "5"])
+}
+
+/// `rm --stop --force --volumes`: the containers and their anonymous volumes (caches), never
+/// the named ones.
+pub fn remove_containers_args() -> Vec<String> {
+    words(&["rm", "--stop", "--force", "--volumes"])
+}
+
+/// `down`, keeping named volumes unless `volumes` (the dev stack's data: asked for by name).
+pub fn down_args(volumes: bool) -> Vec<String> {
+    let mut a = words(&["down", "--remove-orphans"]);
+    if volumes {
+        a.push("--volumes".into());
+    }
+    a
+}
+
 pub fn words(w: &[&str]) -> Vec<String> {
     w.iter().map(|s| s.to_string()).collect()
 }

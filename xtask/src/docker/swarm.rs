@@ -354,3 +354,35 @@ pub fn update_image(
     target.read(sh, &args)?;
     Ok(())
 }
+
+/// Makes the engine a swarm's first manager advertising `addr`; the token workers join with.
+pub fn init_for_workers(sh: &Shell, manager: &Engine, addr: &str) -> Result<String> {
+    manager.read(sh, &["swarm", "init", "--advertise-addr", addr])?;
+    let token = manager.read(sh, &["swarm", "join-token", "-q", "worker"])?;
+    Ok(token.trim().to_string())
+}
+
+/// Each engine joins the swarm at `manager_addr` as a worker, all at once.
+pub fn join_all(workers: &[Engine], token: &str, manager_addr: &str) -> Result<()> {
+    let calls: Vec<Vec<String>> = workers
+        .iter()
+        .map(|w| w.args(&["swarm", "join", "--token", token, manager_addr]))
+        .collect();
+    for (w, out) in workers.iter().zip(run_all(&calls)) {
+        let out = out?;
+        if !out.status.success() {
+            bail!(
+                "{} joining the swarm: {}",
+                w.address().unwrap_or("this engine"),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// How many of the swarm's nodes are `Ready`.
+pub fn ready_nodes(sh: &Shell, target: &Engine) -> Result<usize> {
+    let out = target.read(sh, &["node", "ls", "--format", "{{.Status}}"])?;
+    Ok(out.lines().filter(|l| l.trim() == "Ready").count())
+}

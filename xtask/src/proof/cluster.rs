@@ -20,8 +20,9 @@ use xshell::Shell;
 use crate::{
     docker::{
         self, Engine,
-        compose::words,
         resources::{self, Resources},
+        run::{self, Detached},
+        swarm,
     },
     owner::{LABEL, Owner},
     standin,
@@ -69,12 +70,10 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// `--label` arguments every resource of the run carries.
+    /// The labels every resource of the run carries (`key=value`).
     pub fn labels(&self) -> Vec<String> {
         vec![
-            "--label".into(),
             format!("com.docker.compose.project={}", self.project),
-            "--label".into(),
             format!("{LABEL}={}", Owner::current().label()),
         ]
     }
@@ -97,7 +96,7 @@ impl Cluster {
         };
         standin::ensure_swarm(sh)?;
         let started = Instant::now();
-        let sockets = c.start(sh, n)?;
+        let sockets = c.start(n)?;
         c.find_nodes(sh, &sockets)?;
         c.wait_engines(sh)?;
         c.timings.push(("nodes answering", started.elapsed()));
@@ -107,31 +106,19 @@ impl Cluster {
         Ok(c)
     }
 
-    fn with_labels(&self, mut a: Vec<String>, rest: &[&str]) -> Vec<String> {
-        a.extend(self.labels());
-        a.extend(words(rest));
-        a
-    }
-
     /// The network, the volumes, the socket directories, then the registry and node
     /// containers, each recorded before it is asked for (a failure still removes it).
-    fn start(&mut self, sh: &Shell, n: usize) -> Result<PathBuf> {
+    fn start(&mut self, n: usize) -> Result<PathBuf> {
         let project = self.project.clone();
-        run(
-            sh,
-            &self.with_labels(words(&["network", "create"]), &[&project]),
-        )?;
+        let labels = self.labels();
         self.made.networks.push(project.clone());
+        run::network_create(&project, &labels)?;
         let volume = |name: &str| format!("{project}-{name}");
         let names: Vec<String> = std::iter::once("registry".to_string())
             .chain((1..=n).map(|i| format!("node{i}")))
             .collect();
-        let creates: Vec<Vec<String>> = names
-            .iter()
-            .map(|name| self.with_labels(words(&["volume", "create"]), &[&volume(name)]))
-            .collect();
         self.made.volumes = names.iter().map(|name| volume(name)).collect();
-        run_parallel(&creates)?;
+        run::volumes_create(&self.made.volumes, &labels)?;
 
         // Each node's engine answers only on a unix socket in a directory only this user may
         // enter (short: a socket path has at most 107 bytes).
@@ -142,67 +129,52 @@ impl Cluster {
         for i in 1..=n {
             std::fs::create_dir_all(sockets.join(format!("node{i}")))?;
         }
-        let mut runs = vec![self.with_labels(
-            words(&["run", "-d"]),
-            &[
-                "--name",
-                &format!("{project}-registry"),
-                "--network",
-                &project,
-                "--network-alias",
-                "registry",
-                "-e",
-                "AXION_REGISTRY_TLS_NAMES=registry",
-                "-p",
-                "127.0.0.1::5000",
-                "-v",
-                &format!("{}:/var/lib/docker-registry", volume("registry")),
-                standin::REGISTRY,
-            ],
-        )];
+        let common = Detached {
+            network: Some(project.clone()),
+            labels,
+            ..Default::default()
+        };
+        let mut containers = vec![Detached {
+            name: format!("{project}-registry"),
+            image: standin::REGISTRY.into(),
+            alias: Some("registry".into()),
+            env: vec!["AXION_REGISTRY_TLS_NAMES=registry".into()],
+            publish: vec!["127.0.0.1::5000".into()],
+            volumes: vec![format!("{}:/var/lib/docker-registry", volume("registry"))],
+            ..common.clone()
+        }];
         let gid = format!("AXION_SOCKET_GID={}", crate::host::gid());
         for i in 1..=n {
-            runs.push(self.with_labels(
-                words(&["run", "-d", "--privileged"]),
-                &[
-                    "--name",
-                    &format!("{project}-node{i}"),
-                    "--hostname",
-                    &format!("node{i}"),
-                    "--network",
-                    &project,
-                    "-v",
-                    &format!("{}:/var/lib/docker", volume(&format!("node{i}"))),
-                    "-v",
-                    &format!("{}:/run/axion", sockets.join(format!("node{i}")).display()),
-                    "-e",
-                    &gid,
-                    standin::SWARM_NODE,
+            let socket_dir = sockets.join(format!("node{i}"));
+            containers.push(Detached {
+                name: format!("{project}-node{i}"),
+                image: standin::SWARM_NODE.into(),
+                hostname: Some(format!("node{i}")),
+                privileged: true,
+                env: vec![gid.clone()],
+                volumes: vec![
+                    format!("{}:/var/lib/docker", volume(&format!("node{i}"))),
+                    format!("{}:/run/axion", socket_dir.display()),
                 ],
-            ));
+                ..common.clone()
+            });
         }
-        self.made.containers = names
-            .iter()
-            .map(|name| format!("{project}-{name}"))
-            .collect();
-        run_parallel(&runs)?;
+        self.made.containers = containers.iter().map(|c| c.name.clone()).collect();
+        run::start_all(&containers)?;
         Ok(sockets)
     }
 
     /// Each node's address on the cluster network and socket; the registry's port on loopback.
     fn find_nodes(&mut self, sh: &Shell, sockets: &Path) -> Result<()> {
         let project = &self.project;
-        let format = format!("{{{{(index .NetworkSettings.Networks \"{project}\").IPAddress}}}}");
-        let mut args = words(&["inspect", "--format", &format]);
-        args.extend(self.made.containers[1..].iter().cloned());
-        let ips = docker::cmd(sh, &args).quiet().read()?;
+        let ips = run::addresses_on(sh, project, &self.made.containers[1..])?;
         self.nodes = ips
-            .lines()
+            .into_iter()
             .enumerate()
             .map(|(i, ip)| Node {
                 container: format!("{project}-node{}", i + 1),
                 hostname: format!("node{}", i + 1),
-                ip: ip.trim().to_string(),
+                ip,
                 socket: sockets.join(format!("node{}/docker.sock", i + 1)),
             })
             .collect();
@@ -220,11 +192,7 @@ impl Cluster {
                 &format!("{}'s engine", node.hostname),
                 NODE_START,
                 Duration::from_millis(200),
-                || {
-                    Ok(t.read(sh, &["version", "--format", "{{.Server.Version}}"])
-                        .ok()
-                        .map(|_| ()))
-                },
+                || Ok(docker::server_version(sh, &t).map(|_| ())),
             )?;
         }
         Ok(())
@@ -257,25 +225,10 @@ impl Cluster {
     fn form_swarm(&self, sh: &Shell) -> Result<()> {
         let manager = self.manager();
         let ip = &self.nodes[0].ip;
-        manager.read(sh, &["swarm", "init", "--advertise-addr", ip])?;
-        let token = manager.read(sh, &["swarm", "join-token", "-q", "worker"])?;
-        let joins: Vec<Vec<String>> = self.nodes[1..]
-            .iter()
-            .map(|node| {
-                let join = [
-                    "swarm",
-                    "join",
-                    "--token",
-                    token.trim(),
-                    &format!("{ip}:2377"),
-                ];
-                node.target().args(&join)
-            })
-            .collect();
-        run_parallel(&joins)?;
-        let data = format!("{DATA_LABEL}=true");
-        let node1 = &self.nodes[0].hostname;
-        manager.read(sh, &["node", "update", "--label-add", &data, node1])?;
+        let token = swarm::init_for_workers(sh, &manager, ip)?;
+        let workers: Vec<Engine> = self.nodes[1..].iter().map(Node::target).collect();
+        swarm::join_all(&workers, &token, &format!("{ip}:2377"))?;
+        swarm::label_node(sh, &manager, &self.nodes[0].hostname, DATA_LABEL)?;
         // A node that just joined shows `Unknown` until its first heartbeat.
         let n = self.nodes.len();
         poll(
@@ -283,8 +236,8 @@ impl Cluster {
             Duration::from_secs(30),
             Duration::from_millis(200),
             || {
-                let ready = manager.read(sh, &["node", "ls", "--format", "{{.Status}}"])?;
-                Ok((ready.lines().filter(|l| l.trim() == "Ready").count() == n).then_some(()))
+                let ready = swarm::ready_nodes(sh, &manager)?;
+                Ok((ready == n).then_some(()))
             },
         )
     }
@@ -353,31 +306,4 @@ impl Drop for Cluster {
             }
         }
     }
-}
-
-fn run(sh: &Shell, args: &[String]) -> Result<()> {
-    let out = docker::cmd(sh, args).quiet().ignore_status().output()?;
-    if !out.status.success() {
-        bail!(
-            "docker {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-/// Runs docker commands at once; the first failure is the error.
-fn run_parallel(calls: &[Vec<String>]) -> Result<()> {
-    for (args, out) in calls.iter().zip(docker::run_all(calls)) {
-        let out = out?;
-        if !out.status.success() {
-            bail!(
-                "docker {}: {}",
-                args.iter().take(4).cloned().collect::<Vec<_>>().join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-    }
-    Ok(())
 }

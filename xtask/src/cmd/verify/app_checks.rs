@@ -261,13 +261,7 @@ fn isr_survives_restart(
         .iter()
         .map(|(route, secs)| regenerate(port, route, *secs, preview))
         .collect::<Result<_>>()?;
-    docker::cmd(
-        sh,
-        &docker::compose::words(&["restart", "--time", "10", container]),
-    )
-    .quiet()
-    .ignore_stdout()
-    .run()?;
+    docker::restart(sh, container, 10)?;
     let mut out = Vec::new();
     for g in &generations {
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -156,10 +156,9 @@ pub fn static_checks(c: &Container) -> Vec<Check> {
 /// No secret's value (as written, or percent-encoded as in a URL) anywhere in `docker inspect`
 /// of the stack's containers: environment, labels, commands, mounts.
 fn no_secret_in_inspect(sh: &Shell, cs: &[Container]) -> Check {
-    let mut args = vec!["inspect".to_string()];
-    args.extend(cs.iter().map(|c| c.id.clone()));
+    let ids: Vec<String> = cs.iter().map(|c| c.id.clone()).collect();
     let name = "stack: no password in `docker inspect` of any container";
-    match docker::cmd(sh, &args).quiet().read() {
+    match docker::inspect_raw(sh, &ids) {
         Ok(text) => {
             let leaked = crate::secrets::leaked_in(&crate::util::project_root(), &text);
             check(

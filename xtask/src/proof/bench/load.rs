@@ -202,21 +202,14 @@ fn memory_use(sh: &Shell, project: &str) -> String {
     let Ok(cs) = docker::containers(sh, project) else {
         return "unknown".into();
     };
-    let mut args = words(&[
-        "stats",
-        "--no-stream",
-        "--format",
-        "{{.Name}}\t{{.MemUsage}}",
-    ]);
-    args.extend(cs.iter().map(|c| c.name.clone()));
-    let out = docker::cmd(sh, &args).quiet().read().unwrap_or_default();
-    out.lines()
-        .filter_map(|l| l.split_once('\t'))
+    let names: Vec<String> = cs.iter().map(|c| c.name.clone()).collect();
+    docker::memory_usage(sh, &names)
+        .into_iter()
         .map(|(name, mem)| {
             let service = cs
                 .iter()
                 .find(|c| c.name == name)
-                .map_or(name, |c| c.service.as_str());
+                .map_or(name.as_str(), |c| c.service.as_str());
             format!("{service} {mem}")
         })
         .collect::<Vec<_>>()

@@ -136,7 +136,7 @@ fn plain_run(
         }
     }
     compose
-        .cmd(sh, &words(&["down", "--volumes", "--remove-orphans"]))
+        .cmd(sh, &crate::docker::compose::down_args(true))
         .quiet()
         .ignore_stdout()
         .ignore_stderr()

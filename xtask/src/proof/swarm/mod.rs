@@ -127,7 +127,7 @@ fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
     }
     // A stack beside the proof still resolves its services.
     report.neighbour = Some(neighbour.check(sh).context("after the proof")?);
-    neighbour.stop(sh);
+    neighbour.stop();
     Ok(())
 }
 

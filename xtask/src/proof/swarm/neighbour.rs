@@ -5,7 +5,11 @@ use anyhow::{Result, bail};
 use xshell::Shell;
 
 use crate::{
-    docker::{self, compose::words},
+    docker::{
+        self,
+        resources::Resources,
+        run::{self, Detached},
+    },
     images,
     stack::StackKind,
 };
@@ -16,8 +20,8 @@ pub struct Neighbour {
     /// `container`, and the names it must resolve.
     probe: (String, Vec<&'static str>),
     what: String,
-    made: Vec<String>,
-    network: Option<String>,
+    /// What the proof made for it (nothing when it is the dev stack).
+    made: Resources,
 }
 
 impl Neighbour {
@@ -27,62 +31,40 @@ impl Neighbour {
             return Ok(Neighbour {
                 probe: (app.id.clone(), vec!["db", "redis"]),
                 what: "the dev stack".into(),
-                made: vec![],
-                network: None,
+                made: Resources::default(),
             });
         }
         let net = format!("{project}-neighbour");
-        let base = format!("{}/debian:trixie", images::STANDIN);
-        let owner = format!(
-            "{}={}",
-            crate::owner::LABEL,
-            crate::owner::Owner::current().label()
-        );
+        let owner = crate::owner::Owner::current().label();
         // A project of its own: the proof's leftover check must not count it.
-        let proj = format!("com.docker.compose.project={net}");
-        docker::cmd(
-            sh,
-            &words(&[
-                "network", "create", "--label", &owner, "--label", &proj, &net,
-            ]),
-        )
-        .quiet()
-        .ignore_stdout()
-        .run()?;
+        let labels = vec![
+            format!("{}={owner}", crate::owner::LABEL),
+            format!("com.docker.compose.project={net}"),
+        ];
+        run::network_create(&net, &labels)?;
         let mut n = Neighbour {
             probe: (format!("{net}-app"), vec!["db"]),
             what: "a two-container stack beside it (no dev stack was running)".into(),
-            made: vec![],
-            network: Some(net.clone()),
+            made: Resources {
+                networks: vec![net.clone()],
+                ..Default::default()
+            },
         };
-        for (name, alias) in [("db", "db"), ("app", "app")] {
-            let container = format!("{net}-{name}");
-            docker::cmd(
-                sh,
-                &words(&[
-                    "run",
-                    "-d",
-                    "--rm",
-                    "--label",
-                    &owner,
-                    "--label",
-                    &proj,
-                    "--name",
-                    &container,
-                    "--network",
-                    &net,
-                    "--network-alias",
-                    alias,
-                    &base,
-                    "sleep",
-                    "infinity",
-                ]),
-            )
-            .quiet()
-            .ignore_stdout()
-            .run()?;
-            n.made.push(container);
-        }
+        let containers: Vec<Detached> = ["db", "app"]
+            .iter()
+            .map(|name| Detached {
+                name: format!("{net}-{name}"),
+                image: format!("{}/debian:trixie", images::STANDIN),
+                command: vec!["sleep".into(), "infinity".into()],
+                network: Some(net.clone()),
+                alias: Some(name.to_string()),
+                remove_on_exit: true,
+                labels: labels.clone(),
+                ..Default::default()
+            })
+            .collect();
+        n.made.containers = containers.iter().map(|c| c.name.clone()).collect();
+        run::start_all(&containers)?;
         Ok(n)
     }
 
@@ -103,32 +85,14 @@ impl Neighbour {
         Ok(format!("{}: {} still {verb}", self.what, names.join(", ")))
     }
 
-    pub fn stop(&mut self, sh: &Shell) {
-        if !self.made.is_empty() {
-            let mut a = words(&["rm", "--force"]);
-            a.append(&mut self.made);
-            let _ = docker::cmd(sh, &a)
-                .quiet()
-                .ignore_status()
-                .ignore_stdout()
-                .ignore_stderr()
-                .run();
-        }
-        if let Some(n) = self.network.take() {
-            let _ = docker::cmd(sh, &words(&["network", "rm", &n]))
-                .quiet()
-                .ignore_status()
-                .ignore_stdout()
-                .ignore_stderr()
-                .run();
-        }
+    /// Removes what it made (nothing when it was the dev stack).
+    pub fn stop(&mut self) {
+        let _ = std::mem::take(&mut self.made).remove();
     }
 }
 
 impl Drop for Neighbour {
     fn drop(&mut self) {
-        if let Ok(sh) = Shell::new() {
-            self.stop(&sh);
-        }
+        self.stop();
     }
 }
