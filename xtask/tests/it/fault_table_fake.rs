@@ -72,6 +72,9 @@ fn row5_engine_restart_under_dev_is_named_with_how_to_go_on() {
         ),
         ("ps -aq", 0, "id-app\nid-db\nid-redis\n"),
         ("inspect id-", 0, &running),
+        (" build app", 0, ""),
+        (" up --detach", 0, ""),
+        ("info --format {{.ServerVersion}}", 0, "26.1.5\n"),
     ];
     rules.extend(FakeDocker::engine_rules());
     let fake = FakeDocker::new("engine-restart", &rules);
@@ -197,6 +200,7 @@ fn further_ctrl_c_during_teardown_reports_then_abandons_with_the_command() {
     let mut rules = vec![
         (" up --detach", 1, "boom\n"),
         (" down --volumes --remove-orphans", 0, ""),
+        (" build |", 0, ""),
     ];
     rules.extend(FakeDocker::engine_rules());
     let fake = FakeDocker::new("teardown-signals", &rules);

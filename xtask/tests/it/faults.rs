@@ -12,11 +12,15 @@ fn rules(extra: &[(&'static str, i32, &'static str)]) -> Vec<(&'static str, i32,
 fn registry_rate_limit_is_named_and_the_stack_is_torn_down() {
     let fake = FakeDocker::new(
         "ratelimit",
-        &rules(&[(
-            " up --detach",
-            18,
-            "Error response from daemon: toomanyrequests: You have reached your pull rate limit.\n",
-        )]),
+        &rules(&[
+            (
+                " up --detach",
+                18,
+                "Error response from daemon: toomanyrequests: You have reached your pull rate limit.\n",
+            ),
+            (" build", 0, ""),
+            (" down --volumes", 0, ""),
+        ]),
     );
     let out = fake.xtask(&["verify"]);
     let all = text(&out);
@@ -50,11 +54,15 @@ fn registry_rate_limit_is_named_and_the_stack_is_torn_down() {
 fn unreachable_registry_points_to_the_standins() {
     let fake = FakeDocker::new(
         "offline",
-        &rules(&[(
-            " up --detach",
-            1,
-            "Error response from daemon: Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup registry-1.docker.io: no such host\n",
-        )]),
+        &rules(&[
+            (
+                " up --detach",
+                1,
+                "Error response from daemon: Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup registry-1.docker.io: no such host\n",
+            ),
+            (" build", 0, ""),
+            (" down --volumes", 0, ""),
+        ]),
     );
     let out = fake.xtask(&["verify", "--prod"]);
     let all = text(&out);
@@ -103,6 +111,8 @@ fn lock_scenario(name: &str, registry: &str) -> FakeDocker {
                 1,
                 NATIVE_INTEGRITY,
             ),
+            // After a repair (said yes to), dev's second build succeeds.
+            (" build app |", 0, ""),
             (" up --detach", 1, "boom\n"),
         ]),
     );
@@ -284,7 +294,10 @@ fn prod_build_never_turns_integrity_off_by_itself() {
 
 #[test]
 fn prod_no_verify_needs_and_records_a_reason() {
-    let fake = FakeDocker::new("integrity-reason", &rules(&[(" up --detach", 1, "boom\n")]));
+    let fake = FakeDocker::new(
+        "integrity-reason",
+        &rules(&[(" up --detach", 1, "boom\n"), (" build |", 0, "")]),
+    );
     let out = fake.xtask(&[
         "verify",
         "--prod",

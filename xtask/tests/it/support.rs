@@ -39,9 +39,34 @@ pub fn text(o: &Output) -> String {
 /// A fake `docker` in its own directory, first on PATH. Each call appends one line to
 /// `calls.log`: the argv joined by spaces, then ` | BUN_INSTALL_FLAGS=<value>`. Rules are
 /// `(substring of that line, exit code, output)`; the first match wins, and a rule whose
-/// substring starts with `once:` applies to its first match only. No match: exit 0, no output.
+/// substring starts with `once:` applies to its first match only. After them, an empty
+/// engine's listings (EMPTY_ENGINE). No match: exit 97, the call named on stderr and in
+/// `unexpected.log`.
 /// The xtask runs on a scratch copy of the project (`project`: .env.example and app/bun.lock),
 /// so what it writes (a repaired lock, secrets) never touches the checkout.
+/// An engine with nothing on it, after the test's own rules: its listings are empty, its event
+/// stream ends at once (readiness falls back to polling), it names its OS, and cleanup
+/// succeeds (a teardown, removing a run's image). Tests that care about those calls assert on
+/// `calls()`. Version probes (`buildx version`, `compose version`) answer empty unless a test
+/// gives `engine_rules()`.
+const EMPTY_ENGINE: [(&str, i32, &str); 11] = [
+    ("ps -a", 0, ""),
+    ("volume ls ", 0, ""),
+    ("network ls ", 0, ""),
+    ("image ls ", 0, ""),
+    ("inspect ", 0, "[]"),
+    ("events --format", 0, ""),
+    (
+        "info --format {{.OperatingSystem}}",
+        0,
+        "Debian GNU/Linux 12 (bookworm)\n",
+    ),
+    (" down --volumes --remove-orphans", 0, ""),
+    ("image rm ", 0, ""),
+    ("buildx version", 0, ""),
+    ("compose version --short", 0, ""),
+];
+
 pub struct FakeDocker {
     pub dir: PathBuf,
     pub project: PathBuf,
@@ -49,6 +74,8 @@ pub struct FakeDocker {
 
 impl FakeDocker {
     pub fn new(name: &str, rules: &[(&str, i32, &str)]) -> FakeDocker {
+        // After the test's own rules: an engine with nothing on it answers its listings empty.
+        let rules: Vec<(&str, i32, &str)> = rules.iter().copied().chain(EMPTY_ENGINE).collect();
         let dir = std::env::temp_dir().join(format!("xtask-fake-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
@@ -58,12 +85,12 @@ impl FakeDocker {
              line=\"$* | BUN_INSTALL_FLAGS=${BUN_INSTALL_FLAGS:-}\"\n\
              echo \"$line\" >> \"$dir/calls.log\"\n",
         );
-        for (i, (pat, code, out)) in rules.iter().enumerate() {
+        for (i, (pat, code, out)) in rules.into_iter().enumerate() {
             let out_file = dir.join(format!("out{i}"));
             fs::write(&out_file, out).unwrap();
             let (once, pat) = match pat.strip_prefix("once:") {
                 Some(p) => (true, p),
-                None => (false, *pat),
+                None => (false, pat),
             };
             let guard = if once {
                 format!(" && [ ! -e \"$dir/used{i}\" ]")
@@ -81,7 +108,9 @@ impl FakeDocker {
                 out_file.display()
             ));
         }
-        script.push_str("exit 0\n");
+        // Strict: a call no rule expects fails loudly, so a test cannot pass on calls it never
+        // thought about.
+        script.push_str("echo \"fake docker: no rule for: $line\" >&2\necho \"$line\" >> \"$dir/unexpected.log\"\nexit 97\n");
         let bin = dir.join("docker");
         fs::write(&bin, script).unwrap();
         fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
@@ -152,8 +181,13 @@ impl FakeDocker {
 }
 
 impl Drop for FakeDocker {
+    /// A call no rule expected fails the test, even when the xtask tolerated its failure.
     fn drop(&mut self) {
+        let unexpected = fs::read_to_string(self.dir.join("unexpected.log")).unwrap_or_default();
         let _ = fs::remove_dir_all(&self.dir);
+        if !unexpected.is_empty() && !std::thread::panicking() {
+            panic!("the fake docker got calls no rule expects:\n{unexpected}");
+        }
     }
 }
 
