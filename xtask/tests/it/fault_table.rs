@@ -169,12 +169,47 @@ fn crashing_project() -> PathBuf {
     dir
 }
 
+/// One row of the table: its name and what it does and asserts.
+type Row = (&'static str, fn(&Sentinel));
+
 #[test]
 #[ignore = "needs a Docker engine: `cargo xtask ci` runs it (or `cargo test -- --include-ignored`)"]
 fn fault_table_on_a_real_engine() {
     let _engine = engine_test();
     let sentinel = Sentinel::start();
+    // Each row runs whatever the rows before it did: a failure is kept and the rest go on, so
+    // the first failure never hides the others (rows 8 and 9 are one scenario: 9 reaps 8's run).
+    let rows: [Row; 7] = [
+        ("row1_db_killed_mid_verify", row1_db_killed_mid_verify),
+        ("row2_app_crash_loop", row2_app_crash_loop),
+        ("row3_http_timeout", row3_http_timeout),
+        ("row4_oom_kill", row4_oom_kill),
+        (
+            "rows8_9_sigkill_reaped_then_sighup",
+            rows8_9_sigkill_reaped_then_sighup,
+        ),
+        ("row10_two_verifies_at_once", row10_two_verifies_at_once),
+        ("row11_prod_restart_policy", row11_prod_restart_policy),
+    ];
+    let mut failed = Vec::new();
+    for (name, row) in rows {
+        if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| row(&sentinel))) {
+            let why = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            failed.push(format!("{name}: {why}"));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "fault table rows failed:\n{}",
+        failed.join("\n\n")
+    );
+}
 
+fn row1_db_killed_mid_verify(sentinel: &Sentinel) {
     // 1. The db container is killed from the host mid-verify.
     let (mut child, project, _, reader) = verify_until_containers(&["verify"], &[]);
     wait_for("the run's db to run", Duration::from_secs(60), || {
@@ -190,7 +225,9 @@ fn fault_table_on_a_real_engine() {
     );
     assert_gone(&project, "row 1");
     sentinel.intact("row 1");
+}
 
+fn row2_app_crash_loop(sentinel: &Sentinel) {
     // 2. The app crash-loops: its exit code and its last log lines are shown.
     let scratch = crashing_project();
     failing_verify(
@@ -201,7 +238,9 @@ fn fault_table_on_a_real_engine() {
     );
     let _ = fs::remove_dir_all(&scratch);
     sentinel.intact("row 2");
+}
 
+fn row3_http_timeout(sentinel: &Sentinel) {
     // 3. The app never answers before the HTTP timeout: its `/` takes 30 s (the demo's would
     // be compiled already: readiness asks for it while the health check runs).
     let scratch = crate::support::scratch_project("slow-project");
@@ -220,7 +259,9 @@ fn fault_table_on_a_real_engine() {
         &["did not succeed within 1s", "failing service: app"],
     );
     sentinel.intact("row 3");
+}
 
+fn row4_oom_kill(sentinel: &Sentinel) {
     // 4. The prod app exceeds its memory limit: the OOM kill is named.
     failing_verify(
         "row 4",
@@ -229,7 +270,9 @@ fn fault_table_on_a_real_engine() {
         &["service `app`", "killed for running out of memory"],
     );
     sentinel.intact("row 4");
+}
 
+fn rows8_9_sigkill_reaped_then_sighup(sentinel: &Sentinel) {
     // 8. SIGKILL mid-verify: its stack stays, `doctor` lists it, the next command reaps it.
     let (mut child, killed, _, _reader) = verify_until_containers(&["verify"], &[]);
     signal("KILL", &child.id().to_string());
@@ -270,7 +313,9 @@ fn fault_table_on_a_real_engine() {
     assert!(all.contains("SIGHUP"), "row 9 says why it stopped: {all}");
     assert_gone(&project, "row 9");
     sentinel.intact("rows 8 and 9");
+}
 
+fn row10_two_verifies_at_once(sentinel: &Sentinel) {
     // 10. Two verifies beside the dev stack at once: both pass.
     let spawn = || {
         Command::new(xtask_bin())
@@ -289,7 +334,9 @@ fn fault_table_on_a_real_engine() {
         assert_gone(report["project"].as_str().unwrap(), "row 10");
     }
     sentinel.intact("row 10");
+}
 
+fn row11_prod_restart_policy(sentinel: &Sentinel) {
     // 11. Prod containers killed from the host come back healthy by their restart policy.
     let out = xtask(&["verify", "--prod", "--keep", "--json"], &[]);
     assert!(out.status.success(), "row 11:\n{}", text(&out));
