@@ -100,9 +100,8 @@ fn run_checks(sh: &Shell, p: &Plan, report: &mut Report, quiet: bool) -> Result<
     report.phase("build", built.finished.elapsed);
     report.lockfile_policy = built.policy;
 
-    let opts = Default::default();
     let (ready, up_after) =
-        lifecycle::up_and_wait(sh, c, opts, &p.spec, &mut Progress::new(quiet))?;
+        lifecycle::up_and_wait(sh, c, p.up, &p.spec, &mut Progress::new(quiet))?;
     let ready = ready.map_err(|e| {
         report.failed_service = e.service.clone();
         anyhow::anyhow!(e.message)

@@ -22,10 +22,10 @@ pub struct Plan {
     pub stack: Stack,
     pub images: Resolution,
     pub policy: Policy,
-    /// compose subcommands (after `docker compose -f .. -p ..`).
-    pub build: Vec<String>,
-    pub up: Vec<String>,
-    pub down: Vec<String>,
+    /// How `up` runs; the run passes it to `lifecycle::up_and_wait`, which spells the same argv
+    /// `render` prints (`up_args`); the build and the teardown likewise (`build_args(&[])`,
+    /// `teardown_args`).
+    pub up: UpOpts,
     pub timeout_build: Duration,
     pub spec: ReadySpec,
     pub keep: bool,
@@ -50,9 +50,7 @@ impl Plan {
         let log = log_path(root, &format!("{}-build.log", stack.project()));
         Plan {
             policy: Policy::for_run(o.cold, o.no_verify.clone()),
-            build: build_args(&[]),
-            up: up_args(UpOpts::default(), &[]),
-            down: teardown_args(),
+            up: UpOpts::default(),
             timeout_build: o.timeout_build.unwrap_or(TIMEOUT_BUILD),
             spec: ReadySpec {
                 services: SERVICES.map(String::from).to_vec(),
@@ -86,17 +84,24 @@ impl Plan {
         );
         s += &format!("# lockfile policy: {}\n", self.policy.describe());
         s += "docker version\ndocker buildx version\ndocker compose version --short\n";
+        s += "# reap: the projects of runs whose owner is gone are removed (listed by the org.axion-hub.owner label)\n";
         if images.standin {
             s += "# stand-in images are built first when missing or stale (docker build docker/standin/*)\n";
+        }
+        if self.policy.cold {
+            s += &format!(
+                "# cold install check: bun install --frozen-lockfile with an empty cache in a throw-away {} container\n",
+                images.bun
+            );
         }
         s += &format!(
             "# build, within {} (log: {})\nBUN_INSTALL_FLAGS={} {}\n",
             secs(self.timeout_build),
             self.log.display(),
             shell_quote(&self.policy.flags()),
-            c.display(&self.build)
+            c.display(&build_args(&[]))
         );
-        s += &format!("{}\n", c.display(&self.up));
+        s += &format!("{}\n", c.display(&up_args(self.up, &[])));
         s += &format!(
             "# while `up` runs: follow the project's container events, and on each (at least every 1s)\n\
              # inspect its containers, until {} are healthy or running, within {}\ndocker {}\n\
@@ -114,10 +119,18 @@ impl Plan {
             self.spec.app_port,
             secs(self.spec.timeout_http)
         );
+        if self.stack.kind == StackKind::Prod {
+            s += "# prod checks: docker inspect of every container (user, capabilities, read-only root, limits, logs, \
+                  published ports, no secret), docker exec probes of the database and Redis roles, the image's files \
+                  and history\n\
+                  # app checks: the build's manifests read from the app container; GET of every static route, \
+                  security headers, /_next/image, every ISR route regenerated and read again after docker restart\n";
+        }
         if self.keep {
             s += "# --keep: no teardown\n";
         } else {
-            s += &format!("{}\n", c.display(&self.down));
+            s += &format!("{}\n", c.display(&teardown_args()));
+            s += &format!("docker image rm {}\n", self.stack.app_image());
             s += &format!(
                 "docker ps -aq --filter {filter}\ndocker volume ls -q --filter {filter}\ndocker network ls -q --filter {filter}\n"
             );
@@ -191,5 +204,17 @@ mod tests {
             "the timeouts of this plan: {text}"
         );
         assert!(text.contains("stand-ins; test"), "{text}");
+        // What the run does besides compose: the reaper, the run's image removed.
+        assert!(text.contains("# reap:"), "{text}");
+        assert!(
+            text.contains(&format!("docker image rm {}", p.stack.app_image())),
+            "{text}"
+        );
+        assert!(!text.contains("# prod checks"), "{text}");
+        let prod = plan(true).render();
+        assert!(
+            prod.contains("# prod checks") && prod.contains("# app checks"),
+            "{prod}"
+        );
     }
 }
