@@ -1,6 +1,8 @@
-//! The whole command-line surface: one table of commands and flags serves the parser and the
-//! help. Hand-written (about 250 lines) because clap would double the xtask's cold build and
-//! xflags/lexopt would still need this table for per-command help and "did you mean".
+//! The whole command-line surface. Each flag is declared once, in `table.rs`: `command!` makes
+//! from that one line the struct field, the table row the parser and the help read, and the
+//! conversion. Hand-written (about 600 lines with the matcher and help) because clap would
+//! double the xtask's cold build, and xflags/lexopt would still need a table for per-command
+//! help with defaults and "did you mean".
 
 use std::time::Duration;
 
@@ -55,8 +57,8 @@ mod matches;
 mod table;
 
 use matches::{Matches, all_flags, did_you_mean};
-use table::COMMANDS;
-use table::{IMAGE_FLAGS, TIMEOUT_HELP};
+pub use table::{Bench, BuildProd, Clean, Deploy, Dev, Doctor, Down, Provision, Verify};
+use table::{COMMANDS, TIMEOUT_HELP};
 
 #[derive(Debug, PartialEq)]
 pub enum Command {
@@ -75,47 +77,6 @@ pub enum Command {
     Deploy(Deploy),
 }
 
-#[derive(Debug, Default, PartialEq)]
-pub struct Dev {
-    pub detach: bool,
-    pub no_build: bool,
-    /// Some(true): sync, Some(false): bind mount, None: by platform.
-    pub sync: Option<bool>,
-    /// Ask before rewriting app/bun.lock entries the registry contradicts (a terminal only).
-    pub repair_lock: bool,
-    pub images: ImageChoice,
-}
-
-#[derive(Debug, Default, PartialEq)]
-pub struct BuildProd {
-    pub stages: Vec<String>,
-    pub cold: bool,
-    pub no_verify: Option<String>,
-    pub sequential: bool,
-    pub json: bool,
-    pub images: ImageChoice,
-}
-
-#[derive(Debug, Default, PartialEq)]
-pub struct Verify {
-    pub prod: bool,
-    pub keep: bool,
-    pub json: bool,
-    pub dry_run: bool,
-    pub cold: bool,
-    pub no_verify: Option<String>,
-    pub timeout_build: Option<Duration>,
-    pub timeout_healthy: Option<Duration>,
-    pub timeout_http: Option<Duration>,
-    pub swarm: bool,
-    pub images: ImageChoice,
-}
-
-#[derive(Debug, Default, PartialEq)]
-pub struct Down {
-    pub volumes: bool,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DbAction {
     Psql,
@@ -132,47 +93,31 @@ pub struct Db {
     pub force: bool,
 }
 
-#[derive(Debug, Default, PartialEq)]
-pub struct Clean {
-    pub dry_run: bool,
-    pub build_cache: Option<String>,
-}
-
-#[derive(Debug, Default, PartialEq)]
-pub struct Doctor {
-    pub json: bool,
-}
-
-#[derive(Debug, PartialEq)]
-pub struct Bench {
-    pub runs: usize,
-    pub prod: bool,
-    pub load: bool,
-    pub duration: Option<Duration>,
-    pub images: ImageChoice,
-}
-
-#[derive(Debug, Default, PartialEq)]
-pub struct Deploy {
-    pub stack: Option<String>,
-    pub registry: Option<String>,
-    pub node_registry: Option<String>,
-    pub manager: Option<String>,
-    pub image: Option<String>,
-    pub init: bool,
-    /// With `--init`: the one address the new swarm listens and advertises on.
-    pub advertise_addr: Option<String>,
-    pub json: bool,
-    pub images: ImageChoice,
-}
-
-#[derive(Debug, Default, PartialEq)]
-pub struct Provision {
-    pub standin: bool,
-    pub refresh: bool,
-}
-
 const BENCH_RUNS: usize = 5;
+
+impl Dev {
+    fn checked(self) -> Result<Dev> {
+        if self.sync && self.bind {
+            bail!("--sync and --bind exclude each other");
+        }
+        Ok(self)
+    }
+    /// Some(true): sync, Some(false): bind mount, None: by platform.
+    pub fn edits(&self) -> Option<bool> {
+        match (self.sync, self.bind) {
+            (true, _) => Some(true),
+            (false, true) => Some(false),
+            (false, false) => None,
+        }
+    }
+}
+
+impl Bench {
+    /// Interleaved runs of each.
+    pub fn run_count(&self) -> usize {
+        self.runs.unwrap_or(BENCH_RUNS)
+    }
+}
 
 /// A flag's default, from the constant the code uses, for the help.
 fn default_of(long: &str) -> Option<String> {
@@ -208,106 +153,19 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
         return Ok(Command::Help(Some(spec.name)));
     };
     Ok(match spec.name {
-        "dev" => Command::Dev(Dev::from_matches(&m)?),
+        "dev" => Command::Dev(Dev::from_matches(&m)?.checked()?),
         "build-prod" => Command::BuildProd(BuildProd::from_matches(&m)?),
         "verify" => Command::Verify(Verify::from_matches(&m)?),
-        "down" => Command::Down(Down {
-            volumes: m.on("--volumes"),
-        }),
-        "doctor" => Command::Doctor(Doctor {
-            json: m.on("--json"),
-        }),
-        "provision" => Command::Provision(Provision {
-            standin: m.on("--standin"),
-            refresh: m.on("--refresh"),
-        }),
+        "down" => Command::Down(Down::from_matches(&m)?),
+        "doctor" => Command::Doctor(Doctor::from_matches(&m)?),
+        "provision" => Command::Provision(Provision::from_matches(&m)?),
         "db" => Command::Db(m.db()?),
-        "clean" => Command::Clean(Clean {
-            dry_run: m.on("--dry-run"),
-            build_cache: m.size("--build-cache")?,
-        }),
+        "clean" => Command::Clean(Clean::from_matches(&m)?),
         "ci" => Command::Ci,
         "bench" => Command::Bench(Bench::from_matches(&m)?),
         "deploy" => Command::Deploy(Deploy::from_matches(&m)?),
         other => unreachable!("command `{other}` is in the table but not converted"),
     })
-}
-
-impl Dev {
-    fn from_matches(m: &Matches) -> Result<Dev> {
-        Ok(Dev {
-            detach: m.on("--detach"),
-            no_build: m.on("--no-build"),
-            sync: match (m.on("--sync"), m.on("--bind")) {
-                (true, true) => bail!("--sync and --bind exclude each other"),
-                (true, false) => Some(true),
-                (false, true) => Some(false),
-                (false, false) => None,
-            },
-            repair_lock: m.on("--repair-lock"),
-            images: m.images()?,
-        })
-    }
-}
-
-impl BuildProd {
-    fn from_matches(m: &Matches) -> Result<BuildProd> {
-        Ok(BuildProd {
-            stages: m.stages()?,
-            cold: m.on("--cold"),
-            no_verify: m.reason("--no-verify")?,
-            sequential: m.on("--sequential"),
-            json: m.on("--json"),
-            images: m.images()?,
-        })
-    }
-}
-
-impl Verify {
-    fn from_matches(m: &Matches) -> Result<Verify> {
-        Ok(Verify {
-            prod: m.on("--prod"),
-            keep: m.on("--keep"),
-            json: m.on("--json"),
-            dry_run: m.on("--dry-run"),
-            cold: m.on("--cold"),
-            no_verify: m.reason("--no-verify")?,
-            timeout_build: m.secs("--timeout-build")?,
-            timeout_healthy: m.secs("--timeout-healthy")?,
-            timeout_http: m.secs("--timeout-http")?,
-            swarm: m.on("--swarm"),
-            images: m.images()?,
-        })
-    }
-}
-
-impl Bench {
-    fn from_matches(m: &Matches) -> Result<Bench> {
-        Ok(Bench {
-            runs: m.count("--runs")?.unwrap_or(BENCH_RUNS),
-            prod: m.on("--prod"),
-            load: m.on("--load"),
-            duration: m.secs("--duration")?,
-            images: m.images()?,
-        })
-    }
-}
-
-impl Deploy {
-    fn from_matches(m: &Matches) -> Result<Deploy> {
-        let value = |f: &str| m.value(f).map(String::from);
-        Ok(Deploy {
-            stack: value("--stack"),
-            registry: value("--registry"),
-            node_registry: value("--node-registry"),
-            manager: value("--manager"),
-            image: value("--image"),
-            init: m.on("--init"),
-            advertise_addr: value("--advertise-addr"),
-            json: m.on("--json"),
-            images: m.images()?,
-        })
-    }
 }
 
 fn spec(name: &str) -> Option<&'static CommandSpec> {

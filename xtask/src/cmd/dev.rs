@@ -102,7 +102,7 @@ impl flags::Dev {
             ports::check_free(&ports.named())?;
         }
         let mut stack = Stack::new(StackKind::Dev, project, env, start.set(), ports);
-        let (sync, why) = sync_mode(self.sync, &docker::engine_os(sh));
+        let (sync, why) = sync_mode(self.edits(), &docker::engine_os(sh));
         eprintln!(
             "edits reach the app by {} ({why})",
             if sync {

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 
-use super::*;
+use super::{
+    table::{DB_FORCE, DB_PROD, IMAGE_FLAGS},
+    *,
+};
 
 /// The flags one command line gave, checked against the command's table.
 pub(super) struct Matches {
@@ -90,7 +93,16 @@ impl Matches {
     pub(super) fn value(&self, long: &str) -> Option<&str> {
         self.values(long).last().copied()
     }
-    pub(super) fn secs(&self, long: &str) -> Result<Option<Duration>> {
+    /// A switch: given or not.
+    pub(super) fn switch(&self, f: &Flag) -> Result<bool> {
+        Ok(self.on(f.long))
+    }
+    /// A value as given (the last one when repeated).
+    pub(super) fn text(&self, f: &Flag) -> Result<Option<String>> {
+        Ok(self.value(f.long).map(String::from))
+    }
+    pub(super) fn secs(&self, f: &Flag) -> Result<Option<Duration>> {
+        let long = f.long;
         let Some(v) = self.value(long) else {
             return Ok(None);
         };
@@ -101,7 +113,8 @@ impl Matches {
             .with_context(|| format!("`{long} {v}`: expected a number of seconds"))?;
         Ok(Some(Duration::from_secs_f64(s)))
     }
-    pub(super) fn count(&self, long: &str) -> Result<Option<usize>> {
+    pub(super) fn count(&self, f: &Flag) -> Result<Option<usize>> {
+        let long = f.long;
         let Some(v) = self.value(long) else {
             return Ok(None);
         };
@@ -113,7 +126,8 @@ impl Matches {
         Ok(Some(n))
     }
     /// A size as docker takes it: digits and an optional unit (b, kb, mb, gb).
-    pub(super) fn size(&self, long: &str) -> Result<Option<String>> {
+    pub(super) fn size(&self, f: &Flag) -> Result<Option<String>> {
+        let long = f.long;
         let Some(v) = self.value(long) else {
             return Ok(None);
         };
@@ -128,7 +142,8 @@ impl Matches {
         }
         Ok(Some(lower))
     }
-    pub(super) fn reason(&self, long: &str) -> Result<Option<String>> {
+    pub(super) fn reason(&self, f: &Flag) -> Result<Option<String>> {
+        let long = f.long;
         let Some(r) = self.value(long) else {
             return Ok(None);
         };
@@ -140,9 +155,9 @@ impl Matches {
         }
         Ok(Some(r.to_string()))
     }
-    pub(super) fn stages(&self) -> Result<Vec<String>> {
+    pub(super) fn stages(&self, f: &Flag) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        for s in self.values("--stage") {
+        for s in self.values(f.long) {
             if !STAGES.contains(&s) {
                 bail!(
                     "unknown stage `{s}`{}: the stages are {}",
@@ -182,8 +197,8 @@ impl Matches {
         Ok(Db {
             action,
             path,
-            prod: self.on("--prod"),
-            force: self.on("--force"),
+            prod: self.on(DB_PROD.long),
+            force: self.on(DB_FORCE.long),
         })
     }
     pub(super) fn images(&self) -> Result<ImageChoice> {

@@ -67,7 +67,7 @@ impl flags::Bench {
         verify(0)?;
 
         let (mut ours, mut plain) = (Vec::new(), Vec::new());
-        for i in 1..=self.runs {
+        for i in 1..=self.run_count() {
             let v = verify(i)?;
             let p = plain_run(sh, kind, env, &chosen, i)?;
             eprintln!("run {i}: verify {}  plain compose {}", secs(v), secs(p));
@@ -80,7 +80,7 @@ impl flags::Bench {
             "{}, {} runs interleaved: cargo xtask verify median {} mean {}  vs  compose up --build --wait \
              + curl + down -v median {} mean {}  (median {:+.1} %, mean {:+.1} %)",
             kind.compose_file(),
-            self.runs,
+            self.run_count(),
             secs(mv),
             secs(av),
             secs(mp),
