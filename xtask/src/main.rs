@@ -40,6 +40,7 @@ mod stack;
 mod standin;
 mod startup;
 mod swarm;
+mod tls;
 mod util;
 
 use std::process::ExitCode;

@@ -91,8 +91,11 @@ pub fn remove(o: &Orphan) -> Result<()> {
             all.images
                 .extend(resources::names_under(&format!("127.0.0.1:{}", at.port())));
         }
-        // Its node sockets: a directory of its own in temp_dir.
+        // Its node sockets: a directory of its own in temp_dir; its TLS keys (proof::edge).
         let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&o.project));
+        let edge = format!("{}-edge", o.project);
+        let _ =
+            std::fs::remove_dir_all(crate::paths::work_dir(&crate::util::project_root(), &edge));
     }
     let failed = all.remove();
     if !failed.is_empty() {

@@ -5,5 +5,6 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod edge;
 pub mod load;
 pub mod swarm;

@@ -56,7 +56,7 @@ impl StackImages {
 
 /// What the rendered stack is interpolated with besides its images: the app's own variables
 /// and where the secrets are (the same as the prod stack's compose environment).
-pub fn stack_vars(root: &std::path::Path) -> Vec<(String, String)> {
+pub fn stack_vars(root: &std::path::Path, tls_pem: &Path) -> Vec<(String, String)> {
     vec![
         (
             "AXION_APP_ENV_FILE".into(),
@@ -67,6 +67,7 @@ pub fn stack_vars(root: &std::path::Path) -> Vec<(String, String)> {
             crate::secrets::dir(root).display().to_string(),
         ),
         ("AXION_EXTRA_CA_FILE".into(), "/dev/null".into()),
+        ("AXION_TLS_PEM".into(), tls_pem.display().to_string()),
     ]
 }
 
@@ -84,8 +85,8 @@ pub fn render(
     env.extend(images.env().map(|(k, v)| (k.to_string(), v.to_string())));
     let files = [StackKind::Prod.compose_file(), OVERLAY];
     let model = crate::docker::compose::config_json(sh, root, &files, &env)?;
-    let (secrets, key) = (crate::secrets::dir(root), crate::secrets::name_key(root)?);
-    let file = to_stack(model, stack, |f| name_source(f, &secrets, &key))?;
+    let key = crate::secrets::name_key(root)?;
+    let file = to_stack(model, stack, |kind, f| name_source(kind, f, &key))?;
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -95,11 +96,12 @@ pub fn render(
     Ok(file)
 }
 
-/// What an object's name is derived from: a config's content; a secret's content behind the
-/// name key, so the name (visible to anyone who lists the swarm's secrets) says nothing of it.
-fn name_source(file: &str, secrets: &Path, key: &[u8]) -> Result<Vec<u8>> {
+/// What an object's name is derived from: a config's content; a secret's content (wherever
+/// its file is: the TLS key may live outside secrets/) behind the name key, so the name
+/// (visible to anyone who lists the swarm's secrets) says nothing of it.
+fn name_source(kind: &str, file: &str, key: &[u8]) -> Result<Vec<u8>> {
     let bytes = std::fs::read(file)?;
-    Ok(if Path::new(file).starts_with(secrets) {
+    Ok(if kind == "secrets" {
         [key, &bytes].concat()
     } else {
         bytes

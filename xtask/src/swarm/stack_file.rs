@@ -20,7 +20,7 @@ use crate::standin::fnv1a;
 pub fn to_stack(
     mut model: Value,
     stack: &str,
-    read: impl Fn(&str) -> Result<Vec<u8>>,
+    read: impl Fn(&str, &str) -> Result<Vec<u8>>,
 ) -> Result<Value> {
     let top = model
         .as_object_mut()
@@ -118,7 +118,7 @@ fn name_by_content(
     objs: &mut Map<String, Value>,
     kind: &str,
     stack: &str,
-    read: &impl Fn(&str) -> Result<Vec<u8>>,
+    read: &impl Fn(&str, &str) -> Result<Vec<u8>>,
 ) -> Result<()> {
     for (key, obj) in objs.iter_mut() {
         let file = obj
@@ -126,7 +126,7 @@ fn name_by_content(
             .and_then(Value::as_str)
             .with_context(|| format!("{kind}.{key} has no file"))?
             .to_string();
-        let bytes = read(&file).with_context(|| format!("reading {kind}.{key} ({file})"))?;
+        let bytes = read(kind, &file).with_context(|| format!("reading {kind}.{key} ({file})"))?;
         let name = format!("{stack}_{key}-{:08x}", fnv1a(&bytes) as u32);
         *obj = json!({ "name": name, "file": file });
     }

@@ -40,7 +40,7 @@ fn model() -> Value {
     })
 }
 
-fn read(f: &str) -> Result<Vec<u8>> {
+fn read(_kind: &str, f: &str) -> Result<Vec<u8>> {
     Ok(format!("content of {f}").into_bytes())
 }
 
@@ -88,7 +88,7 @@ fn secrets_and_configs_are_named_by_content_and_unused_ones_dropped() {
     let name = secrets["app_db_password"]["name"].as_str().unwrap();
     assert!(name.starts_with("axion_app_db_password-"), "{name}");
     // A changed file is a new object (swarm's are immutable); the same file the same one.
-    let changed = to_stack(model(), "axion", |f| Ok(format!("new {f}").into_bytes())).unwrap();
+    let changed = to_stack(model(), "axion", |_, f| Ok(format!("new {f}").into_bytes())).unwrap();
     assert_ne!(
         changed["secrets"]["app_db_password"]["name"]
             .as_str()
@@ -111,7 +111,7 @@ fn secrets_and_configs_are_named_by_content_and_unused_ones_dropped() {
 
 #[test]
 fn a_secret_file_that_cannot_be_read_is_named() {
-    let e = to_stack(model(), "axion", |f| bail!("no such file {f}")).unwrap_err();
+    let e = to_stack(model(), "axion", |_, f| bail!("no such file {f}")).unwrap_err();
     assert!(
         format!("{e:#}").contains("secrets.app_db_password"),
         "{e:#}"
@@ -187,21 +187,48 @@ fn convergence_reads_in_deploys_json_and_for_a_person() {
     assert_eq!(c.line(), "app 2/2 after 14.2s");
 }
 
-/// Hostile table, row 5: a secret's object name is keyed (says nothing of the secret), a
-/// config's is its content's.
+/// Hostile table, row 5: a secret's object name is keyed (says nothing of the secret), wherever
+/// its file is (the TLS key may be outside secrets/); a config's is its content's.
 #[test]
 fn secret_names_are_keyed_config_names_are_not() {
     let dir = std::env::temp_dir().join(format!("xtask-names-{}", std::process::id()));
-    let secrets = dir.join("secrets");
-    std::fs::create_dir_all(&secrets).unwrap();
-    let (secret, config) = (secrets.join("redis_password"), dir.join("haproxy.cfg"));
-    std::fs::write(&secret, "value").unwrap();
-    std::fs::write(&config, "value").unwrap();
-    let named = |f: &std::path::Path, key: &[u8]| {
-        super::name_source(f.to_str().unwrap(), &secrets, key).unwrap()
-    };
-    assert_eq!(named(&config, b"k1"), b"value");
-    assert_eq!(named(&secret, b"k1"), b"k1value");
-    assert_ne!(named(&secret, b"k1"), named(&secret, b"k2"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("some.pem");
+    std::fs::write(&file, "value").unwrap();
+    let named =
+        |kind: &str, key: &[u8]| super::name_source(kind, file.to_str().unwrap(), key).unwrap();
+    assert_eq!(named("configs", b"k1"), b"value");
+    assert_eq!(named("secrets", b"k1"), b"k1value");
+    assert_ne!(named("secrets", b"k1"), named("secrets", b"k2"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Hostile table, row 7: the proxy terminates TLS from the secret, redirects HTTP, sends HSTS
+/// over HTTPS only, appends X-Forwarded-For and sets X-Forwarded-Proto itself.
+#[test]
+fn the_edge_terminates_tls_redirects_and_forwards_the_client() {
+    let root = crate::util::project_root();
+    let cfg = std::fs::read_to_string(root.join("docker/swarm/haproxy.cfg")).unwrap();
+    let lines: Vec<&str> = cfg.lines().map(str::trim).collect();
+    let has = |l: &str| lines.iter().any(|x| x.starts_with(l));
+    assert!(has("bind :8443 ssl crt /run/secrets/tls.pem"), "{cfg}");
+    assert!(has("option forwardfor"), "{cfg}");
+    assert!(
+        has("http-request redirect location \"https://") && cfg.contains("code 308 if !{ ssl_fc }")
+    );
+    assert!(has(
+        "http-request set-header X-Forwarded-Proto https if { ssl_fc }"
+    ));
+    assert!(has(
+        "http-request set-header X-Forwarded-Proto http if !{ ssl_fc }"
+    ));
+    assert!(has(
+        "http-response set-header Strict-Transport-Security \"max-age=31536000\" if { ssl_fc }"
+    ));
+    let stack = std::fs::read_to_string(root.join("docker-compose.swarm.yml")).unwrap();
+    assert!(
+        stack.contains("file: ${AXION_TLS_PEM:-./secrets/tls.pem}"),
+        "the PEM is a secret"
+    );
+    assert!(stack.contains("published: ${HTTPS_PORT:-3443}"), "{stack}");
 }

@@ -479,26 +479,50 @@ fn deploy_init_runs_the_stack_on_a_one_node_swarm_from_local_images() {
     ] {
         assert!(services.contains(s), "{s} in:\n{services}");
     }
-    // Through the proxy's host-mode port on the node.
+    // Through the proxy's host-mode ports on the node: HTTP redirects to HTTPS, which serves
+    // the self-signed certificate deploy made in secrets/tls.pem (verified against it, by name).
     let addr: std::net::SocketAddr = format!("{}:3000", node.ip()).parse().unwrap();
     let mut answer = String::new();
+    crate::real_engine::wait_for("the proxy's HTTP port", Duration::from_secs(60), || {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = s.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        answer.clear();
+        s.read_to_string(&mut answer).is_ok() && answer.starts_with("HTTP/1.1 308")
+    });
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("location: https://x:3443/api/health"),
+        "{answer}"
+    );
+    let pem = crate::support::project_root().join("secrets/tls.pem");
+    let resolve = format!("localhost:3443:{}", node.ip());
+    let mut https = String::new();
     crate::real_engine::wait_for(
-        "/api/health through the proxy",
+        "/api/health over verified HTTPS",
         Duration::from_secs(60),
         || {
-            use std::io::{Read, Write};
-            let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            else {
-                return false;
-            };
-            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-            let _ =
-                s.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            answer.clear();
-            s.read_to_string(&mut answer).is_ok() && answer.starts_with("HTTP/1.1 200")
+            let out = Command::new("curl")
+                .args(["-sS", "--max-time", "10", "-D", "-", "--cacert"])
+                .arg(&pem)
+                .args(["--resolve", &resolve, "https://localhost:3443/api/health"])
+                .output()
+                .unwrap();
+            https = text(&out);
+            out.status.success() && https.starts_with("HTTP/1.1 200")
         },
     );
-    assert!(answer.contains("\"status\":\"ok\""), "{answer}");
+    assert!(https.contains("\"status\":\"ok\""), "{https}");
+    assert!(
+        https
+            .to_ascii_lowercase()
+            .contains("strict-transport-security: max-age="),
+        "{https}"
+    );
     assert_eq!(
         host_swarm_state(),
         state_before,

@@ -50,6 +50,8 @@ pub struct Release {
     pub total: Duration,
     pub converged: Vec<Converged>,
     pub app_port: u16,
+    /// Where every node serves HTTPS (HTTPS_PORT).
+    pub https_port: String,
 }
 
 impl Release {
@@ -67,7 +69,7 @@ impl Release {
 
     fn line(&self) -> String {
         format!(
-            "deploy: stack {} healthy in {} ({}, push {}, deploy {}{}); every node answers on port {}\n  stack file: {}",
+            "deploy: stack {} healthy in {} ({}, push {}, deploy {}{}); every node serves HTTPS on port {} (HTTP on {} redirects)\n  stack file: {}",
             self.stack,
             secs(self.total),
             match &self.given_image {
@@ -80,6 +82,7 @@ impl Release {
                 ", of which the rolling update {}",
                 secs(d)
             )),
+            self.https_port,
             self.app_port,
             self.file.display()
         )
@@ -144,7 +147,8 @@ pub fn deploy(sh: &Shell, o: &flags::Deploy) -> Result<Release> {
     let push = t.elapsed();
 
     let file = crate::paths::stack_file(root, &stack);
-    let mut vars = swarm::stack_vars(root);
+    let tls = crate::tls::ensure(root, o.tls_cert.as_deref())?;
+    let mut vars = swarm::stack_vars(root, &tls);
     vars.extend(ports.named().map(|(k, p)| (k.to_string(), p.to_string())));
     swarm::render(sh, root, &stack, &images, &vars, &file)?;
     let t = Instant::now();
@@ -164,6 +168,7 @@ pub fn deploy(sh: &Shell, o: &flags::Deploy) -> Result<Release> {
         total: started.elapsed(),
         converged,
         app_port: ports.app,
+        https_port: env.get("HTTPS_PORT").unwrap_or_else(|| "3443".into()),
     })
 }
 
@@ -208,7 +213,7 @@ fn given_image(sh: &Shell, image: &str) -> Result<String> {
 }
 
 /// The edge proxy: EDGE_IMAGE, else the stand-in or haproxy:3.0 as the other images are.
-fn proxy_image(sh: &Shell, set: &images::ImageSet) -> Result<String> {
+pub fn proxy_image(sh: &Shell, set: &images::ImageSet) -> Result<String> {
     Ok(match std::env::var("EDGE_IMAGE") {
         Ok(v) if !v.is_empty() => v,
         _ if set.standin => {

@@ -99,11 +99,13 @@ fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
             .nodes
             .push(json!({"node": n.hostname, "ip": n.ip, "role": role}));
     }
+    let proxy = crate::cmd::deploy::proxy_image(sh, set)?;
     let run = steps::Run {
         sh,
         o,
         standin: set.standin,
         image: stack.app_image(),
+        proxy,
     };
     let outcome = steps::on_cluster(&run, &mut cluster, report);
 

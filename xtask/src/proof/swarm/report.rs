@@ -17,6 +17,8 @@ pub struct Report {
     pub converged: Vec<swarm::Converged>,
     pub app_nodes: Vec<String>,
     pub first_answers: Vec<String>,
+    /// The TLS edge per node: the redirect, the verified certificate, HSTS.
+    pub edge: Vec<String>,
     pub update: Option<(Duration, Summary)>,
     pub rollback: Option<(Duration, String, Summary)>,
     pub host: Vec<(String, String)>,
@@ -39,6 +41,7 @@ impl Report {
             "converged": self.converged.iter().map(swarm::Converged::to_json).collect::<Vec<_>>(),
             "app_replica_nodes": self.app_nodes,
             "first_answers": self.first_answers,
+            "edge": self.edge,
             "rolling_update": self.update.as_ref().map(|(d, s)| json!({"seconds": d.as_secs_f64(), "load": s.to_json()})),
             "rollback": self.rollback.as_ref().map(|(d, state, s)| json!({"seconds": d.as_secs_f64(), "final_state": state, "load": s.to_json()})),
             "host_engine_after": self.host.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
@@ -90,6 +93,9 @@ impl Report {
                 "  app replicas on: {}\n",
                 self.app_nodes.join(", ")
             ));
+        }
+        for e in &self.edge {
+            s.push_str(&format!("  edge: {e}\n"));
         }
         for a in &self.first_answers {
             s.push_str(&format!("  {a}\n"));

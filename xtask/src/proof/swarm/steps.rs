@@ -19,24 +19,33 @@ use crate::{
     http, images,
     proof::{
         cluster::{Cluster, REGISTRY_NAME},
+        edge::{self, HTTPS_PORT},
         load::{Load, WORKERS},
     },
     swarm::{self, TIMEOUT_UPDATE},
     util::secs,
 };
 
-/// What every step needs: the run's shell, flags and image.
+/// What every step needs: the run's shell, flags and images.
 pub struct Run<'a> {
     pub sh: &'a Shell,
     pub o: &'a flags::Verify,
     pub standin: bool,
     pub image: String,
+    /// The edge proxy's image on this host (the proof's TLS client runs it too).
+    pub proxy: String,
 }
 
 pub fn on_cluster(run: &Run, cluster: &mut Cluster, report: &mut Report) -> Result<()> {
     build_variants(run, cluster)?;
+    let ips: Vec<String> = cluster.nodes.iter().map(|n| n.ip.clone()).collect();
+    let dir = crate::paths::work_dir(
+        &crate::util::project_root(),
+        &format!("{}-edge", cluster.project),
+    );
+    let tls = edge::Material::make(&dir, &ips)?;
     let t = Instant::now();
-    let first = deploy_image(run, cluster, &run.image)?;
+    let first = deploy_image(run, cluster, &tls, &run.image)?;
     report.phase("deploy until every task healthy", t.elapsed());
     report.pushes = Some((
         first.push,
@@ -48,8 +57,10 @@ pub fn on_cluster(run: &Run, cluster: &mut Cluster, report: &mut Report) -> Resu
     spread_over_nodes(run.sh, &manager, report)?;
     no_secret_in_the_stack(run.sh, &manager)?;
     pull_by_a_worker(run.sh, cluster, &first.images.redis, report)?;
-    let entries = every_entry_answers(cluster, report)?;
-    let updated = rolling_update(run, cluster, &entries, &first, report)?;
+    let entries = edge::start_client(cluster, &tls, &run.proxy)?;
+    every_entry_answers(cluster, &entries, report)?;
+    the_edge_redirects_and_pins_https(cluster, &entries, report)?;
+    let updated = rolling_update(run, cluster, &tls, &entries, &first, report)?;
     rollback(run, cluster, &entries, &updated, report)
 }
 
@@ -75,10 +86,16 @@ fn build_variants(run: &Run, cluster: &mut Cluster) -> Result<()> {
 
 /// `deploy` as a person runs it: this host pushes to the registry on loopback, the nodes pull
 /// it by its name on their network, the manager is node1's engine (its socket).
-fn deploy_image(run: &Run, cluster: &Cluster, image: &str) -> Result<Release> {
+fn deploy_image(
+    run: &Run,
+    cluster: &Cluster,
+    tls: &edge::Material,
+    image: &str,
+) -> Result<Release> {
     let o = flags::Deploy {
         stack: Some(STACK.into()),
         image: Some(image.into()),
+        tls_cert: Some(tls.edge_pem.display().to_string()),
         registry: Some(cluster.push_prefix.clone()),
         node_registry: Some(REGISTRY_NAME.into()),
         manager: cluster.manager().address().map(String::from),
@@ -142,15 +159,18 @@ fn pull_by_a_worker(sh: &Shell, cluster: &Cluster, redis: &str, report: &mut Rep
     Ok(())
 }
 
-/// Every node's entry point answers every URL (the proxy has found the app's tasks: DNS,
-/// then its own health check).
-fn every_entry_answers(cluster: &Cluster, report: &mut Report) -> Result<Vec<SocketAddr>> {
+/// Every node's entry point answers every URL over verified HTTPS (the proxy has found the
+/// app's tasks: DNS, then its own health check).
+fn every_entry_answers(
+    cluster: &Cluster,
+    entries: &[SocketAddr],
+    report: &mut Report,
+) -> Result<()> {
     let t = Instant::now();
-    let entries = cluster.entry_points(ENTRY_PORT)?;
-    for e in &entries {
+    for (node, e) in cluster.nodes.iter().zip(entries) {
         for url in URLS {
             let r = crate::util::poll(
-                &format!("GET http://{e}{url} to answer 200"),
+                &format!("GET https://{}:{HTTPS_PORT}{url} to answer 200", node.ip),
                 Duration::from_secs(60),
                 Duration::from_millis(100),
                 || match http::get_at(*e, url, Duration::from_secs(10)) {
@@ -159,7 +179,8 @@ fn every_entry_answers(cluster: &Cluster, report: &mut Report) -> Result<Vec<Soc
                 },
             )?;
             let line = format!(
-                "GET http://{e}{url}: {} after {}",
+                "GET https://{}:{HTTPS_PORT}{url} (verified): {} after {}",
+                node.ip,
                 r.describe(),
                 secs(t.elapsed())
             );
@@ -167,20 +188,58 @@ fn every_entry_answers(cluster: &Cluster, report: &mut Report) -> Result<Vec<Soc
         }
     }
     report.phase("every entry point answers", t.elapsed());
-    Ok(entries)
+    Ok(())
+}
+
+/// HTTP on every node answers 308 to the same URL over HTTPS; HTTPS sends HSTS.
+fn the_edge_redirects_and_pins_https(
+    cluster: &Cluster,
+    entries: &[SocketAddr],
+    report: &mut Report,
+) -> Result<()> {
+    let http_entries = cluster.entry_points(ENTRY_PORT)?;
+    for (node, (plain, tls)) in cluster.nodes.iter().zip(http_entries.iter().zip(entries)) {
+        let r = http::get_at(*plain, "/api/health?x=1", Duration::from_secs(10))
+            .map_err(|e| anyhow::anyhow!("GET http://{plain}/api/health: {e}"))?;
+        let want = format!("https://{}:{HTTPS_PORT}/api/health?x=1", node.ip);
+        if r.status != 308 || r.location.as_deref() != Some(want.as_str()) {
+            bail!(
+                "GET http://{plain}/api/health?x=1 answered {}, not 308 to {want}",
+                r.describe()
+            );
+        }
+        let r = http::get_at(*tls, "/api/health", Duration::from_secs(10))
+            .map_err(|e| anyhow::anyhow!("GET https://{}:{HTTPS_PORT}/api/health: {e}", node.ip))?;
+        let hsts = r
+            .header("strict-transport-security")
+            .unwrap_or_default()
+            .to_string();
+        if !hsts.contains("max-age=") {
+            bail!(
+                "https://{}:{HTTPS_PORT} sends no Strict-Transport-Security header",
+                node.ip
+            );
+        }
+        report.edge.push(format!(
+            "{}: http -> 308 {want}; https verified against the run's CA; HSTS `{hsts}`",
+            node.hostname
+        ));
+    }
+    Ok(())
 }
 
 /// `deploy` of a new image under a steady load on every entry point; the image it runs after.
 fn rolling_update(
     run: &Run,
     cluster: &Cluster,
+    tls: &edge::Material,
     entries: &[SocketAddr],
     first: &Release,
     report: &mut Report,
 ) -> Result<String> {
     let load = Load::start(entries, &URLS, WORKERS);
     let t = Instant::now();
-    let rolled = deploy_image(run, cluster, &format!("{}-update", run.image));
+    let rolled = deploy_image(run, cluster, tls, &format!("{}-update", run.image));
     let summary = load.finish();
     let rolled = rolled?;
     let took = t.elapsed();
