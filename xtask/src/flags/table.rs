@@ -163,6 +163,7 @@ command! {
         manager: Option<String> = text(valued("--manager", "HOST", "the swarm manager's engine (ssh://user@host, tcp://…, unix://…); images are still built and pushed here")),
         image: Option<String> = text(valued("--image", "IMAGE", "deploy this app image (built before, e.g. by CI) instead of building the runner")),
         tls_cert: Option<String> = text(valued("--tls-cert", "PEM", "the certificate chain and its key (one PEM) the proxy serves (default: secrets/tls.pem, made self-signed when missing)")),
+        encrypted_overlays: bool = switch(switch("--encrypted-overlays", "encrypt the overlay networks between nodes (IPsec: every node's kernel needs ESP and AES-GCM, see README)")),
         init: bool = switch(switch("--init", "make this engine a one-node swarm first (warns: it can disturb running stacks); needs --advertise-addr")),
         /// With `--init`: the one address the new swarm listens and advertises on.
         advertise_addr: Option<String> = text(valued("--advertise-addr", "IP", "with --init: the address other nodes reach this engine by; the swarm listens there only")),

@@ -79,6 +79,7 @@ pub fn render(
     stack: &str,
     images: &StackImages,
     extra_env: &[(String, String)],
+    encrypted_overlays: bool,
     out: &Path,
 ) -> Result<Value> {
     let mut env: Vec<(String, String)> = extra_env.to_vec();
@@ -86,7 +87,10 @@ pub fn render(
     let files = [StackKind::Prod.compose_file(), OVERLAY];
     let model = crate::docker::compose::config_json(sh, root, &files, &env)?;
     let key = crate::secrets::name_key(root)?;
-    let file = to_stack(model, stack, |kind, f| name_source(kind, f, &key))?;
+    let mut file = to_stack(model, stack, |kind, f| name_source(kind, f, &key))?;
+    if encrypted_overlays {
+        stack_file::encrypt_overlays(&mut file);
+    }
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }

@@ -133,6 +133,20 @@ fn name_by_content(
     Ok(())
 }
 
+/// Every overlay network encrypted (IPsec ESP with AES-GCM between nodes): `--encrypted-overlays`.
+pub fn encrypt_overlays(file: &mut Value) {
+    for net in file
+        .get_mut("networks")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|m| m.values_mut())
+    {
+        if net["driver"] == "overlay" {
+            net["driver_opts"]["encrypted"] = json!("");
+        }
+    }
+}
+
 fn number_in_place(v: &mut Value) {
     if let Some(n) = v.as_str().and_then(|s| s.parse::<u64>().ok()) {
         *v = json!(n);

@@ -232,3 +232,18 @@ fn the_edge_terminates_tls_redirects_and_forwards_the_client() {
     );
     assert!(stack.contains("published: ${HTTPS_PORT:-3443}"), "{stack}");
 }
+
+/// Hostile table, row 6: `--encrypted-overlays` encrypts every overlay network, nothing else.
+#[test]
+fn encrypted_overlays_are_every_overlay_network() {
+    let mut file = json!({"networks": {
+        "edge": {"driver": "overlay"},
+        "backend": {"driver": "overlay", "internal": true},
+        "other": {"driver": "bridge"}
+    }});
+    stack_file::encrypt_overlays(&mut file);
+    assert_eq!(file["networks"]["edge"]["driver_opts"]["encrypted"], "");
+    assert_eq!(file["networks"]["backend"]["driver_opts"]["encrypted"], "");
+    assert_eq!(file["networks"]["backend"]["internal"], true);
+    assert!(file["networks"]["other"].get("driver_opts").is_none());
+}

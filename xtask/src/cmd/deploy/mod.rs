@@ -150,7 +150,15 @@ pub fn deploy(sh: &Shell, o: &flags::Deploy) -> Result<Release> {
     let tls = crate::tls::ensure(root, o.tls_cert.as_deref())?;
     let mut vars = swarm::stack_vars(root, &tls);
     vars.extend(ports.named().map(|(k, p)| (k.to_string(), p.to_string())));
-    swarm::render(sh, root, &stack, &images, &vars, &file)?;
+    swarm::render(
+        sh,
+        root,
+        &stack,
+        &images,
+        &vars,
+        o.encrypted_overlays,
+        &file,
+    )?;
     let t = Instant::now();
     let mut progress = Progress::new(o.json);
     let (rolling_update, converged) =
