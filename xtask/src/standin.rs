@@ -12,8 +12,9 @@ use std::{
 use anyhow::{Context, Result, bail};
 use xshell::Shell;
 
+use crate::docker::build::Build;
 use crate::{
-    docker::{self, compose::words},
+    docker::{self},
     host,
     images::{ImageSet, STANDIN},
     util::{secs, tail},
@@ -200,41 +201,30 @@ fn stale(sh: &Shell, set: Vec<Standin>, all: bool) -> Result<(Vec<Stale>, bool)>
 }
 
 /// `docker build` of a stand-in on `base` (ours, or Debian's own with `--pull`).
-fn build_argv(
+fn stand_in_build(
     s: &Standin,
     hash: &str,
     ctx: &Path,
     extra_ca: &Path,
     no_cache: bool,
     upstream_base: bool,
-) -> Vec<String> {
-    let mut args = words(&["build", "--progress=plain"]);
-    if no_cache {
-        args.push("--no-cache".into());
-    }
-    if upstream_base {
-        args.push("--pull".into());
-    }
+) -> Build {
     let base = if upstream_base {
         format!("debian:{}", s.base)
     } else {
         format!("{STANDIN}/debian:{}", s.base)
     };
-    args.extend([
-        "--secret".into(),
-        format!("id=extra_ca,src={}", extra_ca.display()),
-    ]);
-    for t in &s.tags {
-        args.extend(["-t".into(), t.clone()]);
+    Build {
+        tags: s.tags.clone(),
+        build_args: vec![("BASE".into(), base)],
+        secrets: vec![format!("id=extra_ca,src={}", extra_ca.display())],
+        labels: vec![format!("{RECIPE_LABEL}={hash}")],
+        no_cache,
+        pull: upstream_base,
+        plain_progress: true,
+        context: ctx.display().to_string(),
+        ..Default::default()
     }
-    args.extend([
-        "--label".into(),
-        format!("{RECIPE_LABEL}={hash}"),
-        "--build-arg".into(),
-        format!("BASE={base}"),
-        ctx.display().to_string(),
-    ]);
-    args
 }
 
 /// Builds the stale stand-ins in parallel, each from a context of its recipe; the host's extra
@@ -263,8 +253,9 @@ fn build(sh: &Shell, stale: &[Stale], no_cache: bool, upstream_base: bool) -> Re
             s.tags.join(", "),
             log.display()
         );
-        let argv = build_argv(s, hash, &ctx, &extra_ca, no_cache, upstream_base);
-        let handle = docker::expr(&argv)
+        let build = stand_in_build(s, hash, &ctx, &extra_ca, no_cache, upstream_base);
+        let handle = build
+            .expr()
             .stderr_to_stdout()
             .stdout_path(&log)
             .unchecked()
@@ -309,17 +300,15 @@ fn ensure_debian_bases(sh: &Shell, suites: &[&str]) -> Result<()> {
     let mut running = Vec::new();
     for suite in missing {
         eprintln!("stand-in: creating {STANDIN}/debian:{suite} with mmdebstrap");
-        let import = words(&[
-            "import",
-            "--change",
-            "CMD [\"bash\"]",
-            "--change",
-            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "-",
+        let import = docker::build::import(
             &format!("{STANDIN}/debian:{suite}"),
-        ]);
+            &[
+                "CMD [\"bash\"]",
+                "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            ],
+        );
         let handle = duct::cmd("mmdebstrap", mmdebstrap_args(suite))
-            .pipe(docker::expr(&import))
+            .pipe(import)
             .stdout_null()
             .start()?;
         running.push((suite, handle, Instant::now()));
@@ -391,7 +380,7 @@ mod tests {
     #[test]
     fn build_argv_labels_the_recipe() {
         let s = &standins()[2];
-        let a = build_argv(
+        let a = stand_in_build(
             s,
             "00ff",
             Path::new("/ctx"),
@@ -399,20 +388,22 @@ mod tests {
             false,
             false,
         )
+        .argv()
         .join(" ");
         assert_eq!(
             a,
-            "build --progress=plain --secret id=extra_ca,src=/ca.pem -t axion-hub-standin/redis:7 \
-             --label org.axion-hub.recipe=00ff --build-arg BASE=axion-hub-standin/debian:bookworm /ctx"
+            "build --progress=plain -t axion-hub-standin/redis:7 --build-arg BASE=axion-hub-standin/debian:bookworm \
+             --secret id=extra_ca,src=/ca.pem --label org.axion-hub.recipe=00ff /ctx"
         );
-        let up = build_argv(
+        let up = stand_in_build(
             s,
             "00ff",
             Path::new("/ctx"),
             Path::new("/ca.pem"),
             false,
             true,
-        );
+        )
+        .argv();
         assert!(up.contains(&"--pull".to_string()));
         assert!(up.contains(&"BASE=debian:bookworm".to_string()), "{up:?}");
     }

@@ -11,9 +11,10 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use xshell::Shell;
 
+use crate::docker::build::Build;
 use crate::startup::{Needs, Start};
 use crate::{
-    docker::{self, compose::words},
+    docker::{self},
     engine,
     flags::{self, STAGES},
     host,
@@ -41,26 +42,19 @@ fn extra_ca_secret(file: &Path) -> String {
 }
 
 /// `docker build --target <stage>` for one stage; the context is app/.
-fn stage_argv(stage: &str, rev: &str, args: &[(String, String)], secret: &str) -> Vec<String> {
-    let mut v: Vec<String> = vec![
-        "build".into(),
-        "-f".into(),
-        "docker/Dockerfile".into(),
-        "--target".into(),
-        stage.into(),
-    ];
-    v.extend([
-        "-t".into(),
-        format!("axion-hub:{stage}"),
-        "-t".into(),
-        format!("axion-hub:{stage}-{rev}"),
-    ]);
-    for (k, val) in args {
-        v.extend(["--build-arg".into(), format!("{k}={val}")]);
+fn stage_build(stage: &str, rev: &str, args: &[(String, String)], secret: &str) -> Build {
+    Build {
+        file: Some("docker/Dockerfile".into()),
+        target: Some(stage.into()),
+        tags: vec![
+            format!("axion-hub:{stage}"),
+            format!("axion-hub:{stage}-{rev}"),
+        ],
+        build_args: args.to_vec(),
+        secrets: vec![secret.into()],
+        context: "app".into(),
+        ..Default::default()
     }
-    v.extend(["--secret".into(), secret.into()]);
-    v.push("app".into());
-    v
 }
 
 /// A `docker buildx bake` file (JSON) building the stages as one BuildKit graph.
@@ -297,7 +291,9 @@ fn build_sequential(
     for stage in stages {
         let log = log_path(root, &format!("build-prod-{stage}.log"));
         let f = run_logged(
-            docker::expr(&stage_argv(stage, rev, args, secret)).env("BUILDKIT_PROGRESS", "plain"),
+            stage_build(stage, rev, args, secret)
+                .expr()
+                .env("BUILDKIT_PROGRESS", "plain"),
             &format!("building stage `{stage}`"),
             &log,
             TIMEOUT_BUILD,
@@ -339,12 +335,9 @@ fn build_bake(
         &file,
         serde_json::to_string_pretty(&bake_file(stages, rev, args, secret))?,
     )?;
-    let mut argv = words(&["buildx", "bake", "--progress=plain", "-f"]);
-    argv.push(file.display().to_string());
-    argv.extend(stages.iter().map(|s| s.to_string()));
     let log = log_path(root, "build-prod-bake.log");
     let f = run_logged(
-        docker::expr(&argv),
+        docker::build::bake(&file, stages),
         "docker buildx bake",
         &log,
         TIMEOUT_BUILD,
@@ -375,7 +368,7 @@ mod tests {
     #[test]
     fn stage_argv_targets_and_tags() {
         let args = stage_build_args(&ImageSet::standin(), "--frozen-lockfile");
-        let v = stage_argv("runner", "abc123", &args, "id=extra_ca,src=/ca.pem");
+        let v = stage_build("runner", "abc123", &args, "id=extra_ca,src=/ca.pem").argv();
         let s = v.join(" ");
         assert!(s.starts_with("build -f docker/Dockerfile --target runner -t axion-hub:runner -t axion-hub:runner-abc123"), "{s}");
         assert!(

@@ -1,6 +1,7 @@
 //! The one docker layer: every `docker` and `docker compose` child is spawned here, and every
 //! piece of JSON docker prints is parsed here.
 
+pub mod build;
 pub mod compose;
 pub mod container;
 pub mod events;
