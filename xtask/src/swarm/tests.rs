@@ -247,3 +247,18 @@ fn encrypted_overlays_are_every_overlay_network() {
     assert_eq!(file["networks"]["backend"]["internal"], true);
     assert!(file["networks"]["other"].get("driver_opts").is_none());
 }
+
+/// A POST that reached a server is never sent again; GET and HEAD are, and so is any request
+/// whose connection failed before it was sent.
+#[test]
+fn the_edge_retries_only_what_is_safe_to_send_twice() {
+    let cfg = std::fs::read_to_string(crate::util::project_root().join("docker/swarm/haproxy.cfg"))
+        .unwrap();
+    let lines: Vec<&str> = cfg.lines().map(str::trim).collect();
+    assert!(
+        lines.contains(&"http-request disable-l7-retry unless METH_GET || METH_HEAD"),
+        "{cfg}"
+    );
+    let retry_on = lines.iter().find(|l| l.starts_with("retry-on ")).unwrap();
+    assert!(retry_on.contains("conn-failure"), "{retry_on}");
+}
