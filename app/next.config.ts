@@ -29,7 +29,16 @@ const SECURITY_HEADERS = [
   { key: "Permissions-Policy", value: "camera=(), microphone=(), geolocation=()" },
 ];
 
+/**
+ * One id per release, the same in every replica: the git commit the xtask passes at build time
+ * (AXION_BUILD_ID; unset for a tree with uncommitted changes, which gets Next.js's random id).
+ * As deploymentId it is Next.js's skew protection: a client of an older release that asks the
+ * server of a newer one gets a hard reload instead of a broken page.
+ */
+const releaseId = process.env.AXION_BUILD_ID || undefined;
+
 const nextConfig: NextConfig = {
+  ...(releaseId ? { generateBuildId: async () => releaseId, deploymentId: releaseId } : {}),
   async headers() {
     if (process.env.NODE_ENV !== "production") return [];
     return [{ source: "/:path*", headers: SECURITY_HEADERS }];

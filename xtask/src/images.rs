@@ -182,6 +182,27 @@ pub fn revision(sh: &Shell) -> String {
     known_revision(sh).unwrap_or_else(|| "norev".into())
 }
 
+/// The id of a release built from this checkout: its commit, when git names one and nothing
+/// tracked changed. Every replica of one release serves the same Next.js build id (and
+/// deploymentId: Next.js's skew protection); a tree with changes gets Next.js's own random id,
+/// since two different builds must never share one.
+pub fn release_id(root: &std::path::Path) -> Option<String> {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let rev = git(&["rev-parse", "--short=12", "HEAD"]).filter(|r| !r.is_empty())?;
+    let changes = git(&["status", "--porcelain", "--untracked-files=no"])?;
+    changes.is_empty().then_some(rev)
+}
+
 /// The checkout's revision (`-dirty` with uncommitted changes), when git can name it.
 pub fn known_revision(sh: &Shell) -> Option<String> {
     let rev = xshell::cmd!(sh, "git rev-parse --short=12 HEAD")

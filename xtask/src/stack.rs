@@ -226,6 +226,9 @@ pub fn compose_env(images: &ImageSet, root: &Path) -> Vec<(String, String)> {
     env.push(("HOST_UID".into(), host::uid().to_string()));
     env.push(("HOST_GID".into(), host::gid().to_string()));
     env.push(("BUILDKIT_PROGRESS".into(), "plain".into()));
+    // The prod build's Next.js build id and deploymentId (empty: Next.js picks its own).
+    let release = crate::images::release_id(root).unwrap_or_default();
+    env.push(("AXION_BUILD_ID".into(), release));
     env.push((
         "AXION_EXTRA_CA_FILE".into(),
         crate::paths::extra_ca(root).display().to_string(),

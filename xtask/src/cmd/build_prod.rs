@@ -28,11 +28,16 @@ use crate::{
 
 /// The build arguments every stage gets, as `--build-arg` pairs. The extra CAs are not among
 /// them: they go in as the build secret `extra_ca` (see `Secret`).
-fn stage_build_args(images: &ImageSet, install_flags: &str) -> Vec<(String, String)> {
+fn stage_build_args(
+    images: &ImageSet,
+    install_flags: &str,
+    release: &str,
+) -> Vec<(String, String)> {
     vec![
         ("BUN_IMAGE".to_string(), images.bun.clone()),
         ("BUN_SLIM_IMAGE".to_string(), images.bun_slim.clone()),
         ("BUN_INSTALL_FLAGS".to_string(), install_flags.to_string()),
+        ("AXION_BUILD_ID".to_string(), release.to_string()),
     ]
 }
 
@@ -197,7 +202,8 @@ impl flags::BuildProd {
                     return Ok(check);
                 }
             }
-            let mut args = stage_build_args(&images, flags);
+            let release = images::release_id(root).unwrap_or_default();
+            let mut args = stage_build_args(&images, flags, &release);
             args.extend(crate::app_env::build_args(root, env));
             let (finished, r) = if self.sequential {
                 build_sequential(root, &stages, &rev, &args, &secret)?
@@ -367,7 +373,7 @@ mod tests {
 
     #[test]
     fn stage_argv_targets_and_tags() {
-        let args = stage_build_args(&ImageSet::standin(), "--frozen-lockfile");
+        let args = stage_build_args(&ImageSet::standin(), "--frozen-lockfile", "r1");
         let v = stage_build("runner", "abc123", &args, "id=extra_ca,src=/ca.pem").argv();
         let s = v.join(" ");
         assert!(s.starts_with("build -f docker/Dockerfile --target runner -t axion-hub:runner -t axion-hub:runner-abc123"), "{s}");
@@ -391,7 +397,7 @@ mod tests {
         let f = bake_file(
             &STAGES,
             "r1",
-            &stage_build_args(&ImageSet::upstream(), "--frozen-lockfile"),
+            &stage_build_args(&ImageSet::upstream(), "--frozen-lockfile", "r1"),
             "id=extra_ca,src=/ca.pem",
         );
         assert_eq!(f["target"]["deps"]["secret"][0], "id=extra_ca,src=/ca.pem");

@@ -45,7 +45,8 @@ impl RouteProbe {
 const NOT_PROBED: &str = "not probed: needs values for its dynamic segments";
 
 /// The routes, then the ISR and image checks (the ISR one restarts the app container).
-pub fn run(sh: &Shell, container: &str, port: u16) -> (Vec<Check>, Vec<RouteProbe>) {
+/// `release`: the build id the build was given (the git commit), empty when none was.
+pub fn run(sh: &Shell, container: &str, port: u16, release: &str) -> (Vec<Check>, Vec<RouteProbe>) {
     let build = match BuildOutput::read(sh, container) {
         Ok(b) => b,
         Err(e) => {
@@ -79,8 +80,30 @@ pub fn run(sh: &Shell, container: &str, port: u16) -> (Vec<Check>, Vec<RouteProb
         headers_check(port, &build),
         image_check(port, &build),
         isr_check(sh, container, port, &build),
+        release_check(&build, release),
     ];
     (checks, probes)
+}
+
+/// The build id is the release's: every replica of one release serves one, and it is the
+/// deploymentId a client of an older release is told apart by.
+fn release_check(build: &BuildOutput, release: &str) -> Check {
+    let name = "app: its build id is the release's (the git commit)";
+    if release.is_empty() {
+        return Check::not_applicable(
+            name,
+            "the checkout has uncommitted changes: Next.js's own id",
+        );
+    }
+    check(
+        name,
+        build.build_id == release,
+        format!(
+            "BUILD_ID is `{}`, not {release}: next.config.ts must take generateBuildId and deploymentId from \
+             AXION_BUILD_ID (see the repository's app/next.config.ts)",
+            build.build_id
+        ),
+    )
 }
 
 fn addr(port: u16) -> SocketAddr {

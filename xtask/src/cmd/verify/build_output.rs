@@ -65,6 +65,8 @@ pub struct BuildOutput {
     pub images: Option<Images>,
     /// URL paths of the images the app ships (`public/`, imported images).
     pub image_files: Vec<String>,
+    /// `.next/BUILD_ID`.
+    pub build_id: String,
 }
 
 /// The runner's paths, relative to /app.
@@ -84,17 +86,20 @@ impl BuildOutput {
         for m in MANIFESTS {
             script.push_str(&format!("cat {m} 2>/dev/null; echo {SEP}; "));
         }
-        script.push_str("find public .next/static/media -type f 2>/dev/null");
+        script.push_str("find public .next/static/media -type f 2>/dev/null; ");
+        script.push_str(&format!("echo {SEP}; cat .next/BUILD_ID 2>/dev/null"));
         let out = docker::exec(sh, container, &["sh", "-c", &script])
             .context("reading the build's manifests from the app container")?;
         let text = String::from_utf8_lossy(&out.stdout);
         let parts: Vec<&str> = text.split(SEP).collect();
         anyhow::ensure!(
-            parts.len() == MANIFESTS.len() + 1,
+            parts.len() == MANIFESTS.len() + 2,
             "the app container's /app holds no Next.js build output: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
-        BuildOutput::parse(parts[0], parts[1], parts[2], parts[3], parts[4])
+        let mut build = BuildOutput::parse(parts[0], parts[1], parts[2], parts[3], parts[4])?;
+        build.build_id = parts[5].trim().to_string();
+        Ok(build)
     }
 
     /// From the manifests' text (an empty text: that manifest is absent) and a listing of
@@ -132,6 +137,7 @@ impl BuildOutput {
                 .map(String::from),
             images,
             image_files: image_files(files, svg),
+            build_id: String::new(),
         })
     }
 

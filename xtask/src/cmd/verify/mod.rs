@@ -126,7 +126,14 @@ fn run_checks(sh: &Shell, p: &Plan, report: &mut Report, quiet: bool) -> Result<
         report.phase("prod checks", t.elapsed());
         if let Some(app) = cs.iter().find(|c| c.service == "app") {
             let t = std::time::Instant::now();
-            let (checks, routes) = app_checks::run(sh, &app.name, p.stack.ports.app);
+            let release = p
+                .stack
+                .compose
+                .env
+                .iter()
+                .find(|(k, _)| k == "AXION_BUILD_ID");
+            let release = release.map_or("", |(_, v)| v.as_str());
+            let (checks, routes) = app_checks::run(sh, &app.name, p.stack.ports.app, release);
             report.checks.extend(checks);
             report.routes = routes;
             report.phase("app checks", t.elapsed());
