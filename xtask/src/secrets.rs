@@ -34,6 +34,10 @@ pub const SECRETS: [(&str, &str); 4] = [
         "Redis's `default` user (administration: health check, backups)",
     ),
 ];
+/// Next.js's server-actions key (AES-256, standard base64): a build secret, the same for every
+/// build and replica until it is rotated (delete the file; the next build makes a new one).
+pub const ACTIONS_KEY: &str = "server_actions_key";
+
 /// Redis reads its password from a config file: derived from `redis_password` on each prod
 /// start, so editing the password file is enough.
 const REDIS_CONF: &str = "redis.conf";
@@ -70,6 +74,7 @@ pub fn ensure(root: &Path) -> Result<()> {
                 .with_context(|| format!("making {} readable by the services", path.display()))?;
         }
     }
+    ensure_actions_key(&dir)?;
     // Checked before anything is derived from them.
     check(root)?;
     let (app, admin) = (
@@ -79,6 +84,37 @@ pub fn ensure(root: &Path) -> Result<()> {
     let conf = dir.join(REDIS_CONF);
     crate::util::write_atomic(&conf, redis_conf(&app, &admin).as_bytes(), 0o644)
         .with_context(|| format!("writing {}", conf.display()))?;
+    Ok(())
+}
+
+/// The server-actions key, made when missing (0600: only the build reads it), then checked: a
+/// value `atob` decodes to 16, 24 or 32 bytes.
+fn ensure_actions_key(dir: &Path) -> Result<()> {
+    let path = dir.join(ACTIONS_KEY);
+    if !path.exists()
+        && crate::util::create_atomic(&path, crate::util::random_key_base64()?.as_bytes(), 0o600)
+            .with_context(|| format!("creating {}", path.display()))?
+    {
+        eprintln!(
+            "created secret {} (Next.js's server-actions key): 256 random bits",
+            path.display()
+        );
+    }
+    let key = read(dir, ACTIONS_KEY)?;
+    let body = key.trim_end_matches('=');
+    let valid = key.len() % 4 == 0
+        && key.len() - body.len() <= 2
+        && body
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
+        && [16, 24, 32].contains(&(body.len() * 3 / 4));
+    if !valid {
+        bail!(
+            "{} is not a base64 AES key (16, 24 or 32 bytes, as `openssl rand -base64 32` prints).\n  \
+             fix: delete it (a random one is made) or write one",
+            path.display()
+        );
+    }
     Ok(())
 }
 
@@ -150,7 +186,9 @@ pub fn leaked_in(root: &Path, text: &str) -> Vec<&'static str> {
     let dir = dir(root);
     SECRETS
         .iter()
-        .filter_map(|(name, _)| Some((*name, read(&dir, name).ok()?)))
+        .map(|(name, _)| *name)
+        .chain([ACTIONS_KEY])
+        .filter_map(|name| Some((name, read(&dir, name).ok()?)))
         .filter(|(_, v)| contains_secret(text, v))
         .map(|(name, _)| name)
         .collect()

@@ -188,6 +188,22 @@ pub fn random_secret() -> Result<String> {
     Ok(base64url(&bytes))
 }
 
+/// 32 bytes from the CSPRNG in standard, padded base64 (44 characters): what `atob` takes
+/// (Next.js's server-actions key).
+pub fn random_key_base64() -> Result<String> {
+    let url = base64url(&random_bytes()?);
+    let std = url.replace('-', "+").replace('_', "/");
+    Ok(format!("{std}="))
+}
+
+fn random_bytes() -> Result<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .map_err(|e| anyhow::anyhow!("reading /dev/urandom: {e}"))?;
+    Ok(bytes)
+}
+
 fn base64url(bytes: &[u8]) -> String {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
@@ -212,6 +228,12 @@ mod tests {
         assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
         assert_eq!(random_secret().unwrap().len(), 43);
         assert_ne!(random_secret().unwrap(), random_secret().unwrap());
+        let k = random_key_base64().unwrap();
+        assert_eq!(k.len(), 44, "{k}");
+        assert!(
+            k.ends_with('=') && !k.contains('-') && !k.contains('_'),
+            "{k}"
+        );
     }
 
     use super::*;

@@ -47,7 +47,7 @@ fn extra_ca_secret(file: &Path) -> String {
 }
 
 /// `docker build --target <stage>` for one stage; the context is app/.
-fn stage_build(stage: &str, rev: &str, args: &[(String, String)], secret: &str) -> Build {
+fn stage_build(stage: &str, rev: &str, args: &[(String, String)], secrets: &[String]) -> Build {
     Build {
         file: Some("docker/Dockerfile".into()),
         target: Some(stage.into()),
@@ -56,7 +56,7 @@ fn stage_build(stage: &str, rev: &str, args: &[(String, String)], secret: &str) 
             format!("axion-hub:{stage}-{rev}"),
         ],
         build_args: args.to_vec(),
-        secrets: vec![secret.into()],
+        secrets: secrets.to_vec(),
         context: "app".into(),
         ..Default::default()
     }
@@ -67,7 +67,7 @@ fn bake_file(
     stages: &[&str],
     rev: &str,
     args: &[(String, String)],
-    secret: &str,
+    secrets: &[String],
 ) -> serde_json::Value {
     let args: serde_json::Map<String, serde_json::Value> = args
         .iter()
@@ -84,7 +84,7 @@ fn bake_file(
                     "target": s,
                     "tags": [format!("axion-hub:{s}"), format!("axion-hub:{s}-{rev}")],
                     "args": args,
-                    "secret": [secret],
+                    "secret": secrets,
                 }),
             )
         })
@@ -165,8 +165,10 @@ impl flags::BuildProd {
         let t0 = Instant::now();
         let start = Start::new(
             sh,
+            // The prod files: the runner's build reads the server-actions key.
             Needs {
                 images: self.images,
+                files: Some(StackKind::Prod),
                 ..Default::default()
             },
         )?;
@@ -180,7 +182,11 @@ impl flags::BuildProd {
             .collect();
         let rev = images::revision(sh);
         let policy = crate::startup::policy(self.cold, self.no_verify.clone());
-        let secret = extra_ca_secret(&host::extra_ca_file(root)?);
+        let actions_key = crate::secrets::dir(root).join(crate::secrets::ACTIONS_KEY);
+        let secrets = [
+            extra_ca_secret(&host::extra_ca_file(root)?),
+            format!("id=server_actions_key,src={}", actions_key.display()),
+        ];
         let strategy = if self.sequential {
             "sequential `docker build --target` per stage"
         } else {
@@ -206,9 +212,9 @@ impl flags::BuildProd {
             let mut args = stage_build_args(&images, flags, &release);
             args.extend(crate::app_env::build_args(root, env));
             let (finished, r) = if self.sequential {
-                build_sequential(root, &stages, &rev, &args, &secret)?
+                build_sequential(root, &stages, &rev, &args, &secrets)?
             } else {
-                build_bake(root, &stages, &rev, &args, &secret)?
+                build_bake(root, &stages, &rev, &args, &secrets)?
             };
             results = r;
             Ok(finished)
@@ -288,7 +294,7 @@ fn build_sequential(
     stages: &[&str],
     rev: &str,
     args: &[(String, String)],
-    secret: &str,
+    secrets: &[String],
 ) -> Result<Outcome> {
     let started = Instant::now();
     let mut all = String::new();
@@ -297,7 +303,7 @@ fn build_sequential(
     for stage in stages {
         let log = log_path(root, &format!("build-prod-{stage}.log"));
         let f = run_logged(
-            stage_build(stage, rev, args, secret)
+            stage_build(stage, rev, args, secrets)
                 .expr()
                 .env("BUILDKIT_PROGRESS", "plain"),
             &format!("building stage `{stage}`"),
@@ -333,13 +339,13 @@ fn build_bake(
     stages: &[&str],
     rev: &str,
     args: &[(String, String)],
-    secret: &str,
+    secrets: &[String],
 ) -> Result<Outcome> {
     let file = log_path(root, "bake.json");
     std::fs::create_dir_all(file.parent().context("log dir")?)?;
     std::fs::write(
         &file,
-        serde_json::to_string_pretty(&bake_file(stages, rev, args, secret))?,
+        serde_json::to_string_pretty(&bake_file(stages, rev, args, secrets))?,
     )?;
     let log = log_path(root, "build-prod-bake.log");
     let f = run_logged(
@@ -374,7 +380,13 @@ mod tests {
     #[test]
     fn stage_argv_targets_and_tags() {
         let args = stage_build_args(&ImageSet::standin(), "--frozen-lockfile", "r1");
-        let v = stage_build("runner", "abc123", &args, "id=extra_ca,src=/ca.pem").argv();
+        let v = stage_build(
+            "runner",
+            "abc123",
+            &args,
+            &["id=extra_ca,src=/ca.pem".to_string()],
+        )
+        .argv();
         let s = v.join(" ");
         assert!(s.starts_with("build -f docker/Dockerfile --target runner -t axion-hub:runner -t axion-hub:runner-abc123"), "{s}");
         assert!(
@@ -398,7 +410,7 @@ mod tests {
             &STAGES,
             "r1",
             &stage_build_args(&ImageSet::upstream(), "--frozen-lockfile", "r1"),
-            "id=extra_ca,src=/ca.pem",
+            &["id=extra_ca,src=/ca.pem".to_string()],
         );
         assert_eq!(f["target"]["deps"]["secret"][0], "id=extra_ca,src=/ca.pem");
         assert_eq!(

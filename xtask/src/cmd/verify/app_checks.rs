@@ -81,8 +81,30 @@ pub fn run(sh: &Shell, container: &str, port: u16, release: &str) -> (Vec<Check>
         image_check(port, &build),
         isr_check(sh, container, port, &build),
         release_check(&build, release),
+        actions_key_check(&build),
     ];
     (checks, probes)
+}
+
+/// The build kept the stack's server-actions key (secrets/server_actions_key): one release's
+/// actions then work on every replica and across rebuilds. Neither key is ever printed.
+fn actions_key_check(build: &BuildOutput) -> Check {
+    let name = "app: its server actions use the stack's key";
+    let Some(kept) = &build.actions_key else {
+        return Check::not_applicable(name, "the build has no server-reference manifest");
+    };
+    let root = crate::util::project_root();
+    let path = crate::secrets::dir(&root).join(crate::secrets::ACTIONS_KEY);
+    let ours = std::fs::read_to_string(&path).unwrap_or_default();
+    check(
+        name,
+        kept == ours.trim_end_matches('\n'),
+        format!(
+            "the build's key is not {} (its actions fail on a replica or rebuild with another): the builder \
+             stage must mount the build secret server_actions_key (see docker/Dockerfile)",
+            path.display()
+        ),
+    )
 }
 
 /// The build id is the release's: every replica of one release serves one, and it is the

@@ -67,6 +67,8 @@ pub struct BuildOutput {
     pub image_files: Vec<String>,
     /// `.next/BUILD_ID`.
     pub build_id: String,
+    /// The server-actions key the build kept (its server-reference manifest), if any.
+    pub actions_key: Option<String>,
 }
 
 /// The runner's paths, relative to /app.
@@ -87,18 +89,28 @@ impl BuildOutput {
             script.push_str(&format!("cat {m} 2>/dev/null; echo {SEP}; "));
         }
         script.push_str("find public .next/static/media -type f 2>/dev/null; ");
-        script.push_str(&format!("echo {SEP}; cat .next/BUILD_ID 2>/dev/null"));
+        script.push_str(&format!(
+            "echo {SEP}; cat .next/BUILD_ID 2>/dev/null; echo {SEP}; "
+        ));
+        script.push_str(
+            "grep -o '\"encryptionKey\": *\"[^\"]*\"' .next/server/server-reference-manifest.json 2>/dev/null",
+        );
         let out = docker::exec(sh, container, &["sh", "-c", &script])
             .context("reading the build's manifests from the app container")?;
         let text = String::from_utf8_lossy(&out.stdout);
         let parts: Vec<&str> = text.split(SEP).collect();
         anyhow::ensure!(
-            parts.len() == MANIFESTS.len() + 2,
+            parts.len() == MANIFESTS.len() + 3,
             "the app container's /app holds no Next.js build output: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
         let mut build = BuildOutput::parse(parts[0], parts[1], parts[2], parts[3], parts[4])?;
         build.build_id = parts[5].trim().to_string();
+        build.actions_key = parts[6]
+            .trim()
+            .rsplit_once(':')
+            .map(|(_, v)| v.trim().trim_matches('"').to_string())
+            .filter(|k| !k.is_empty());
         Ok(build)
     }
 
@@ -138,6 +150,7 @@ impl BuildOutput {
             images,
             image_files: image_files(files, svg),
             build_id: String::new(),
+            actions_key: None,
         })
     }
 

@@ -307,7 +307,7 @@ fn db_checks(sh: &Shell, name: &str) -> Vec<Check> {
 }
 
 /// Inside the runner image: no setuid/setgid file, no CA the distribution did not ship, no
-/// NODE_EXTRA_CA_CERTS; and no PEM in its history.
+/// NODE_EXTRA_CA_CERTS; and no PEM and no secret in its history.
 pub fn runner_checks(sh: &Shell, image: &str) -> Vec<Check> {
     const SEP: &str = "@@axion-section@@";
     let script = format!(
@@ -348,7 +348,19 @@ pub fn runner_checks(sh: &Shell, image: &str) -> Vec<Check> {
             !history.contains("BEGIN CERTIFICATE") && !history.contains("EXTRA_CA_CERTS="),
             "",
         ),
+        no_secret_in_history(&history),
     ]
+}
+
+/// No secret's value (the passwords, the server-actions key) in any layer's command: build
+/// secrets are mounts, never arguments.
+fn no_secret_in_history(history: &str) -> Check {
+    let leaked = crate::secrets::leaked_in(&crate::util::project_root(), history);
+    check(
+        "runner: no secret in its history",
+        leaked.is_empty(),
+        format!("secrets found: {leaked:?}"),
+    )
 }
 
 #[cfg(test)]
