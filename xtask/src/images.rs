@@ -230,6 +230,8 @@ pub fn stale_revision_tags(tags: &[String], current: &str) -> Vec<String> {
             STAGES.iter().any(|s| {
                 tag.strip_prefix(s)
                     .and_then(|r| r.strip_prefix('-'))
+                    // deploy's `runner-carry-<rev>` (the previous release's assets carried)
+                    .map(|r| r.strip_prefix("carry-").unwrap_or(r))
                     .is_some_and(|rev| !rev.is_empty() && rev != current)
             })
         })
@@ -294,12 +296,18 @@ mod tests {
             "axion-hub:dev-def456-dirty",
             "axion-hub:deps-abc123",
             "other:runner-abc123",
+            "axion-hub:runner-carry-abc123",
+            "axion-hub:runner-carry-def456-dirty",
         ]
         .map(String::from)
         .to_vec();
         assert_eq!(
             stale_revision_tags(&tags, "def456-dirty"),
-            ["axion-hub:runner-abc123", "axion-hub:deps-abc123"]
+            [
+                "axion-hub:runner-abc123",
+                "axion-hub:deps-abc123",
+                "axion-hub:runner-carry-abc123"
+            ]
         );
     }
 

@@ -104,6 +104,27 @@ pub fn history(sh: &Shell, image: &str) -> Result<String> {
     Ok(cmd(sh, &args).quiet().read()?)
 }
 
+/// Pulls an image from its registry; a failure carries docker's stderr.
+pub fn pull(sh: &Shell, image: &str) -> Result<()> {
+    let out = cmd(sh, &words(&["pull", "--quiet", image]))
+        .quiet()
+        .ignore_status()
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "docker pull {image}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// An image's id (`sha256:…`).
+pub fn image_id(sh: &Shell, image: &str) -> Result<String> {
+    let args = words(&["image", "inspect", "--format", "{{.Id}}", image]);
+    Ok(cmd(sh, &args).quiet().read()?.trim().to_string())
+}
+
 /// Removes an image tag (and the image when it was the last); a missing one is no error.
 pub fn remove_image(sh: &Shell, image: &str) {
     let _ = cmd(sh, &words(&["image", "rm", image]))

@@ -33,10 +33,14 @@ fn fixtures() -> PathBuf {
 /// The project with the grown app in place of the demo pages, its secrets set by hand.
 fn grown_copy() -> PathBuf {
     let dir = crate::support::scratch_project("grown-app");
-    for demo in ["app/app/page.tsx", "app/public/logo.png"] {
+    for demo in [
+        "app/app/page.tsx",
+        "app/public/logo.png",
+        "app/lib/notes.ts",
+    ] {
         fs::remove_file(dir.join(demo)).unwrap();
     }
-    for demo in ["app/app/isr", "app/app/config"] {
+    for demo in ["app/app/isr", "app/app/config", "app/app/notes"] {
         fs::remove_dir_all(dir.join(demo)).unwrap();
     }
     copy_tree(&fixtures().join("grown-app/app"), &dir.join("app"), &[]);

@@ -5,6 +5,7 @@
 //! rolled back automatically on failure: docker-compose.swarm.yml). `deploy` does it and
 //! returns a typed `Release`; `verify --swarm` calls it as a function.
 
+mod carry;
 mod checks;
 
 use std::{
@@ -16,6 +17,7 @@ use anyhow::{Result, anyhow, bail};
 use serde_json::{Value, json};
 use xshell::Shell;
 
+pub use carry::own_static_urls;
 use checks::not_in_a_swarm;
 pub use checks::{check_manager, check_registry, check_stack_name};
 
@@ -49,6 +51,8 @@ pub struct Release {
     pub deploy: Duration,
     pub total: Duration,
     pub converged: Vec<Converged>,
+    /// The image the previous release's static files were carried into (`carry`), if any.
+    pub carried: Option<String>,
     pub app_port: u16,
     /// Where every node serves HTTPS (HTTPS_PORT).
     pub https_port: String,
@@ -64,6 +68,7 @@ impl Release {
             "rolling_update_seconds": self.rolling_update.map(|d| d.as_secs_f64()),
             "seconds": {"build": self.build.as_secs_f64(), "push": self.push.as_secs_f64(), "deploy": self.deploy.as_secs_f64(), "total": self.total.as_secs_f64()},
             "converged": self.converged.iter().map(Converged::to_json).collect::<Vec<_>>(),
+            "carried_assets_into": self.carried,
         })
     }
 
@@ -136,6 +141,8 @@ pub fn deploy(sh: &Shell, o: &flags::Deploy) -> Result<Release> {
         None => build_runner(sh, root, env, set, ports)?,
     };
     let build = t.elapsed();
+    let carried = o.carry_previous_assets(sh, &target, &stack, &app)?;
+    let app = carried.clone().unwrap_or(app);
     let locals = [
         (app, "axion-hub/app".to_string()),
         (set.postgres.clone(), "axion-hub/postgres".into()),
@@ -175,6 +182,7 @@ pub fn deploy(sh: &Shell, o: &flags::Deploy) -> Result<Release> {
         deploy: t.elapsed(),
         total: started.elapsed(),
         converged,
+        carried,
         app_port: ports.app,
         https_port: env.get("HTTPS_PORT").unwrap_or_else(|| "3443".into()),
     })
@@ -247,6 +255,36 @@ impl flags::Deploy {
             );
         }
         Ok(())
+    }
+
+    /// The app image with the running release's own static files laid over it (`carry`), when
+    /// a release runs from this registry; the new tag, or `None`. A one-node swarm deployed from
+    /// local tags has no previous image to name (its tag moved to the new build).
+    fn carry_previous_assets(
+        &self,
+        sh: &Shell,
+        target: &Engine,
+        stack: &str,
+        app: &str,
+    ) -> Result<Option<String>> {
+        let Some(registry) = &self.registry else {
+            return Ok(None);
+        };
+        let Ok(running) = swarm::service_image(sh, target, &format!("{stack}_app")) else {
+            return Ok(None); // the first deploy
+        };
+        let nodes = self.node_registry.as_deref().unwrap_or(registry);
+        let Some(path) = running.strip_prefix(&format!("{nodes}/")) else {
+            return Ok(None); // a release from another registry: not ours to pull
+        };
+        let previous = format!("{registry}/{path}");
+        if !docker::image_exists(sh, &previous) {
+            docker::pull(sh, &previous)?;
+        }
+        if docker::image_id(sh, &previous)? == docker::image_id(sh, app)? {
+            return Ok(None);
+        }
+        carry::carry_previous(sh, app, Some(&previous))
     }
 
     /// The images as every node reaches them: by digest through `--registry`, or (a one-node

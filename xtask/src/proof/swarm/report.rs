@@ -19,6 +19,9 @@ pub struct Report {
     pub first_answers: Vec<String>,
     /// The TLS edge per node: the redirect, the verified certificate, HSTS.
     pub edge: Vec<String>,
+    /// After the update: the first release's static files requested (files × entry points),
+    /// those not served, and whether deploy carried them into the new image.
+    pub assets: Option<(usize, Vec<String>, bool)>,
     pub update: Option<(Duration, Summary)>,
     pub rollback: Option<(Duration, String, Summary)>,
     pub host: Vec<(String, String)>,
@@ -42,6 +45,9 @@ impl Report {
             "app_replica_nodes": self.app_nodes,
             "first_answers": self.first_answers,
             "edge": self.edge,
+            "release": self.assets.as_ref().map(|(n, missing, carried)| json!({
+                "assets_requested": n, "asset_404s": missing.len(), "missing": missing, "carried": carried,
+            })),
             "rolling_update": self.update.as_ref().map(|(d, s)| json!({"seconds": d.as_secs_f64(), "load": s.to_json()})),
             "rollback": self.rollback.as_ref().map(|(d, state, s)| json!({"seconds": d.as_secs_f64(), "final_state": state, "load": s.to_json()})),
             "host_engine_after": self.host.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
@@ -92,6 +98,13 @@ impl Report {
             s.push_str(&format!(
                 "  app replicas on: {}\n",
                 self.app_nodes.join(", ")
+            ));
+        }
+        if let Some((n, missing, carried)) = &self.assets {
+            s.push_str(&format!(
+                "  the first release's static files after the update: {} of {n} requests failed{}\n",
+                missing.len(),
+                if *carried { " (deploy carried them into the new image)" } else { "" }
             ));
         }
         for e in &self.edge {

@@ -64,11 +64,18 @@ pub fn on_cluster(run: &Run, cluster: &mut Cluster, report: &mut Report) -> Resu
     rollback(run, cluster, &entries, &updated, report)
 }
 
-/// Two variants of the run's image: a new one to roll out (a new digest, the same app) and a
-/// broken one (listens on another port, so its health check fails) to roll back from.
+/// Two variants of the run's image: a new release to roll out (a new digest; none of the first
+/// release's static files: they reach its tasks only if `deploy` carries them) and a broken one
+/// (listens on another port, so its health check fails) to roll back from.
 fn build_variants(run: &Run, cluster: &mut Cluster) -> Result<()> {
+    let update = "USER 0\n\
+                  RUN rm -rf /app/.next/static && mkdir -p /app/.next/static/release-2 \\\n \
+                      && echo 2 > /app/.next/static/release-2/marker.txt \\\n \
+                      && echo .next/static/release-2/marker.txt > /app/.next/static-files.txt\n\
+                  USER 1000:1000\n\
+                  LABEL org.axion-hub.swarm-proof=update\n";
     let variants = [
-        ("update", "LABEL org.axion-hub.swarm-proof=update\n"),
+        ("update", update),
         (
             "broken",
             "ENV PORT=3999\nLABEL org.axion-hub.swarm-proof=broken\n",
@@ -231,18 +238,36 @@ fn the_edge_redirects_and_pins_https(
 /// `deploy` of a new image under a steady load on every entry point; the image it runs after.
 fn rolling_update(
     run: &Run,
-    cluster: &Cluster,
+    cluster: &mut Cluster,
     tls: &edge::Material,
     entries: &[SocketAddr],
     first: &Release,
     report: &mut Report,
 ) -> Result<String> {
-    let load = Load::start(entries, &URLS, WORKERS);
+    let assets = crate::cmd::deploy::own_static_urls(run.sh, &run.image)?;
+    if assets.is_empty() {
+        bail!(
+            "{} lists no static files of its own (.next/static-files.txt)",
+            run.image
+        );
+    }
+    // Beside the pages, the first release's chunks, as its open tabs fetch them meanwhile.
+    let mut paths: Vec<&str> = URLS.to_vec();
+    paths.extend(
+        assets
+            .iter()
+            .filter(|a| a.ends_with(".js"))
+            .take(3)
+            .map(String::as_str),
+    );
+    let load = Load::start(entries, &paths, WORKERS);
     let t = Instant::now();
     let rolled = deploy_image(run, cluster, tls, &format!("{}-update", run.image));
     let summary = load.finish();
     let rolled = rolled?;
     let took = t.elapsed();
+    // The image deploy made by carrying the first release's assets goes with the cluster.
+    cluster.made.images.extend(rolled.carried.clone());
     let app_service = format!("{STACK}_app");
     let update = swarm::service_image(run.sh, &cluster.manager(), &app_service)?;
     report.update = Some((rolled.rolling_update.unwrap_or(took), summary.clone()));
@@ -255,7 +280,41 @@ fn rolling_update(
     summary.no_failures("the rolling update")?;
     report.phase("deploy of a new image (rolling update)", took);
     report.phase("  of which the update itself", rolling);
+    let missing = missing_assets(entries, &assets);
+    report.assets = Some((
+        assets.len() * entries.len(),
+        missing.clone(),
+        rolled.carried.is_some(),
+    ));
+    if !missing.is_empty() {
+        bail!(
+            "after the update {} of the first release's static files are not served: {}",
+            missing.len(),
+            missing
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     Ok(update)
+}
+
+/// Every one of the first release's static files through every entry point after the update:
+/// what does not answer 200 (`entry path status`).
+fn missing_assets(entries: &[SocketAddr], assets: &[String]) -> Vec<String> {
+    let mut missing = Vec::new();
+    for e in entries {
+        for a in assets {
+            match http::get_at(*e, a, Duration::from_secs(10)) {
+                Ok(r) if r.status == 200 => {}
+                Ok(r) => missing.push(format!("{e}{a} {}", r.status)),
+                Err(err) => missing.push(format!("{e}{a} {err}")),
+            }
+        }
+    }
+    missing
 }
 
 /// An image whose health check fails, asked for under load: swarm rolls back to `update`. The
