@@ -118,6 +118,23 @@ fn ensure_actions_key(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A fingerprint of the server-actions key, keyed like swarm names (`.name-key`): it tells
+/// nothing of the key, and as a build argument it makes a new key a new build (BuildKit leaves
+/// secret mounts out of its cache key, so a rotated key would otherwise keep the cached build).
+/// Empty while there is no key.
+pub fn actions_key_id(root: &Path) -> String {
+    let Ok(key) = read(&dir(root), ACTIONS_KEY) else {
+        return String::new();
+    };
+    let Ok(name_key) = name_key(root) else {
+        return String::new();
+    };
+    format!(
+        "{:016x}",
+        crate::standin::fnv1a(&[name_key.as_slice(), key.as_bytes()].concat())
+    )
+}
+
 /// The ACL users, passwords quoted as Redis's config parser reads them (`\` and `"` escaped), so
 /// no character of a password can end the value or start a comment:
 /// - `default`: everything, for administration (health check, backups, CONFIG);

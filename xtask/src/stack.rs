@@ -230,6 +230,10 @@ pub fn compose_env(images: &ImageSet, root: &Path) -> Vec<(String, String)> {
     let release = crate::images::release_id(root).unwrap_or_default();
     env.push(("AXION_BUILD_ID".into(), release));
     env.push((
+        "AXION_ACTIONS_KEY_ID".into(),
+        crate::secrets::actions_key_id(root),
+    ));
+    env.push((
         "AXION_EXTRA_CA_FILE".into(),
         crate::paths::extra_ca(root).display().to_string(),
     ));

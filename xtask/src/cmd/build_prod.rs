@@ -210,6 +210,10 @@ impl flags::BuildProd {
             }
             let release = images::release_id(root).unwrap_or_default();
             let mut args = stage_build_args(&images, flags, &release);
+            args.push((
+                "AXION_ACTIONS_KEY_ID".into(),
+                crate::secrets::actions_key_id(root),
+            ));
             args.extend(crate::app_env::build_args(root, env));
             let (finished, r) = if self.sequential {
                 build_sequential(root, &stages, &rev, &args, &secrets)?
