@@ -3,7 +3,7 @@
 
 use std::process::Output;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use xshell::Shell;
 
 use super::{cmd, compose::words, expr, ids, label_filter};
@@ -19,19 +19,7 @@ pub fn exec(sh: &Shell, container: &str, args: &[&str]) -> Result<Output> {
 pub fn exec_with_input(container: &str, args: &[&str], input: &[u8]) -> Result<()> {
     let mut a = words(&["exec", "-i", container]);
     a.extend(words(args));
-    let out = expr(&a)
-        .stdin_bytes(input)
-        .stdout_null()
-        .stderr_capture()
-        .unchecked()
-        .run()?;
-    if !out.status.success() {
-        bail!(
-            "docker exec {container}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    super::run_with_input(&a, input, &format!("docker exec {container}"))
 }
 
 /// The whole `docker inspect` of some containers (every field: the secret scans read it).

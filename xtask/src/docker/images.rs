@@ -1,10 +1,10 @@
 //! Images: whether they exist, their fields and sizes, builds from a text Dockerfile, a look
 //! inside one, their history, removal and the engine's build cache.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use xshell::Shell;
 
-use super::{cmd, compose::words, expr};
+use super::{cmd, compose::words};
 
 /// A Go template printing an image label, or nothing: `index` on an image without any label
 /// (`.Config.Labels` is nil) fails the whole `docker image inspect`.
@@ -64,19 +64,7 @@ pub fn build_from_stdin(tag: &str, labels: &[String], dockerfile: &str) -> Resul
         args.extend(["--label".to_string(), l.clone()]);
     }
     args.push("-".into());
-    let out = expr(&args)
-        .stdin_bytes(dockerfile.as_bytes())
-        .stdout_null()
-        .stderr_capture()
-        .unchecked()
-        .run()?;
-    if !out.status.success() {
-        bail!(
-            "docker build: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    super::run_with_input(&args, dockerfile.as_bytes(), "docker build")
 }
 
 /// A throw-away container of `image` running `sh -c <script>` as root without a network: for
@@ -106,16 +94,7 @@ pub fn history(sh: &Shell, image: &str) -> Result<String> {
 
 /// Pulls an image from its registry; a failure carries docker's stderr.
 pub fn pull(sh: &Shell, image: &str) -> Result<()> {
-    let out = cmd(sh, &words(&["pull", "--quiet", image]))
-        .quiet()
-        .ignore_status()
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "docker pull {image}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    super::Engine::configured().read(sh, &["pull", "--quiet", image])?;
     Ok(())
 }
 

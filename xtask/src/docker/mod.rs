@@ -70,6 +70,21 @@ pub fn expr(args: &[String]) -> duct::Expression {
     duct::cmd("docker", args)
 }
 
+/// `docker <args>` with `input` on its stdin, stdout dropped; a failure carries `what` and
+/// docker's stderr.
+fn run_with_input(args: &[String], input: &[u8], what: &str) -> Result<()> {
+    let out = expr(args)
+        .stdin_bytes(input)
+        .stdout_null()
+        .stderr_capture()
+        .unchecked()
+        .run()?;
+    if !out.status.success() {
+        bail!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
 /// Runs several `docker` commands at once (each CLI start costs 20-150 ms; preflight and
 /// cleanup checks do not depend on each other) and returns their outputs in order.
 pub fn run_all(calls: &[Vec<String>]) -> Vec<std::io::Result<Output>> {
