@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use xshell::Shell;
 
 use crate::{
     docker::{self, compose::words},
@@ -134,10 +133,6 @@ pub fn describe(v: &Versions) -> String {
         v.buildx.as_deref().unwrap_or("missing"),
         v.compose.as_deref().unwrap_or("missing")
     )
-}
-
-pub fn daemon_answers(sh: &Shell) -> bool {
-    docker::daemon_answers(sh)
 }
 
 #[cfg(test)]

@@ -187,6 +187,18 @@ pub fn revision(sh: &Shell) -> String {
 /// deploymentId: Next.js's skew protection); a tree with changes gets Next.js's own random id,
 /// since two different builds must never share one.
 pub fn release_id(root: &std::path::Path) -> Option<String> {
+    let (rev, dirty) = revision_at(root)?;
+    (!dirty).then_some(rev)
+}
+
+/// The checkout's revision (`-dirty` with uncommitted changes), when git can name it.
+pub fn known_revision(sh: &Shell) -> Option<String> {
+    let (rev, dirty) = revision_at(&sh.current_dir())?;
+    Some(if dirty { format!("{rev}-dirty") } else { rev })
+}
+
+/// The commit of the checkout at `root`, and whether tracked files changed.
+fn revision_at(root: &std::path::Path) -> Option<(String, bool)> {
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .arg("-C")
@@ -199,25 +211,9 @@ pub fn release_id(root: &std::path::Path) -> Option<String> {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
     let rev = git(&["rev-parse", "--short=12", "HEAD"]).filter(|r| !r.is_empty())?;
-    let changes = git(&["status", "--porcelain", "--untracked-files=no"])?;
-    changes.is_empty().then_some(rev)
-}
-
-/// The checkout's revision (`-dirty` with uncommitted changes), when git can name it.
-pub fn known_revision(sh: &Shell) -> Option<String> {
-    let rev = xshell::cmd!(sh, "git rev-parse --short=12 HEAD")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()
-        .map(|r| r.trim().to_string())
-        .filter(|r| !r.is_empty())?;
-    let dirty = xshell::cmd!(sh, "git status --porcelain --untracked-files=no")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .is_ok_and(|s| !s.trim().is_empty());
-    Some(if dirty { format!("{rev}-dirty") } else { rev })
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some((rev, dirty))
 }
 
 /// build-prod's revision tags of other revisions than `current`: `axion-hub:runner-1a2b3c…`.

@@ -205,7 +205,7 @@ pub fn apt_install(sh: &Shell, pkgs: &[&str]) -> Result<()> {
 /// Starts `dockerd` when nothing answers. Without systemd (containers, CI sandboxes) it runs
 /// detached in its own process group, so a Ctrl-C in this terminal does not stop it.
 fn start_daemon(sh: &Shell) -> Result<()> {
-    if engine::daemon_answers(sh) {
+    if crate::docker::daemon_answers(sh) {
         return Ok(());
     }
     let has_systemd = Path::new("/run/systemd/system").exists();
@@ -232,7 +232,7 @@ fn start_daemon(sh: &Shell) -> Result<()> {
         DAEMON_START,
         Duration::from_millis(250),
         || {
-            if engine::daemon_answers(sh) {
+            if crate::docker::daemon_answers(sh) {
                 Ok(Some(()))
             } else {
                 Ok(None)

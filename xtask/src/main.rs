@@ -3,7 +3,7 @@
 //! Map: `flags` (the command line) -> `cmd/*` (one module per operation a person runs) and
 //! `proof/*` (what shows the stack holds: `verify --swarm` and its throw-away `cluster` and
 //! steady `load`, `bench`; the operations never import it). Every command starts from
-//! `startup` (engine, reaper, env file, images, prepared files, install policy). Domain modules:
+//! `startup` (engine, reaper, env file, images, prepared files). Domain modules:
 //! `stack` (a stack's facts), `env_file` (which env file), `app_env` (the app's own variables),
 //! `secrets` (prod's secret files), `images` + `standin` (base images), `lifecycle` (build, up,
 //! teardown), `readiness` (when is it ready), `docker/*` (every docker child is spawned

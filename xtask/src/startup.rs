@@ -1,8 +1,8 @@
 //! The one start-up every command that builds or runs a stack goes through, in one order: the
 //! engine (checked, or installed where the command may install it), the reaper (what dead runs
 //! left), the env file, the base images (stand-ins built when no registry answers), the
-//! stack's prepared files, and the install policy (cold under `CI=true`). No command
-//! re-assembles it.
+//! stack's prepared files. No command re-assembles it; every build's install policy is
+//! `integrity::Policy::for_run` (cold under `CI=true`).
 
 use std::path::PathBuf;
 
@@ -14,7 +14,6 @@ use crate::{
     env_file::EnvSource,
     images::{self, ImageChoice, ImageSet, Resolution},
     install,
-    integrity::Policy,
     stack::{StackKind, prepare_files},
 };
 
@@ -63,12 +62,6 @@ impl Start {
     pub fn set(&self) -> &ImageSet {
         &self.images.set
     }
-}
-
-/// The install policy of every build: cold when asked or under `CI=true` (a warm cache hides
-/// a bad lock entry), `--no-verify` only with a person's reason.
-pub fn policy(cold: bool, no_verify: Option<String>) -> Policy {
-    Policy::for_run(cold, no_verify)
 }
 
 /// The base images a run uses, resolved from the flag, AXION_IMAGES and what answers; the

@@ -181,11 +181,7 @@ pub fn tail(text: &str, n: usize) -> String {
 /// 32 bytes from the kernel's CSPRNG, base64url without padding (43 characters, safe in any
 /// URL or config file).
 pub fn random_secret() -> Result<String> {
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .map_err(|e| anyhow::anyhow!("reading /dev/urandom: {e}"))?;
-    Ok(base64url(&bytes))
+    Ok(base64url(&random_bytes()?))
 }
 
 /// 32 bytes from the CSPRNG in standard, padded base64 (44 characters): what `atob` takes

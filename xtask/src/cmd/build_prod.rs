@@ -41,6 +41,15 @@ fn stage_build_args(
     ]
 }
 
+/// The build's secrets: the host's extra CAs (for bun install) and the server-actions key.
+fn build_secrets(root: &Path) -> Result<[String; 2]> {
+    let actions_key = crate::secrets::dir(root).join(crate::secrets::ACTIONS_KEY);
+    Ok([
+        extra_ca_secret(&host::extra_ca_file(root)?),
+        format!("id=server_actions_key,src={}", actions_key.display()),
+    ])
+}
+
 /// The build secret of the host's extra CAs: `id=extra_ca,src=<file>`.
 fn extra_ca_secret(file: &Path) -> String {
     format!("id=extra_ca,src={}", file.display())
@@ -181,12 +190,8 @@ impl flags::BuildProd {
             .filter(|s| self.stages.is_empty() || self.stages.iter().any(|x| x == s))
             .collect();
         let rev = images::revision(sh);
-        let policy = crate::startup::policy(self.cold, self.no_verify.clone());
-        let actions_key = crate::secrets::dir(root).join(crate::secrets::ACTIONS_KEY);
-        let secrets = [
-            extra_ca_secret(&host::extra_ca_file(root)?),
-            format!("id=server_actions_key,src={}", actions_key.display()),
-        ];
+        let policy = crate::integrity::Policy::for_run(self.cold, self.no_verify.clone());
+        let secrets = build_secrets(root)?;
         let strategy = if self.sequential {
             "sequential `docker build --target` per stage"
         } else {

@@ -258,7 +258,7 @@ const ENGINE_BACK: Duration = Duration::from_secs(60);
 /// After the log stream ended: Ok when the stack still runs (reattach), otherwise the error
 /// that says what happened and how to go on.
 fn stack_still_running(sh: &Shell, stack: &Stack) -> Result<()> {
-    if !crate::engine::daemon_answers(sh) {
+    if !crate::docker::daemon_answers(sh) {
         eprintln!(
             "\n[xtask] the Docker engine stopped answering (restarting?); waiting up to {}s for it",
             ENGINE_BACK.as_secs()
@@ -267,7 +267,7 @@ fn stack_still_running(sh: &Shell, stack: &Stack) -> Result<()> {
             "the Docker engine",
             ENGINE_BACK,
             Duration::from_millis(500),
-            || Ok(crate::engine::daemon_answers(sh).then_some(())),
+            || Ok(crate::docker::daemon_answers(sh).then_some(())),
         );
         if back.is_err() {
             bail!(

@@ -26,9 +26,7 @@ fn image_field(sh: &Shell, format: &str, images: &[String]) -> Option<Vec<String
     if images.is_empty() {
         return Some(vec![]);
     }
-    let mut args = words(&["image", "inspect", "--format", format]);
-    args.extend(images.iter().cloned());
-    let all = cmd(sh, &args).quiet().ignore_stderr().read().ok()?;
+    let all = image_rows(sh, format, images).ok()?;
     let lines: Vec<String> = all.lines().map(String::from).collect();
     (lines.len() == images.len()).then_some(lines)
 }
@@ -170,5 +168,5 @@ pub fn dangling_images(sh: &Shell) -> Result<Vec<String>> {
 pub fn image_rows(sh: &Shell, format: &str, images: &[String]) -> Result<String> {
     let mut args = words(&["image", "inspect", "--format", format]);
     args.extend(images.iter().cloned());
-    Ok(cmd(sh, &args).quiet().read()?)
+    Ok(cmd(sh, &args).quiet().ignore_stderr().read()?)
 }

@@ -138,9 +138,7 @@ fn labelled_images(sh: &xshell::Shell, label: &str) -> Vec<Labelled> {
         super::image_label("com.docker.compose.project"),
         super::image_label(label)
     );
-    let mut args = words(&["image", "inspect", "--format", &fmt]);
-    args.extend(ids);
-    let out = super::cmd(sh, &args).quiet().read().unwrap_or_default();
+    let out = super::image_rows(sh, &fmt, &ids).unwrap_or_default();
     parse_rows(&out, Kind::Image)
 }
 

@@ -10,12 +10,8 @@ use xshell::Shell;
 
 use crate::{docker, images};
 
-/// The new app image, as the previous release's own static files laid over it (a new local
-/// tag); `None` when there is nothing to carry (no previous release, or the same image).
-pub fn carry_previous(sh: &Shell, new: &str, previous: Option<&str>) -> Result<Option<String>> {
-    let Some(previous) = previous.filter(|p| *p != new) else {
-        return Ok(None);
-    };
+/// The new app image with the previous release's own static files laid over it: its tag.
+pub fn carry_previous(sh: &Shell, new: &str, previous: &str) -> Result<String> {
     let tag = format!("axion-hub:runner-carry-{}", images::revision(sh));
     // An image built before the list existed: all of its static files, once.
     let dockerfile = format!(
@@ -29,7 +25,7 @@ pub fn carry_previous(sh: &Shell, new: &str, previous: Option<&str>) -> Result<O
     let labels = [format!("{}=carry", crate::reap::IMAGE_LABEL)];
     docker::build_from_stdin(&tag, &labels, &dockerfile)
         .with_context(|| format!("carrying the static files of {previous} into {new}"))?;
-    Ok(Some(tag))
+    Ok(tag)
 }
 
 /// The static files an image's own build made (`/_next/static/…` URL paths).

@@ -284,7 +284,7 @@ impl flags::Deploy {
         if docker::image_id(sh, &previous)? == docker::image_id(sh, app)? {
             return Ok(None);
         }
-        carry::carry_previous(sh, app, Some(&previous))
+        carry::carry_previous(sh, app, &previous).map(Some)
     }
 
     /// The images as every node reaches them: by digest through `--registry`, or (a one-node
@@ -368,7 +368,7 @@ fn build_runner(
         sh,
         &stack.compose,
         StackKind::Prod,
-        &crate::startup::policy(false, None),
+        &crate::integrity::Policy::for_run(false, None),
         &["app"],
         &log,
         TIMEOUT_BUILD,

@@ -52,7 +52,7 @@ pub fn run(sh: &Shell, o: &flags::Bench, start: &Start) -> Result<()> {
         quiet: false,
     };
     let log = log_path(root, &format!("{}-build.log", stack.project()));
-    let policy = crate::startup::policy(false, None);
+    let policy = crate::integrity::Policy::for_run(false, None);
     lifecycle::build(sh, &stack.compose, kind, &policy, &[], &log, TIMEOUT_BUILD)?;
     let spec = ReadySpec {
         services: SERVICES.map(String::from).to_vec(),

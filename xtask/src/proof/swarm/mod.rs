@@ -136,7 +136,7 @@ fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
 /// The prod runner the proof deploys, built as `verify --prod` builds it.
 fn build_runner(sh: &Shell, o: &flags::Verify, stack: &Stack) -> Result<()> {
     let log = log_path(&sh.current_dir(), &format!("{}-build.log", stack.project()));
-    let policy = crate::startup::policy(o.cold, o.no_verify.clone());
+    let policy = crate::integrity::Policy::for_run(o.cold, o.no_verify.clone());
     let timeout = o.timeout_build.unwrap_or(TIMEOUT_BUILD);
     lifecycle::build(
         sh,

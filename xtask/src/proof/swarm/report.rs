@@ -100,6 +100,22 @@ impl Report {
                 self.app_nodes.join(", ")
             ));
         }
+        s.push_str(&self.release_lines());
+        for (k, v) in &self.host {
+            s.push_str(&format!("  host engine after: {k}: {v}\n"));
+        }
+        if let Some(n) = &self.neighbour {
+            s.push_str(&format!("  {n}\n"));
+        }
+        if let Some(e) = &self.error {
+            s.push_str(&format!("  error: {e}\n"));
+        }
+        s
+    }
+
+    /// The edge, the first answers, the update and the rollback under load, the assets.
+    fn release_lines(&self) -> String {
+        let mut s = String::new();
         if let Some((n, missing, carried)) = &self.assets {
             s.push_str(&format!(
                 "  the first release's static files after the update: {} of {n} requests failed{}\n",
@@ -127,15 +143,6 @@ impl Report {
                 secs(*d),
                 l.line()
             ));
-        }
-        for (k, v) in &self.host {
-            s.push_str(&format!("  host engine after: {k}: {v}\n"));
-        }
-        if let Some(n) = &self.neighbour {
-            s.push_str(&format!("  {n}\n"));
-        }
-        if let Some(e) = &self.error {
-            s.push_str(&format!("  error: {e}\n"));
         }
         s
     }
