@@ -38,6 +38,10 @@ const SECURITY_HEADERS = [
 const releaseId = process.env.AXION_BUILD_ID || undefined;
 
 const nextConfig: NextConfig = {
+  // One cache for every replica (cache-handler.mjs): nothing of it in a process's memory, so a
+  // revalidation on one replica is what the others serve next.
+  cacheHandler: require.resolve("./cache-handler.mjs"),
+  cacheMaxMemorySize: 0,
   ...(releaseId ? { generateBuildId: async () => releaseId, deploymentId: releaseId } : {}),
   async headers() {
     if (process.env.NODE_ENV !== "production") return [];

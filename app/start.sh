@@ -10,7 +10,8 @@
 # `docker inspect`, the stack file or the image): they are built here, at start, from DB_HOST,
 # DB_PORT, DB_NAME, DB_USER and REDIS_HOST, REDIS_PORT, REDIS_USER (an ACL user; none: the
 # default user) and the passwords in the secret files DB_PASSWORD_FILE and REDIS_PASSWORD_FILE,
-# percent-encoded. A URL already set wins.
+# percent-encoded. A URL already set wins. Likewise CACHE_REDIS_URL, the Next.js cache shared by
+# every replica (cache-handler.mjs), from CACHE_HOST, CACHE_PORT and CACHE_PASSWORD_FILE.
 set -eu
 
 # RFC 3986: every byte but the unreserved ones as %XX, so `@ : / # % ?` in a password are safe.
@@ -41,15 +42,13 @@ if [ -z "${REDIS_URL:-}" ] && [ -n "${REDIS_PASSWORD_FILE:-}" ]; then
   export REDIS_URL
 fi
 
+if [ -z "${CACHE_REDIS_URL:-}" ] && [ -n "${CACHE_PASSWORD_FILE:-}" ]; then
+  CACHE_REDIS_URL="redis://:$(encode "$(secret "$CACHE_PASSWORD_FILE")")@${CACHE_HOST:-cache}:${CACHE_PORT:-6379}"
+  export CACHE_REDIS_URL
+fi
+
 if [ "$#" -gt 0 ]; then
   exec "$@"
 fi
 
-# Regenerated ISR pages (a volume, so they survive a restart) belong to one build; a new build
-# starts from its own prerendered pages.
-cache=/app/.next/server/route-cache
-if [ -w "$cache" ] && [ "$(cat "$cache/.build-id" 2>/dev/null || true)" != "$(cat /app/.next/BUILD_ID)" ]; then
-  find "$cache" -mindepth 1 -delete
-  cp /app/.next/BUILD_ID "$cache/.build-id"
-fi
 exec bun server.js

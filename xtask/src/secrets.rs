@@ -16,7 +16,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 /// The secrets the prod stack reads, with what each is for.
-pub const SECRETS: [(&str, &str); 4] = [
+pub const SECRETS: [(&str, &str); 5] = [
     (
         "postgres_password",
         "PostgreSQL's bootstrap superuser (initdb only)",
@@ -33,14 +33,19 @@ pub const SECRETS: [(&str, &str); 4] = [
         "redis_admin_password",
         "Redis's `default` user (administration: health check, backups)",
     ),
+    (
+        "cache_password",
+        "the cache Redis's one user (the app's Next.js cache; no admin or dangerous command)",
+    ),
 ];
 /// Next.js's server-actions key (AES-256, standard base64): a build secret, the same for every
 /// build and replica until it is rotated (delete the file; the next build makes a new one).
 pub const ACTIONS_KEY: &str = "server_actions_key";
 
 /// Redis reads its password from a config file: derived from `redis_password` on each prod
-/// start, so editing the password file is enough.
+/// start, so editing the password file is enough. Likewise the cache Redis's.
 const REDIS_CONF: &str = "redis.conf";
+const CACHE_CONF: &str = "cache.conf";
 /// Long enough that guessing is hopeless; the generated ones are 43 characters (256 bits).
 pub const MIN_LEN: usize = 16;
 
@@ -51,7 +56,8 @@ pub fn dir(root: &Path) -> PathBuf {
     }
 }
 
-/// Creates what is missing (saying where), checks every secret, then rewrites redis.conf.
+/// Creates what is missing (saying where), checks every secret, then rewrites redis.conf and
+/// cache.conf.
 pub fn ensure(root: &Path) -> Result<()> {
     let dir = dir(root);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -81,9 +87,15 @@ pub fn ensure(root: &Path) -> Result<()> {
         read(&dir, "redis_password")?,
         read(&dir, "redis_admin_password")?,
     );
-    let conf = dir.join(REDIS_CONF);
-    crate::util::write_atomic(&conf, redis_conf(&app, &admin).as_bytes(), 0o644)
-        .with_context(|| format!("writing {}", conf.display()))?;
+    let cache = read(&dir, "cache_password")?;
+    for (name, text) in [
+        (REDIS_CONF, redis_conf(&app, &admin)),
+        (CACHE_CONF, cache_conf(&cache)),
+    ] {
+        let conf = dir.join(name);
+        crate::util::write_atomic(&conf, text.as_bytes(), 0o644)
+            .with_context(|| format!("writing {}", conf.display()))?;
+    }
     Ok(())
 }
 
@@ -142,13 +154,26 @@ pub fn actions_key_id(root: &Path) -> String {
 ///   CONFIG, FLUSHALL, SHUTDOWN, REPLICAOF, ACL, DEBUG, KEYS, MONITOR), with INFO, which BullMQ
 ///   reads to check the server.
 fn redis_conf(app: &str, admin: &str) -> String {
-    let quoted = |p: &str| p.replace('\\', "\\\\").replace('"', "\\\"");
     format!(
         "user default on \">{}\" ~* &* +@all\n\
          user app on \">{}\" ~* &* +@all -@admin -@dangerous +info\n",
         quoted(admin),
         quoted(app)
     )
+}
+
+/// The cache Redis's one user, `default`, the app's: every key, every command but the `@admin`
+/// and `@dangerous` ones, with INFO (what the checks read its memory policy from).
+fn cache_conf(password: &str) -> String {
+    format!(
+        "user default on \">{}\" ~* &* +@all -@admin -@dangerous +info\n",
+        quoted(password)
+    )
+}
+
+/// A password as Redis's config parser reads a quoted value.
+fn quoted(p: &str) -> String {
+    p.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// The key swarm secret names are derived with (`.name-key` in the secrets directory, 0600,
@@ -273,6 +298,14 @@ mod tests {
                 "user default on \">{}\" ~* &* +@all\nuser app on \">{}\" ~* &* +@all -@admin -@dangerous +info\n",
                 admin.trim_end(),
                 app.trim_end()
+            )
+        );
+        let cache = fs::read_to_string(d.join("cache_password")).unwrap();
+        assert_eq!(
+            fs::read_to_string(d.join("cache.conf")).unwrap(),
+            format!(
+                "user default on \">{}\" ~* &* +@all -@admin -@dangerous +info\n",
+                cache.trim_end()
             )
         );
         fs::remove_dir_all(&root).unwrap();

@@ -27,9 +27,6 @@ pub const LOAD_DURATION: Duration = Duration::from_secs(15);
 /// `bench --load`: the concurrency the prod health endpoint is held to.
 pub const LOAD_CONNECTIONS: u32 = 100;
 
-/// The services of both compose files (a unit test holds the files to it).
-pub const SERVICES: [&str; 3] = ["app", "db", "redis"];
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StackKind {
     Dev,
@@ -48,6 +45,14 @@ impl StackKind {
         match self {
             StackKind::Dev => "dev",
             StackKind::Prod => "prod",
+        }
+    }
+    /// The services of its compose file, sorted (a unit test holds the files to it): prod adds
+    /// the Next.js cache every replica shares (dev's server caches nothing).
+    pub fn services(self) -> &'static [&'static str] {
+        match self {
+            StackKind::Dev => &["app", "db", "redis"],
+            StackKind::Prod => &["app", "cache", "db", "redis"],
         }
     }
     pub fn compose_file(self) -> &'static str {
@@ -310,7 +315,7 @@ mod tests {
                 .map(|l| l.trim().trim_end_matches(':'))
                 .collect();
             names.sort();
-            assert_eq!(names, SERVICES, "{file}");
+            assert_eq!(names, kind.services(), "{file}");
         }
     }
 

@@ -24,7 +24,7 @@ use crate::{
     ports,
     progress::Progress,
     readiness::{Ready, ReadySpec},
-    stack::{Ports, SERVICES, Stack, StackKind, TIMEOUT_BUILD, TIMEOUT_HEALTHY, TIMEOUT_HTTP},
+    stack::{Ports, Stack, StackKind, TIMEOUT_BUILD, TIMEOUT_HEALTHY, TIMEOUT_HTTP},
     util::{note, poll, secs},
 };
 
@@ -42,7 +42,11 @@ impl flags::Dev {
             build_app(sh, &stack, self.repair_lock)?
         };
         let spec = ReadySpec {
-            services: SERVICES.map(String::from).to_vec(),
+            services: StackKind::Dev
+                .services()
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             app_port: stack.ports.app,
             timeout_healthy: TIMEOUT_HEALTHY,
             timeout_http: TIMEOUT_HTTP,

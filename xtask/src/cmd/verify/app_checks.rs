@@ -44,9 +44,16 @@ impl RouteProbe {
 
 const NOT_PROBED: &str = "not probed: needs values for its dynamic segments";
 
-/// The routes, then the ISR and image checks (the ISR one restarts the app container).
+/// The routes, then the ISR and image checks (the ISR one restarts the app container), then
+/// the shared cache's when the stack has one (`cache`: its container).
 /// `release`: the build id the build was given (the git commit), empty when none was.
-pub fn run(sh: &Shell, container: &str, port: u16, release: &str) -> (Vec<Check>, Vec<RouteProbe>) {
+pub fn run(
+    sh: &Shell,
+    container: &str,
+    cache: Option<&str>,
+    port: u16,
+    release: &str,
+) -> (Vec<Check>, Vec<RouteProbe>) {
     let build = match BuildOutput::read(sh, container) {
         Ok(b) => b,
         Err(e) => {
@@ -75,7 +82,7 @@ pub fn run(sh: &Shell, container: &str, port: u16, release: &str) -> (Vec<Check>
             failed.join("; ")
         },
     );
-    let checks = vec![
+    let mut checks = vec![
         routes,
         headers_check(port, &build),
         image_check(port, &build),
@@ -83,6 +90,9 @@ pub fn run(sh: &Shell, container: &str, port: u16, release: &str) -> (Vec<Check>
         release_check(&build, release),
         actions_key_check(&build),
     ];
+    if let Some(cache) = cache {
+        checks.extend(super::cache_checks::run(sh, cache, port, &build));
+    }
     (checks, probes)
 }
 
@@ -132,7 +142,7 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-fn probe(port: u16, route: &Route) -> RouteProbe {
+pub(super) fn probe(port: u16, route: &Route) -> RouteProbe {
     if route.dynamic() {
         return RouteProbe {
             route: route.clone(),

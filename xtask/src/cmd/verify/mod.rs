@@ -3,6 +3,7 @@
 
 mod app_checks;
 mod build_output;
+mod cache_checks;
 mod plan;
 mod prod_checks;
 mod report;
@@ -133,7 +134,10 @@ fn run_checks(sh: &Shell, p: &Plan, report: &mut Report, quiet: bool) -> Result<
                 .iter()
                 .find(|(k, _)| k == "AXION_BUILD_ID");
             let release = release.map_or("", |(_, v)| v.as_str());
-            let (checks, routes) = app_checks::run(sh, &app.name, p.stack.ports.app, release);
+            let cache = cs.iter().find(|c| c.service == "cache");
+            let cache = cache.map(|c| c.name.as_str());
+            let (checks, routes) =
+                app_checks::run(sh, &app.name, cache, p.stack.ports.app, release);
             report.checks.extend(checks);
             report.routes = routes;
             report.phase("app checks", t.elapsed());

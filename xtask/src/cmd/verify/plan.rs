@@ -15,7 +15,7 @@ use crate::{
     integrity::Policy,
     paths::log_path,
     readiness::ReadySpec,
-    stack::{Ports, SERVICES, Stack, StackKind, TIMEOUT_BUILD, TIMEOUT_HEALTHY, TIMEOUT_HTTP},
+    stack::{Ports, Stack, StackKind, TIMEOUT_BUILD, TIMEOUT_HEALTHY, TIMEOUT_HTTP},
 };
 
 pub struct Plan {
@@ -53,7 +53,7 @@ impl Plan {
             up: UpOpts::default(),
             timeout_build: o.timeout_build.unwrap_or(TIMEOUT_BUILD),
             spec: ReadySpec {
-                services: SERVICES.map(String::from).to_vec(),
+                services: kind.services().iter().map(|s| s.to_string()).collect(),
                 app_port: ports.app,
                 timeout_healthy: o.timeout_healthy.unwrap_or(TIMEOUT_HEALTHY),
                 timeout_http: o.timeout_http.unwrap_or(TIMEOUT_HTTP),

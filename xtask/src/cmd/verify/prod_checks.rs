@@ -37,13 +37,14 @@ pub(super) fn check(name: impl Into<String>, ok: bool, detail: impl Into<String>
 }
 
 /// The capabilities each service keeps (after `cap_drop: [ALL]`), and why: README's table.
-pub const CAPS: [(&str, &[&str]); 3] = [
+pub const CAPS: [(&str, &[&str]); 4] = [
     ("app", &[]),
     (
         "db",
         &["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"],
     ),
     ("redis", &["CHOWN", "SETGID", "SETUID"]),
+    ("cache", &["SETGID", "SETUID"]),
 ];
 
 /// Every check of the stack, static ones from `docker inspect`, then the live probes; the app's

@@ -16,8 +16,8 @@ use crate::{
     progress::Progress,
     readiness::ReadySpec,
     stack::{
-        LOAD_CONNECTIONS, LOAD_DURATION, Ports, SERVICES, Stack, StackKind, TIMEOUT_BUILD,
-        TIMEOUT_HEALTHY, TIMEOUT_HTTP,
+        LOAD_CONNECTIONS, LOAD_DURATION, Ports, Stack, StackKind, TIMEOUT_BUILD, TIMEOUT_HEALTHY,
+        TIMEOUT_HTTP,
     },
     util::secs,
 };
@@ -55,7 +55,7 @@ pub fn run(sh: &Shell, o: &flags::Bench, start: &Start) -> Result<()> {
     let policy = crate::integrity::Policy::for_run(false, None);
     lifecycle::build(sh, &stack.compose, kind, &policy, &[], &log, TIMEOUT_BUILD)?;
     let spec = ReadySpec {
-        services: SERVICES.map(String::from).to_vec(),
+        services: kind.services().iter().map(|s| s.to_string()).collect(),
         app_port: stack.ports.app,
         timeout_healthy: TIMEOUT_HEALTHY,
         timeout_http: TIMEOUT_HTTP,
