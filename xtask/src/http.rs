@@ -1,5 +1,6 @@
-//! A minimal HTTP/1.1 GET for readiness checks on loopback (a client crate would cost more
-//! compile time than the whole xtask). Works on bytes: the body is decoded only once whole.
+//! A minimal HTTP/1.1 client for readiness checks and the proofs' loads (GET; POST for the
+//! release proof's writes): a client crate would cost more compile time than the whole xtask.
+//! Works on bytes: the body is decoded only once whole.
 
 use std::{
     fmt,
@@ -88,19 +89,46 @@ pub fn get_with(
     headers: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<Response, Error> {
+    send(addr, "GET", path, headers, b"", timeout)
+}
+
+/// A POST of `body` (its `Content-Type` among `headers`).
+pub fn post_at(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Response, Error> {
+    send(addr, "POST", path, headers, body, timeout)
+}
+
+fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Response, Error> {
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     // One write: `write!` straight to the socket sends several small segments, and Nagle's
     // algorithm against the server's delayed ACK then costs 40 ms a request.
-    let extra: String = headers
+    let mut extra: String = headers
         .iter()
         .map(|(k, v)| format!("{k}: {v}\r\n"))
         .collect();
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n{extra}\r\n"
-    );
-    s.write_all(request.as_bytes())?;
+    if method != "GET" {
+        extra.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n{extra}\r\n"
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    s.write_all(&request)?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let _ = s.shutdown(Shutdown::Both);

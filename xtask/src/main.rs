@@ -14,6 +14,7 @@
 //! `target/xtask` path), `host`, `http`, `ports`, `proc`, `progress`, `signals`, `util`.
 
 mod app_env;
+mod build_output;
 mod cmd;
 mod docker;
 mod engine;

@@ -31,6 +31,7 @@ struct Sample {
     url: usize,
     took: Duration,
     failure: Option<String>,
+    server_error: bool,
 }
 
 /// A load running in the background.
@@ -59,7 +60,9 @@ impl Load {
                         let (entry, url) = (entries[k % entries.len()], k % paths.len());
                         k += 1;
                         let t = Instant::now();
-                        let failure = match http::get_at(entry, &paths[url], REQUEST_TIMEOUT) {
+                        let answer = http::get_at(entry, &paths[url], REQUEST_TIMEOUT);
+                        let server_error = matches!(&answer, Ok(r) if r.status >= 500);
+                        let failure = match answer {
                             Ok(r) if r.status == 200 => None,
                             Ok(r) => Some(format!("{entry}{}: {}", paths[url], r.describe())),
                             Err(e) => Some(format!("{entry}{}: {e}", paths[url])),
@@ -68,6 +71,7 @@ impl Load {
                             url,
                             took: t.elapsed(),
                             failure,
+                            server_error,
                         });
                     }
                     samples.lock().unwrap().extend(mine);
@@ -109,6 +113,8 @@ pub struct Summary {
 pub struct Stats {
     pub requests: u64,
     pub failed: u64,
+    /// Of the failed, those answered 5xx.
+    pub server_errors: u64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
@@ -117,15 +123,17 @@ pub struct Stats {
 impl Stats {
     fn of<'a>(samples: impl Iterator<Item = &'a Sample>) -> Stats {
         let mut ms: Vec<f64> = Vec::new();
-        let mut failed = 0;
+        let (mut failed, mut server_errors) = (0, 0);
         for s in samples {
             ms.push(s.took.as_secs_f64() * 1000.0);
             failed += u64::from(s.failure.is_some());
+            server_errors += u64::from(s.server_error);
         }
         ms.sort_by(f64::total_cmp);
         Stats {
             requests: ms.len() as u64,
             failed,
+            server_errors,
             p50_ms: percentile(&ms, 0.50),
             p99_ms: percentile(&ms, 0.99),
             max_ms: ms.last().copied().unwrap_or(0.0),
@@ -134,7 +142,7 @@ impl Stats {
 
     pub fn to_json(&self) -> Value {
         json!({
-            "requests": self.requests, "failed": self.failed,
+            "requests": self.requests, "failed": self.failed, "server_errors": self.server_errors,
             "p50_ms": round1(self.p50_ms), "p99_ms": round1(self.p99_ms), "max_ms": round1(self.max_ms),
         })
     }
@@ -230,6 +238,7 @@ mod tests {
             url,
             took: Duration::from_millis(ms),
             failure: fail.then(|| "10.0.0.1:3000/: connection refused".to_string()),
+            server_error: false,
         }
     }
 

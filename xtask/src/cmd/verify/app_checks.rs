@@ -11,11 +11,11 @@ use std::{
 use anyhow::{Result, anyhow, ensure};
 use xshell::Shell;
 
-use super::{
+use super::prod_checks::{Check, check};
+use crate::{
     build_output::{BuildOutput, Route, RouteKind},
-    prod_checks::{Check, check},
+    docker, http,
 };
-use crate::{docker, http};
 
 /// A `revalidate` up to this is waited for (the background regeneration a visitor triggers);
 /// a longer one is regenerated on demand, as `revalidatePath` does.

@@ -11,10 +11,9 @@ use xshell::Shell;
 
 use super::{
     app_checks::{self, RouteProbe},
-    build_output::BuildOutput,
     prod_checks::{Check, check},
 };
-use crate::{docker, http};
+use crate::{build_output::BuildOutput, docker, http};
 
 /// A route rendered again because the cache is down may take this long (the handler gives up
 /// on the cache at once, or after its 1 s timeout).

@@ -2,7 +2,6 @@
 //! own project name and free ports; exit 0 only if it works.
 
 mod app_checks;
-mod build_output;
 mod cache_checks;
 mod plan;
 mod prod_checks;

@@ -7,8 +7,12 @@
 //! resolving names), `report`.
 
 mod neighbour;
+mod release;
 mod report;
+mod revalidate;
+mod second;
 mod steps;
+mod writes;
 
 use std::time::Instant;
 
@@ -80,11 +84,16 @@ fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
     let t = Instant::now();
     build_runner(sh, o, &stack)?;
     report.phase("build (runner)", t.elapsed());
+    let t = Instant::now();
+    let first_id = crate::images::release_id(&crate::util::project_root()).unwrap_or_default();
+    let second = second::build(sh, o, &stack, &first_id)?;
+    report.phase("build (second release)", t.elapsed());
 
     let t = Instant::now();
     let counts_before = host_counts(sh);
     // The run's own image goes with the cluster (and with a reaped run, by its labels).
-    let mut cluster = Cluster::create(sh, &project, NODES, vec![stack.app_image()])?;
+    let images = vec![stack.app_image(), second.clone()];
+    let mut cluster = Cluster::create(sh, &project, NODES, images)?;
     report.phase("cluster (3 nodes + registry)", t.elapsed());
     for (what, d) in &cluster.timings {
         report.phase(&format!("  {what}"), *d);
@@ -105,6 +114,7 @@ fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
         o,
         standin: set.standin,
         image: stack.app_image(),
+        second,
         proxy,
     };
     let outcome = steps::on_cluster(&run, &mut cluster, report);

@@ -19,9 +19,8 @@ pub struct Report {
     pub first_answers: Vec<String>,
     /// The TLS edge per node: the redirect, the verified certificate, HSTS.
     pub edge: Vec<String>,
-    /// After the update: the first release's static files requested (files × entry points),
-    /// those not served, and whether deploy carried them into the new image.
-    pub assets: Option<(usize, Vec<String>, bool)>,
+    /// The second release's rollout: build ids, assets, writes, the cache's coherence.
+    pub release: Option<super::release::Figures>,
     pub update: Option<(Duration, Summary)>,
     pub rollback: Option<(Duration, String, Summary)>,
     pub host: Vec<(String, String)>,
@@ -45,9 +44,7 @@ impl Report {
             "app_replica_nodes": self.app_nodes,
             "first_answers": self.first_answers,
             "edge": self.edge,
-            "release": self.assets.as_ref().map(|(n, missing, carried)| json!({
-                "assets_requested": n, "asset_404s": missing.len(), "missing": missing, "carried": carried,
-            })),
+            "release": self.release.as_ref().map(super::release::Figures::to_json),
             "rolling_update": self.update.as_ref().map(|(d, s)| json!({"seconds": d.as_secs_f64(), "load": s.to_json()})),
             "rollback": self.rollback.as_ref().map(|(d, state, s)| json!({"seconds": d.as_secs_f64(), "final_state": state, "load": s.to_json()})),
             "host_engine_after": self.host.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
@@ -116,12 +113,8 @@ impl Report {
     /// The edge, the first answers, the update and the rollback under load, the assets.
     fn release_lines(&self) -> String {
         let mut s = String::new();
-        if let Some((n, missing, carried)) = &self.assets {
-            s.push_str(&format!(
-                "  the first release's static files after the update: {} of {n} requests failed{}\n",
-                missing.len(),
-                if *carried { " (deploy carried them into the new image)" } else { "" }
-            ));
+        if let Some(r) = &self.release {
+            s.push_str(&r.lines());
         }
         for e in &self.edge {
             s.push_str(&format!("  edge: {e}\n"));

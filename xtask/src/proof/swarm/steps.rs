@@ -11,8 +11,9 @@ use std::{
 use anyhow::{Context, Result, bail};
 use xshell::Shell;
 
-use super::{ENTRY_PORT, NODES, Report, STACK, URLS};
+use super::{ENTRY_PORT, NODES, Report, STACK, URLS, release};
 use crate::{
+    build_output::BuildOutput,
     cmd::deploy::{Release, deploy},
     docker::{self, Engine},
     flags::{self, ImageChoice},
@@ -32,12 +33,14 @@ pub struct Run<'a> {
     pub o: &'a flags::Verify,
     pub standin: bool,
     pub image: String,
+    /// The second release's image (`second`).
+    pub second: String,
     /// The edge proxy's image on this host (the proof's TLS client runs it too).
     pub proxy: String,
 }
 
 pub fn on_cluster(run: &Run, cluster: &mut Cluster, report: &mut Report) -> Result<()> {
-    build_variants(run, cluster)?;
+    build_broken(run, cluster)?;
     let ips: Vec<String> = cluster.nodes.iter().map(|n| n.ip.clone()).collect();
     let dir = crate::paths::work_dir(
         &crate::util::project_root(),
@@ -64,30 +67,17 @@ pub fn on_cluster(run: &Run, cluster: &mut Cluster, report: &mut Report) -> Resu
     rollback(run, cluster, &entries, &updated, report)
 }
 
-/// Two variants of the run's image: a new release to roll out (a new digest; none of the first
-/// release's static files: they reach its tasks only if `deploy` carries them) and a broken one
-/// (listens on another port, so its health check fails) to roll back from.
-fn build_variants(run: &Run, cluster: &mut Cluster) -> Result<()> {
-    let update = "USER 0\n\
-                  RUN rm -rf /app/.next/static && mkdir -p /app/.next/static/release-2 \\\n \
-                      && echo 2 > /app/.next/static/release-2/marker.txt \\\n \
-                      && echo .next/static/release-2/marker.txt > /app/.next/static-files.txt\n\
-                  USER 1000:1000\n\
-                  LABEL org.axion-hub.swarm-proof=update\n";
-    let variants = [
-        ("update", update),
-        (
-            "broken",
-            "ENV PORT=3999\nLABEL org.axion-hub.swarm-proof=broken\n",
-        ),
-    ];
-    for (name, lines) in variants {
-        let tag = format!("{}-{name}", run.image);
-        let dockerfile = format!("FROM {}\n{lines}", run.image);
-        docker::build_from_stdin(&tag, &cluster.labels(), &dockerfile)
-            .with_context(|| format!("building the {name} variant of {}", run.image))?;
-        cluster.made.images.push(tag);
-    }
+/// A variant of the run's image that listens on another port, so its health check fails: the
+/// update to roll back from.
+fn build_broken(run: &Run, cluster: &mut Cluster) -> Result<()> {
+    let tag = format!("{}-broken", run.image);
+    let dockerfile = format!(
+        "FROM {}\nENV PORT=3999\nLABEL org.axion-hub.swarm-proof=broken\n",
+        run.image
+    );
+    docker::build_from_stdin(&tag, &cluster.labels(), &dockerfile)
+        .with_context(|| format!("building the broken variant of {}", run.image))?;
+    cluster.made.images.push(tag);
     Ok(())
 }
 
@@ -235,7 +225,8 @@ fn the_edge_redirects_and_pins_https(
     Ok(())
 }
 
-/// `deploy` of a new image under a steady load on every entry point; the image it runs after.
+/// `deploy` of the second release under load on every entry point (see `release`); the image
+/// the app runs after.
 fn rolling_update(
     run: &Run,
     cluster: &mut Cluster,
@@ -244,77 +235,78 @@ fn rolling_update(
     first: &Release,
     report: &mut Report,
 ) -> Result<String> {
-    let assets = crate::cmd::deploy::own_static_urls(run.sh, &run.image)?;
-    if assets.is_empty() {
+    let sh = run.sh;
+    let builds = release::Builds {
+        first: BuildOutput::of_image(sh, &run.image)?,
+        second: BuildOutput::of_image(sh, &run.second)?,
+    };
+    let first_files = crate::cmd::deploy::own_static_urls(sh, &run.image)?;
+    if first_files.is_empty() {
         bail!(
             "{} lists no static files of its own (.next/static-files.txt)",
             run.image
         );
     }
-    // Beside the pages, the first release's chunks, as its open tabs fetch them meanwhile.
-    let mut paths: Vec<&str> = URLS.to_vec();
-    paths.extend(
-        assets
-            .iter()
-            .filter(|a| a.ends_with(".js"))
-            .take(3)
-            .map(String::as_str),
-    );
-    let load = Load::start(entries, &paths, WORKERS);
+    let second_files = crate::cmd::deploy::own_static_urls(sh, &run.second)?;
+    let mut fig = release::Figures::new(&builds, &first_files, &second_files);
+    let mut held = release::hold(entries[0], &release::pages(&builds.first));
+    for f in &first_files {
+        if !held.assets.contains(f) {
+            held.assets.push(f.clone());
+        }
+    }
+    let before = release::revalidation(entries, &builds.first)?;
+    fig.revalidate.push(("first release".into(), before));
+
+    // The run's markers: letters and digits, so a row's text tells them apart.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let run_id = format!("axp{nanos:x}");
+    let chunks: Vec<String> = first_files
+        .iter()
+        .filter(|a| a.ends_with(".js"))
+        .cloned()
+        .collect();
+    let during = release::During::start(entries, &held, &chunks, &run_id);
     let t = Instant::now();
-    let rolled = deploy_image(run, cluster, tls, &format!("{}-update", run.image));
-    let summary = load.finish();
+    let rolled = deploy_image(run, cluster, tls, &run.second);
+    let (summary, posts) = during.finish();
     let rolled = rolled?;
     let took = t.elapsed();
     // The image deploy made by carrying the first release's assets goes with the cluster.
     cluster.made.images.extend(rolled.carried.clone());
-    let app_service = format!("{STACK}_app");
-    let update = swarm::service_image(run.sh, &cluster.manager(), &app_service)?;
+    let update = swarm::service_image(sh, &cluster.manager(), &format!("{STACK}_app"))?;
     report.update = Some((rolled.rolling_update.unwrap_or(took), summary.clone()));
     let Some(rolling) = rolled.rolling_update else {
-        bail!("deploy of a new image did no rolling update");
+        bail!("deploy of the second release did no rolling update");
     };
     if update == first.images.app {
         bail!("after the update the app still runs {update}");
     }
+    fig.carried = rolled.carried.is_some();
+    fig.server_errors = summary.total.server_errors;
+    let outcome = release::after(
+        sh,
+        &cluster.manager(),
+        entries,
+        &held,
+        posts,
+        &run_id,
+        &mut fig,
+    )
+    .and_then(|()| release::revalidation(entries, &builds.second));
+    if let Ok(v) = &outcome {
+        fig.revalidate.push(("second release".into(), v.clone()));
+    }
+    report.release = Some(fig.clone());
+    outcome?;
     summary.no_failures("the rolling update")?;
-    report.phase("deploy of a new image (rolling update)", took);
+    release::judge(&fig)?;
+    report.phase("deploy of the second release (rolling update)", took);
     report.phase("  of which the update itself", rolling);
-    let missing = missing_assets(entries, &assets);
-    report.assets = Some((
-        assets.len() * entries.len(),
-        missing.clone(),
-        rolled.carried.is_some(),
-    ));
-    if !missing.is_empty() {
-        bail!(
-            "after the update {} of the first release's static files are not served: {}",
-            missing.len(),
-            missing
-                .iter()
-                .take(5)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
     Ok(update)
-}
-
-/// Every one of the first release's static files through every entry point after the update:
-/// what does not answer 200 (`entry path status`).
-fn missing_assets(entries: &[SocketAddr], assets: &[String]) -> Vec<String> {
-    let mut missing = Vec::new();
-    for e in entries {
-        for a in assets {
-            match http::get_at(*e, a, Duration::from_secs(10)) {
-                Ok(r) if r.status == 200 => {}
-                Ok(r) => missing.push(format!("{e}{a} {}", r.status)),
-                Err(err) => missing.push(format!("{e}{a} {err}")),
-            }
-        }
-    }
-    missing
 }
 
 /// An image whose health check fails, asked for under load: swarm rolls back to `update`. The

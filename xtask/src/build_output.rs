@@ -69,6 +69,8 @@ pub struct BuildOutput {
     pub build_id: String,
     /// The server-actions key the build kept (its server-reference manifest), if any.
     pub actions_key: Option<String>,
+    /// The ids of its server actions (the same manifest), sorted.
+    pub action_ids: Vec<String>,
 }
 
 /// The runner's paths, relative to /app.
@@ -81,36 +83,59 @@ const MANIFESTS: [&str; 4] = [
 const SEP: &str = "@@axion-manifest@@";
 const IMAGE_EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "webp", "avif", "gif", "svg"];
 
+/// What both readers run in /app: the manifests, the shipped files, BUILD_ID and the
+/// server-reference manifest, separated by SEP.
+fn read_script() -> String {
+    let mut script = String::from("cd /app && ");
+    for m in MANIFESTS {
+        script.push_str(&format!("cat {m} 2>/dev/null; echo {SEP}; "));
+    }
+    script.push_str("find public .next/static/media -type f 2>/dev/null; ");
+    script.push_str(&format!(
+        "echo {SEP}; cat .next/BUILD_ID 2>/dev/null; echo {SEP}; "
+    ));
+    script.push_str("cat .next/server/server-reference-manifest.json 2>/dev/null");
+    script
+}
+
 impl BuildOutput {
     /// Reads the manifests and the list of shipped files from the running app container.
     pub fn read(sh: &Shell, container: &str) -> Result<BuildOutput> {
-        let mut script = String::from("cd /app && ");
-        for m in MANIFESTS {
-            script.push_str(&format!("cat {m} 2>/dev/null; echo {SEP}; "));
-        }
-        script.push_str("find public .next/static/media -type f 2>/dev/null; ");
-        script.push_str(&format!(
-            "echo {SEP}; cat .next/BUILD_ID 2>/dev/null; echo {SEP}; "
-        ));
-        script.push_str(
-            "grep -o '\"encryptionKey\": *\"[^\"]*\"' .next/server/server-reference-manifest.json 2>/dev/null",
-        );
-        let out = docker::exec(sh, container, &["sh", "-c", &script])
+        let out = docker::exec(sh, container, &["sh", "-c", &read_script()])
             .context("reading the build's manifests from the app container")?;
-        let text = String::from_utf8_lossy(&out.stdout);
+        BuildOutput::from_listing(
+            &String::from_utf8_lossy(&out.stdout),
+            &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
+    /// The same, from an image (a throw-away container of it, without network).
+    pub fn of_image(sh: &Shell, image: &str) -> Result<BuildOutput> {
+        let text = docker::inspect_image_with(sh, image, &read_script())
+            .with_context(|| format!("reading the build's manifests from {image}"))?;
+        BuildOutput::from_listing(&text, "")
+    }
+
+    fn from_listing(text: &str, stderr: &str) -> Result<BuildOutput> {
         let parts: Vec<&str> = text.split(SEP).collect();
         anyhow::ensure!(
             parts.len() == MANIFESTS.len() + 3,
-            "the app container's /app holds no Next.js build output: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            "the app's /app holds no Next.js build output: {}",
+            stderr.trim()
         );
         let mut build = BuildOutput::parse(parts[0], parts[1], parts[2], parts[3], parts[4])?;
         build.build_id = parts[5].trim().to_string();
-        build.actions_key = parts[6]
-            .trim()
-            .rsplit_once(':')
-            .map(|(_, v)| v.trim().trim_matches('"').to_string())
+        let actions: Value = serde_json::from_str(parts[6].trim()).unwrap_or(Value::Null);
+        build.actions_key = actions["encryptionKey"]
+            .as_str()
+            .map(String::from)
             .filter(|k| !k.is_empty());
+        build.action_ids = ["node", "edge"]
+            .iter()
+            .filter_map(|k| actions[k].as_object())
+            .flat_map(|o| o.keys().cloned())
+            .collect();
+        build.action_ids.sort();
         Ok(build)
     }
 
@@ -151,6 +176,7 @@ impl BuildOutput {
             image_files: image_files(files, svg),
             build_id: String::new(),
             actions_key: None,
+            action_ids: Vec::new(),
         })
     }
 
