@@ -12,6 +12,7 @@ mod report;
 mod revalidate;
 mod second;
 mod steps;
+mod tab;
 mod writes;
 
 use std::time::Instant;

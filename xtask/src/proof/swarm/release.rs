@@ -15,6 +15,7 @@ use xshell::Shell;
 use super::{
     STACK, URLS,
     revalidate::{self, Visible},
+    tab::{self, Seen, Tab},
     writes::{self, Post, Writers, Writes},
 };
 use crate::{
@@ -43,7 +44,11 @@ pub struct Figures {
     pub server_errors: u64,
     pub writes: Option<Writes>,
     pub no_writes_why: Option<String>,
+    /// What a form of a removed action got after the update (`Err`: a failure).
+    pub removed_action: Option<Result<String, String>>,
     pub revalidate: Vec<(String, Visible)>,
+    /// The browser tab held across the update, or why it did not run.
+    pub browser: Option<Result<Seen, String>>,
 }
 
 /// What clients took from the first release before the update.
@@ -85,12 +90,20 @@ impl Figures {
             "assets_requested": self.assets_requested,
             "asset_404s": self.asset_404s.len(),
             "missing": self.asset_404s,
-            "action_failures": w.action_failures,
+            "action_failures": w.action_failures + usize::from(matches!(self.removed_action, Some(Err(_)))),
             "server_errors": self.server_errors + w.server_errors as u64,
             "duplicate_writes": w.duplicate_writes,
             "lost_writes": w.lost_writes,
             "writes": self.writes.as_ref().map(Writes::to_json),
             "writes_not_measured": self.no_writes_why,
+            "removed_action": self.removed_action.as_ref().map(|r| match r {
+                Ok(answer) => json!({"ok": true, "answer": answer}),
+                Err(e) => json!({"ok": false, "error": e}),
+            }),
+            "browser": self.browser.as_ref().map(|b| match b {
+                Ok(seen) => seen.to_json(),
+                Err(why) => json!({"ran": false, "why": why}),
+            }),
             "revalidate_visible_ms": self.revalidate.iter()
                 .map(|(when, v)| (when.clone(), v.to_json()))
                 .collect::<serde_json::Map<_, _>>(),
@@ -125,6 +138,20 @@ impl Figures {
             (None, Some(why)) => s.push_str(&format!("  writes: not measured: {why}\n")),
             _ => {}
         }
+        if let Some(Ok(answer)) = &self.removed_action {
+            s.push_str(&format!(
+                "  a first-release form of an action the second lacks: {answer} (Next.js's reload)\n"
+            ));
+        }
+        match &self.browser {
+            Some(Ok(seen)) if seen.problems.is_empty() => s.push_str(&format!(
+                "  a Chromium tab of the first release after the update: {}\n",
+                seen.line()
+            )),
+            Some(Ok(_)) => {}
+            Some(Err(why)) => s.push_str(&format!("  !!! the browser tab did not run: {why}\n")),
+            None => {}
+        }
         for (when, v) in &self.revalidate {
             s.push_str(&format!(
                 "  revalidation seen by every replica ({when}): {}\n",
@@ -154,6 +181,14 @@ impl Figures {
                 "{} 5xx answers to the GET load",
                 self.server_errors
             ));
+        }
+        if let Some(Err(e)) = &self.removed_action {
+            out.push(e.clone());
+        }
+        if let Some(Ok(seen)) = &self.browser
+            && !seen.problems.is_empty()
+        {
+            out.push(format!("the browser tab: {}", seen.problems.join("; ")));
         }
         if let Some(w) = self.writes.as_ref().filter(|w| w.failed()) {
             out.push(format!("writes: {}: {}", w.line(), w.failures.join("; ")));
@@ -201,30 +236,49 @@ pub fn hold(entry: SocketAddr, pages: &[String]) -> Held {
 pub struct During {
     load: Load,
     writers: Option<Writers>,
+    tab: Result<Tab, String>,
 }
 
 impl During {
+    /// The tab opens first (on the form's page, else the first page): it holds the first
+    /// release's code from before the update.
     pub fn start(
         entries: &[SocketAddr],
         held: &Held,
+        pages: &[String],
         first_chunks: &[String],
         run_id: &str,
-    ) -> During {
+    ) -> Result<During> {
+        let (page, has_form) = match &held.forms {
+            Some((path, _)) => (path.as_str(), true),
+            None => (pages.first().map_or("/", String::as_str), false),
+        };
+        let tab = tab::open(entries[0], page, has_form, &format!("{run_id}-tab"))?;
         let mut paths: Vec<&str> = URLS.to_vec();
         paths.extend(first_chunks.iter().take(3).map(String::as_str));
         let writers = held
             .forms
             .as_ref()
             .map(|(path, _)| Writers::start(entries, path, run_id, WRITERS));
-        During {
+        Ok(During {
             load: Load::start(entries, &paths, crate::proof::load::WORKERS),
             writers,
-        }
+            tab,
+        })
     }
 
-    pub fn finish(self) -> (crate::proof::load::Summary, Vec<Post>) {
-        let posts = self.writers.map(Writers::finish).unwrap_or_default();
-        (self.load.finish(), posts)
+    /// Stops the loads; the tab acts on the updated stack and says what it saw.
+    pub fn finish(self, fig: &mut Figures) -> (crate::proof::load::Summary, Vec<Post>) {
+        let mut posts = self.writers.map(Writers::finish).unwrap_or_default();
+        let summary = self.load.finish();
+        fig.browser = Some(match self.tab {
+            Ok(tab) => tab.finish().map_err(|e| format!("{e:#}")),
+            Err(why) => Err(why),
+        });
+        if let Some(Ok(seen)) = &fig.browser {
+            posts.extend(seen.post.clone());
+        }
+        (summary, posts)
     }
 }
 
@@ -255,6 +309,7 @@ pub fn after(
                 let e = entries[k % entries.len()];
                 posts.push(writes::submit(e, path, f, &format!("{run_id}-h{k}"), true));
             }
+            fig.removed_action = Some(writes::removed_action(entries[0], path, &forms[0]));
             let rows = writes::rows_per_marker(sh, manager, &format!("{STACK}_db"), run_id)?;
             fig.writes = Some(Writes::judge(&posts, &rows));
         }

@@ -249,7 +249,8 @@ fn rolling_update(
     }
     let second_files = crate::cmd::deploy::own_static_urls(sh, &run.second)?;
     let mut fig = release::Figures::new(&builds, &first_files, &second_files);
-    let mut held = release::hold(entries[0], &release::pages(&builds.first));
+    let pages = release::pages(&builds.first);
+    let mut held = release::hold(entries[0], &pages);
     for f in &first_files {
         if !held.assets.contains(f) {
             held.assets.push(f.clone());
@@ -269,10 +270,10 @@ fn rolling_update(
         .filter(|a| a.ends_with(".js"))
         .cloned()
         .collect();
-    let during = release::During::start(entries, &held, &chunks, &run_id);
+    let during = release::During::start(entries, &held, &pages, &chunks, &run_id)?;
     let t = Instant::now();
     let rolled = deploy_image(run, cluster, tls, &run.second);
-    let (summary, posts) = during.finish();
+    let (summary, posts) = during.finish(&mut fig);
     let rolled = rolled?;
     let took = t.elapsed();
     // The image deploy made by carrying the first release's assets goes with the cluster.

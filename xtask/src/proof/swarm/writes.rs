@@ -70,6 +70,42 @@ pub fn submit(entry: SocketAddr, path: &str, form: &ActionForm, marker: &str, he
     }
 }
 
+/// A form of the first release whose action the second no longer has (its id changed in one
+/// digit, as a removed or renamed action's is): Next.js must answer with its own signal, 409
+/// and `x-nextjs-action-not-found` (on which its client reloads the page into the new
+/// release), never a 5xx or a success that wrote nothing. What it answered, or why it fails.
+pub fn removed_action(entry: SocketAddr, path: &str, form: &ActionForm) -> Result<String, String> {
+    let mut gone = form.clone();
+    let last = if gone.action_id.ends_with('0') {
+        '1'
+    } else {
+        '0'
+    };
+    gone.action_id.pop();
+    gone.action_id.push(last);
+    let field = format!("$ACTION_ID_{}", gone.action_id);
+    for (k, _) in gone
+        .fields
+        .iter_mut()
+        .filter(|(k, _)| k.starts_with("$ACTION_ID_"))
+    {
+        *k = field.clone();
+    }
+    let (ct, body) = html::multipart(&gone.filled("removed-action"), "axion-proof-removed");
+    let r = http::post_at(entry, path, &[("Content-Type", &ct)], &body, TIMEOUT)
+        .map_err(|e| format!("POST {entry}{path} of a removed action: {e}"))?;
+    let signal = r.header("x-nextjs-action-not-found") == Some("1");
+    if r.status == 409 && signal {
+        Ok(format!("{} with x-nextjs-action-not-found", r.status))
+    } else {
+        Err(format!(
+            "POST {entry}{path} of a removed action answered {}{}, not 409 with x-nextjs-action-not-found",
+            r.describe(),
+            if signal { " with the signal" } else { "" }
+        ))
+    }
+}
+
 /// Clients that load the page and submit its form, one after another, until stopped.
 pub struct Writers {
     stop: Arc<AtomicBool>,
