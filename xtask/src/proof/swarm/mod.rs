@@ -83,18 +83,18 @@ fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
     report.phase("preflight", t.elapsed());
 
     let t = Instant::now();
-    build_runner(sh, o, &stack)?;
+    let policy = crate::integrity::Policy::for_run(o.cold, o.no_verify.clone());
+    let timeout = o.timeout_build.unwrap_or(TIMEOUT_BUILD);
+    build_runner(sh, &policy, timeout, &stack)?;
     report.phase("build (runner)", t.elapsed());
-    let t = Instant::now();
-    let first_id = crate::images::release_id(&crate::util::project_root()).unwrap_or_default();
-    let second = second::build(sh, o, &stack, &first_id)?;
-    report.phase("build (second release)", t.elapsed());
 
     let t = Instant::now();
     let counts_before = host_counts(sh);
     // The run's own image goes with the cluster (and with a reaped run, by its labels).
-    let images = vec![stack.app_image(), second.clone()];
+    let images = vec![stack.app_image(), second::tag(&stack)];
     let mut cluster = Cluster::create(sh, &project, NODES, images)?;
+    // Built while the cluster takes the first release (mostly waiting on health checks).
+    let second = second::Pending::start(&stack, policy, timeout, &stack.app_image());
     report.phase("cluster (3 nodes + registry)", t.elapsed());
     for (what, d) in &cluster.timings {
         report.phase(&format!("  {what}"), *d);
@@ -115,10 +115,12 @@ fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
         o,
         standin: set.standin,
         image: stack.app_image(),
-        second,
+        second: &second,
         proxy,
     };
     let outcome = steps::on_cluster(&run, &mut cluster, report);
+    // Its image goes with the cluster: never made after the teardown.
+    let _ = second.wait();
 
     let t = Instant::now();
     let teardown = cluster.teardown();
@@ -145,15 +147,18 @@ fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
 }
 
 /// The prod runner the proof deploys, built as `verify --prod` builds it.
-fn build_runner(sh: &Shell, o: &flags::Verify, stack: &Stack) -> Result<()> {
+fn build_runner(
+    sh: &Shell,
+    policy: &crate::integrity::Policy,
+    timeout: std::time::Duration,
+    stack: &Stack,
+) -> Result<()> {
     let log = log_path(&sh.current_dir(), &format!("{}-build.log", stack.project()));
-    let policy = crate::integrity::Policy::for_run(o.cold, o.no_verify.clone());
-    let timeout = o.timeout_build.unwrap_or(TIMEOUT_BUILD);
     lifecycle::build(
         sh,
         &stack.compose,
         StackKind::Prod,
-        &policy,
+        policy,
         &["app"],
         &log,
         timeout,

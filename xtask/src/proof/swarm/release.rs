@@ -197,6 +197,60 @@ impl Figures {
     }
 }
 
+/// What the update starts from: both builds, the figures so far, what clients of the first
+/// release hold, its pages and chunks, and the run's marker prefix.
+pub struct Before {
+    pub builds: Builds,
+    pub fig: Figures,
+    pub held: Held,
+    pub pages: Vec<String>,
+    pub chunks: Vec<String>,
+    pub run_id: String,
+}
+
+/// Reads both builds, has clients take the first release's pages, and measures a
+/// regeneration on it.
+pub fn before(sh: &Shell, entries: &[SocketAddr], first: &str, second: &str) -> Result<Before> {
+    let builds = Builds {
+        first: BuildOutput::of_image(sh, first)?,
+        second: BuildOutput::of_image(sh, second)?,
+    };
+    let first_files = crate::cmd::deploy::own_static_urls(sh, first)?;
+    if first_files.is_empty() {
+        bail!("{first} lists no static files of its own (.next/static-files.txt)");
+    }
+    let second_files = crate::cmd::deploy::own_static_urls(sh, second)?;
+    let mut fig = Figures::new(&builds, &first_files, &second_files);
+    let pages = pages(&builds.first);
+    let mut held = hold(entries[0], &pages);
+    for f in &first_files {
+        if !held.assets.contains(f) {
+            held.assets.push(f.clone());
+        }
+    }
+    fig.revalidate.push((
+        "first release".into(),
+        revalidation(entries, &builds.first)?,
+    ));
+    // The run's markers: letters and digits, so a row's text tells them apart.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let chunks = first_files
+        .into_iter()
+        .filter(|a| a.ends_with(".js"))
+        .collect();
+    Ok(Before {
+        builds,
+        fig,
+        held,
+        pages,
+        chunks,
+        run_id: format!("axp{nanos:x}"),
+    })
+}
+
 /// The first release's page paths (no dynamic segment), as the build lists them.
 pub fn pages(build: &BuildOutput) -> Vec<String> {
     build

@@ -3,20 +3,26 @@
 //! and deploymentId differ from the first release's. The change is an `instrumentation-client`
 //! module (Next.js runs it in every page before hydration), made or appended to, so it needs
 //! nothing of the demo. Built exactly as the first release (a compose build of the prod file:
-//! the same secrets, base images and lockfile policy) from a copy of app/ under target/xtask.
+//! the same secrets, base images and lockfile policy) from a copy of app/ under target/xtask,
+//! with the first release's build id and `-2`.
 
 use std::{
     fs,
     path::{Path, PathBuf},
+    sync::{Mutex, OnceLock},
+    thread::JoinHandle,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
 use xshell::Shell;
 
 use crate::{
-    flags, lifecycle,
+    docker,
+    integrity::Policy,
+    lifecycle,
     paths::{log_path, work_dir},
-    stack::{Stack, StackKind, TIMEOUT_BUILD},
+    stack::{Stack, StackKind},
 };
 
 /// What the copy leaves out: what app/.dockerignore keeps out of any build anyway.
@@ -24,8 +30,68 @@ const SKIP: [&str; 3] = ["node_modules", ".next", ".git"];
 const MARK: &str = "\n// Added by `cargo xtask verify --swarm` to its copy: the second release's change.\n\
                     globalThis.__axionProofRelease = 2;\n";
 
+/// The image built and how long its build took.
+type Built = (String, Duration);
+
+/// The second release's image tag.
+pub fn tag(stack: &Stack) -> String {
+    format!("{}-second", stack.app_image())
+}
+
+/// The second release, built in the background (beside the cluster's start and the first
+/// deploy, which mostly wait) until the update needs it.
+pub struct Pending {
+    handle: Mutex<Option<JoinHandle<Result<Built>>>>,
+    done: OnceLock<Result<Built, String>>,
+}
+
+impl Pending {
+    /// `first`: the first release's image, whose build id the second's extends.
+    pub fn start(stack: &Stack, policy: Policy, timeout: Duration, first: &str) -> Pending {
+        let (stack, first) = (stack.clone(), first.to_string());
+        let handle = std::thread::spawn(move || {
+            let t = Instant::now();
+            let sh = Shell::new()?;
+            sh.change_dir(crate::util::project_root());
+            let image = build(&sh, &stack, &policy, timeout, &first)?;
+            Ok((image, t.elapsed()))
+        });
+        Pending {
+            handle: Mutex::new(Some(handle)),
+            done: OnceLock::new(),
+        }
+    }
+
+    /// Its image and how long its build took, once built.
+    pub fn wait(&self) -> Result<Built> {
+        let done = self.done.get_or_init(|| {
+            let handle = self.handle.lock().unwrap().take();
+            match handle.map(JoinHandle::join) {
+                Some(Ok(r)) => r.map_err(|e| format!("{e:#}")),
+                Some(Err(_)) => Err("the second release's build panicked".into()),
+                None => Err("the second release's build was already taken".into()),
+            }
+        });
+        done.clone().map_err(|e| anyhow::anyhow!(e))
+    }
+}
+
+/// Waits for the build, whatever happened: a thread left running would make its image after
+/// the cluster's teardown.
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let _ = self.wait();
+    }
+}
+
 /// Builds the second release's runner; its image tag.
-pub fn build(sh: &Shell, o: &flags::Verify, stack: &Stack, first_id: &str) -> Result<String> {
+fn build(
+    sh: &Shell,
+    stack: &Stack,
+    policy: &Policy,
+    timeout: Duration,
+    first: &str,
+) -> Result<String> {
     let root = crate::util::project_root();
     let dir = work_dir(&root, &format!("{}-second", stack.project()));
     let _ = fs::remove_dir_all(&dir);
@@ -38,29 +104,27 @@ pub fn build(sh: &Shell, o: &flags::Verify, stack: &Stack, first_id: &str) -> Re
     )?;
     change_client_code(&app)?;
 
-    let image = format!("{}-second", stack.app_image());
-    let id = if first_id.is_empty() {
-        "unreleased-2".to_string()
-    } else {
-        format!("{first_id}-2")
-    };
+    let first_id = docker::inspect_image_with(sh, first, "cat /app/.next/BUILD_ID")
+        .with_context(|| format!("reading {first}'s build id"))?;
+    let image = tag(stack);
     let mut compose = stack.compose.clone();
     compose
         .env
         .retain(|(k, _)| !matches!(k.as_str(), "AXION_APP_IMAGE" | "AXION_BUILD_ID"));
     compose.env.extend([
         ("AXION_APP_IMAGE".to_string(), image.clone()),
-        ("AXION_BUILD_ID".to_string(), id),
+        (
+            "AXION_BUILD_ID".to_string(),
+            format!("{}-2", first_id.trim()),
+        ),
         ("AXION_APP_CONTEXT".to_string(), app.display().to_string()),
     ]);
     let log = log_path(&root, &format!("{}-second-build.log", stack.project()));
-    let policy = crate::integrity::Policy::for_run(o.cold, o.no_verify.clone());
-    let timeout = o.timeout_build.unwrap_or(TIMEOUT_BUILD);
     let built = lifecycle::build(
         sh,
         &compose,
         StackKind::Prod,
-        &policy,
+        policy,
         &["app"],
         &log,
         timeout,

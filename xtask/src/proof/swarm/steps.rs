@@ -13,7 +13,6 @@ use xshell::Shell;
 
 use super::{ENTRY_PORT, NODES, Report, STACK, URLS, release};
 use crate::{
-    build_output::BuildOutput,
     cmd::deploy::{Release, deploy},
     docker::{self, Engine},
     flags::{self, ImageChoice},
@@ -33,8 +32,8 @@ pub struct Run<'a> {
     pub o: &'a flags::Verify,
     pub standin: bool,
     pub image: String,
-    /// The second release's image (`second`).
-    pub second: String,
+    /// The second release, building (`second`).
+    pub second: &'a super::second::Pending,
     /// The edge proxy's image on this host (the proof's TLS client runs it too).
     pub proxy: String,
 }
@@ -236,43 +235,19 @@ fn rolling_update(
     report: &mut Report,
 ) -> Result<String> {
     let sh = run.sh;
-    let builds = release::Builds {
-        first: BuildOutput::of_image(sh, &run.image)?,
-        second: BuildOutput::of_image(sh, &run.second)?,
-    };
-    let first_files = crate::cmd::deploy::own_static_urls(sh, &run.image)?;
-    if first_files.is_empty() {
-        bail!(
-            "{} lists no static files of its own (.next/static-files.txt)",
-            run.image
-        );
-    }
-    let second_files = crate::cmd::deploy::own_static_urls(sh, &run.second)?;
-    let mut fig = release::Figures::new(&builds, &first_files, &second_files);
-    let pages = release::pages(&builds.first);
-    let mut held = release::hold(entries[0], &pages);
-    for f in &first_files {
-        if !held.assets.contains(f) {
-            held.assets.push(f.clone());
-        }
-    }
-    let before = release::revalidation(entries, &builds.first)?;
-    fig.revalidate.push(("first release".into(), before));
-
-    // The run's markers: letters and digits, so a row's text tells them apart.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let run_id = format!("axp{nanos:x}");
-    let chunks: Vec<String> = first_files
-        .iter()
-        .filter(|a| a.ends_with(".js"))
-        .cloned()
-        .collect();
+    let (second, built_in) = run.second.wait()?;
+    report.phase("build (second release, beside the first deploy)", built_in);
+    let release::Before {
+        builds,
+        mut fig,
+        held,
+        pages,
+        chunks,
+        run_id,
+    } = release::before(sh, entries, &run.image, &second)?;
     let during = release::During::start(entries, &held, &pages, &chunks, &run_id)?;
     let t = Instant::now();
-    let rolled = deploy_image(run, cluster, tls, &run.second);
+    let rolled = deploy_image(run, cluster, tls, &second);
     let (summary, posts) = during.finish(&mut fig);
     let rolled = rolled?;
     let took = t.elapsed();
