@@ -1,21 +1,22 @@
-//! A real release across replicas: the second release (a rebuild with changed client code, see
-//! `second`) rolled out under load, and what its clients saw. Before the update, clients take
-//! the first release's pages (their HTML, their static files, their forms); during it, a GET
-//! load and clients that load a page and submit its server-action form; after it, the held
-//! pages' static files through every entry point, the held forms submitted once each, and an
-//! on-demand regeneration read back through every replica. Everything is derived from the
-//! build's manifests and the pages as served.
+//! One move between real releases under load: the update to the second release (a rebuild with
+//! changed client code, see `second`), and the way back to the first. Before it, clients take
+//! the running release's pages (their HTML, their static files, their forms) and a browser tab
+//! opens one; during it, a GET load and clients that load a page and submit its server-action
+//! form; after it, the held pages' static files through every entry point, the held forms
+//! submitted once each, the tab's form and link, and an on-demand regeneration read back
+//! through every replica. Everything is derived from the builds' manifests and the pages as
+//! served. `figures` sums it up.
 
 use std::net::SocketAddr;
 
 use anyhow::{Result, bail};
-use serde_json::{Value, json};
 use xshell::Shell;
 
 use super::{
     STACK, URLS,
+    figures::Figures,
     revalidate::{self, Visible},
-    tab::{self, Seen, Tab},
+    tab::{self, Tab},
     writes::{self, Post, Writers, Writes},
 };
 use crate::{
@@ -25,33 +26,13 @@ use crate::{
     proof::{html, load::Load},
 };
 
-/// Clients submitting forms during the update, beside the GET load.
+/// Clients submitting forms during a move, beside the GET load.
 const WRITERS: usize = 2;
-/// Forms of the first release held by clients and submitted after the update.
+/// Forms of the running release held by clients and submitted after the move.
 const HELD_FORMS: usize = 6;
 const REVALIDATIONS: usize = 3;
 
-/// What the release came to (the report's `release`).
-#[derive(Debug, Clone, Default)]
-pub struct Figures {
-    pub build_ids: [String; 2],
-    /// The first release's static files the second does not have (new chunk hashes).
-    pub files_only_in_first: usize,
-    pub actions_changed: bool,
-    pub carried: bool,
-    pub assets_requested: usize,
-    pub asset_404s: Vec<String>,
-    pub server_errors: u64,
-    pub writes: Option<Writes>,
-    pub no_writes_why: Option<String>,
-    /// What a form of a removed action got after the update (`Err`: a failure).
-    pub removed_action: Option<Result<String, String>>,
-    pub revalidate: Vec<(String, Visible)>,
-    /// The browser tab held across the update, or why it did not run.
-    pub browser: Option<Result<Seen, String>>,
-}
-
-/// What clients took from the first release before the update.
+/// What clients took from the running release before the move.
 pub struct Held {
     /// Each page's static files, as its HTML references them.
     pub assets: Vec<String>,
@@ -59,146 +40,14 @@ pub struct Held {
     pub forms: Option<(String, Vec<html::ActionForm>)>,
 }
 
+/// The running release's build and the one rolled out.
 pub struct Builds {
-    pub first: BuildOutput,
-    pub second: BuildOutput,
+    pub from: BuildOutput,
+    pub to: BuildOutput,
 }
 
-impl Figures {
-    pub fn new(builds: &Builds, first_files: &[String], second_files: &[String]) -> Figures {
-        Figures {
-            build_ids: [
-                builds.first.build_id.clone(),
-                builds.second.build_id.clone(),
-            ],
-            files_only_in_first: first_files
-                .iter()
-                .filter(|f| !second_files.contains(f))
-                .count(),
-            actions_changed: builds.first.action_ids != builds.second.action_ids,
-            ..Default::default()
-        }
-    }
-
-    pub fn to_json(&self) -> Value {
-        let w = self.writes.clone().unwrap_or_default();
-        json!({
-            "build_ids": self.build_ids,
-            "static_files_only_in_first": self.files_only_in_first,
-            "action_ids_changed": self.actions_changed,
-            "carried": self.carried,
-            "assets_requested": self.assets_requested,
-            "asset_404s": self.asset_404s.len(),
-            "missing": self.asset_404s,
-            "action_failures": w.action_failures + usize::from(matches!(self.removed_action, Some(Err(_)))),
-            "server_errors": self.server_errors + w.server_errors as u64,
-            "duplicate_writes": w.duplicate_writes,
-            "lost_writes": w.lost_writes,
-            "writes": self.writes.as_ref().map(Writes::to_json),
-            "writes_not_measured": self.no_writes_why,
-            "removed_action": self.removed_action.as_ref().map(|r| match r {
-                Ok(answer) => json!({"ok": true, "answer": answer}),
-                Err(e) => json!({"ok": false, "error": e}),
-            }),
-            "browser": self.browser.as_ref().map(|b| match b {
-                Ok(seen) => seen.to_json(),
-                Err(why) => json!({"ran": false, "why": why}),
-            }),
-            "revalidate_visible_ms": self.revalidate.iter()
-                .map(|(when, v)| (when.clone(), v.to_json()))
-                .collect::<serde_json::Map<_, _>>(),
-        })
-    }
-
-    /// For a person: the builds, the assets, the writes, the cache.
-    pub fn lines(&self) -> String {
-        let mut s = format!(
-            "  release: {} -> {} ({} static files of the first not in the second, action ids {})\n",
-            self.build_ids[0],
-            self.build_ids[1],
-            self.files_only_in_first,
-            if self.actions_changed {
-                "changed"
-            } else {
-                "the same"
-            }
-        );
-        s.push_str(&format!(
-            "  the first release's static files after the update: {} of {} requests failed{}\n",
-            self.asset_404s.len(),
-            self.assets_requested,
-            if self.carried {
-                " (deploy carried them into the new image)"
-            } else {
-                ""
-            }
-        ));
-        match (&self.writes, &self.no_writes_why) {
-            (Some(w), _) => s.push_str(&format!("  writes across the release: {}\n", w.line())),
-            (None, Some(why)) => s.push_str(&format!("  writes: not measured: {why}\n")),
-            _ => {}
-        }
-        if let Some(Ok(answer)) = &self.removed_action {
-            s.push_str(&format!(
-                "  a first-release form of an action the second lacks: {answer} (Next.js's reload)\n"
-            ));
-        }
-        match &self.browser {
-            Some(Ok(seen)) if seen.problems.is_empty() => s.push_str(&format!(
-                "  a Chromium tab of the first release after the update: {}\n",
-                seen.line()
-            )),
-            Some(Ok(_)) => {}
-            Some(Err(why)) => s.push_str(&format!("  !!! the browser tab did not run: {why}\n")),
-            None => {}
-        }
-        for (when, v) in &self.revalidate {
-            s.push_str(&format!(
-                "  revalidation seen by every replica ({when}): {}\n",
-                v.line()
-            ));
-        }
-        s
-    }
-
-    /// Every count that must be 0, with its name, when it is not.
-    pub fn failures(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if !self.asset_404s.is_empty() {
-            out.push(format!(
-                "{} of the first release's static files not served after the update: {}",
-                self.asset_404s.len(),
-                self.asset_404s
-                    .iter()
-                    .take(5)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        if self.server_errors > 0 {
-            out.push(format!(
-                "{} 5xx answers to the GET load",
-                self.server_errors
-            ));
-        }
-        if let Some(Err(e)) = &self.removed_action {
-            out.push(e.clone());
-        }
-        if let Some(Ok(seen)) = &self.browser
-            && !seen.problems.is_empty()
-        {
-            out.push(format!("the browser tab: {}", seen.problems.join("; ")));
-        }
-        if let Some(w) = self.writes.as_ref().filter(|w| w.failed()) {
-            out.push(format!("writes: {}: {}", w.line(), w.failures.join("; ")));
-        }
-        out
-    }
-}
-
-/// What the update starts from: both builds, the figures so far, what clients of the first
-/// release hold, its pages and chunks, and the run's marker prefix.
+/// What a move starts from: both builds, its figures so far, what clients of the running
+/// release hold, its pages and chunks, and the move's marker prefix.
 pub struct Before {
     pub builds: Builds,
     pub fig: Figures,
@@ -208,36 +57,38 @@ pub struct Before {
     pub run_id: String,
 }
 
-/// Reads both builds, has clients take the first release's pages, and measures a
-/// regeneration on it.
-pub fn before(sh: &Shell, entries: &[SocketAddr], first: &str, second: &str) -> Result<Before> {
+/// Reads both builds (images `from`, running, and `to`) and has clients take the running
+/// release's pages.
+pub fn before(
+    sh: &Shell,
+    entries: &[SocketAddr],
+    what: &str,
+    from: &str,
+    to: &str,
+) -> Result<Before> {
     let builds = Builds {
-        first: BuildOutput::of_image(sh, first)?,
-        second: BuildOutput::of_image(sh, second)?,
+        from: BuildOutput::of_image(sh, from)?,
+        to: BuildOutput::of_image(sh, to)?,
     };
-    let first_files = crate::cmd::deploy::own_static_urls(sh, first)?;
-    if first_files.is_empty() {
-        bail!("{first} lists no static files of its own (.next/static-files.txt)");
+    let from_files = crate::cmd::deploy::own_static_urls(sh, from)?;
+    if from_files.is_empty() {
+        bail!("{from} lists no static files of its own (.next/static-files.txt)");
     }
-    let second_files = crate::cmd::deploy::own_static_urls(sh, second)?;
-    let mut fig = Figures::new(&builds, &first_files, &second_files);
-    let pages = pages(&builds.first);
+    let to_files = crate::cmd::deploy::own_static_urls(sh, to)?;
+    let fig = Figures::new(what, &builds.from, &builds.to, [&from_files, &to_files]);
+    let pages = pages(&builds.from);
     let mut held = hold(entries[0], &pages);
-    for f in &first_files {
+    for f in &from_files {
         if !held.assets.contains(f) {
             held.assets.push(f.clone());
         }
     }
-    fig.revalidate.push((
-        "first release".into(),
-        revalidation(entries, &builds.first)?,
-    ));
-    // The run's markers: letters and digits, so a row's text tells them apart.
+    // The move's markers: letters and digits, so a row's text tells them apart.
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos();
-    let chunks = first_files
+    let chunks = from_files
         .into_iter()
         .filter(|a| a.ends_with(".js"))
         .collect();
@@ -251,7 +102,7 @@ pub fn before(sh: &Shell, entries: &[SocketAddr], first: &str, second: &str) -> 
     })
 }
 
-/// The first release's page paths (no dynamic segment), as the build lists them.
+/// A release's page paths (no dynamic segment), as its build lists them.
 pub fn pages(build: &BuildOutput) -> Vec<String> {
     build
         .routes
@@ -261,7 +112,7 @@ pub fn pages(build: &BuildOutput) -> Vec<String> {
         .collect()
 }
 
-/// Takes the first release's pages as its clients would.
+/// Takes the running release's pages as its clients would.
 pub fn hold(entry: SocketAddr, pages: &[String]) -> Held {
     let mut assets: Vec<String> = Vec::new();
     for p in pages {
@@ -286,7 +137,7 @@ pub fn hold(entry: SocketAddr, pages: &[String]) -> Held {
     Held { assets, forms }
 }
 
-/// The loads during the update: GETs, and form submissions when the app has a form.
+/// The loads during a move: GETs, and form submissions when the app has a form.
 pub struct During {
     load: Load,
     writers: Option<Writers>,
@@ -294,13 +145,13 @@ pub struct During {
 }
 
 impl During {
-    /// The tab opens first (on the form's page, else the first page): it holds the first
-    /// release's code from before the update.
+    /// The tab opens first (on the form's page, else the first page): it holds the running
+    /// release's code from before the move.
     pub fn start(
         entries: &[SocketAddr],
         held: &Held,
         pages: &[String],
-        first_chunks: &[String],
+        chunks: &[String],
         run_id: &str,
     ) -> Result<During> {
         let (page, has_form) = match &held.forms {
@@ -309,7 +160,7 @@ impl During {
         };
         let tab = tab::open(entries[0], page, has_form, &format!("{run_id}-tab"))?;
         let mut paths: Vec<&str> = URLS.to_vec();
-        paths.extend(first_chunks.iter().take(3).map(String::as_str));
+        paths.extend(chunks.iter().take(3).map(String::as_str));
         let writers = held
             .forms
             .as_ref()
@@ -321,7 +172,7 @@ impl During {
         })
     }
 
-    /// Stops the loads; the tab acts on the updated stack and says what it saw.
+    /// Stops the loads; the tab acts on the moved stack and says what it saw.
     pub fn finish(self, fig: &mut Figures) -> (crate::proof::load::Summary, Vec<Post>) {
         let mut posts = self.writers.map(Writers::finish).unwrap_or_default();
         let summary = self.load.finish();
@@ -336,8 +187,8 @@ impl During {
     }
 }
 
-/// After the update: the held assets through every entry point, the held forms submitted,
-/// the rows counted, a regeneration read back everywhere.
+/// After the move: the held assets through every entry point, the held forms submitted, the
+/// rows counted.
 pub fn after(
     sh: &Shell,
     manager: &Engine,
@@ -388,7 +239,11 @@ pub fn revalidation(entries: &[SocketAddr], build: &BuildOutput) -> Result<Visib
 pub fn judge(fig: &Figures) -> Result<()> {
     let failures = fig.failures();
     if !failures.is_empty() {
-        bail!("the release failed its clients: {}", failures.join("; "));
+        bail!(
+            "the {} failed its clients: {}",
+            fig.what,
+            failures.join("; ")
+        );
     }
     Ok(())
 }

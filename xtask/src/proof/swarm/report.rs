@@ -19,9 +19,12 @@ pub struct Report {
     pub first_answers: Vec<String>,
     /// The TLS edge per node: the redirect, the verified certificate, HSTS.
     pub edge: Vec<String>,
-    /// The second release's rollout: build ids, assets, writes, the cache's coherence.
-    pub release: Option<super::release::Figures>,
+    /// The moves between releases (the update, the way back): build ids, assets, writes, the
+    /// browser tab, the cache's coherence.
+    pub moves: Vec<super::figures::Figures>,
     pub update: Option<(Duration, Summary)>,
+    /// The way back to the first release by `deploy`.
+    pub back: Option<(Duration, Summary)>,
     pub rollback: Option<(Duration, String, Summary)>,
     pub host: Vec<(String, String)>,
     pub neighbour: Option<String>,
@@ -44,8 +47,9 @@ impl Report {
             "app_replica_nodes": self.app_nodes,
             "first_answers": self.first_answers,
             "edge": self.edge,
-            "release": self.release.as_ref().map(super::release::Figures::to_json),
+            "release": (!self.moves.is_empty()).then(|| super::figures::release_json(&self.moves)),
             "rolling_update": self.update.as_ref().map(|(d, s)| json!({"seconds": d.as_secs_f64(), "load": s.to_json()})),
+            "back_to_first": self.back.as_ref().map(|(d, s)| json!({"seconds": d.as_secs_f64(), "load": s.to_json()})),
             "rollback": self.rollback.as_ref().map(|(d, state, s)| json!({"seconds": d.as_secs_f64(), "final_state": state, "load": s.to_json()})),
             "host_engine_after": self.host.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "neighbour_dns": self.neighbour,
@@ -113,8 +117,8 @@ impl Report {
     /// The edge, the first answers, the update and the rollback under load, the assets.
     fn release_lines(&self) -> String {
         let mut s = String::new();
-        if let Some(r) = &self.release {
-            s.push_str(&r.lines());
+        for m in &self.moves {
+            s.push_str(&m.lines());
         }
         for e in &self.edge {
             s.push_str(&format!("  edge: {e}\n"));
@@ -133,6 +137,13 @@ impl Report {
         if let Some((d, state, l)) = &self.rollback {
             s.push_str(&format!(
                 "  rollback of an unhealthy image: {state} after {}; under load: {}\n",
+                secs(*d),
+                l.line()
+            ));
+        }
+        if let Some((d, l)) = &self.back {
+            s.push_str(&format!(
+                "  back to the first release: {} under load: {}\n",
                 secs(*d),
                 l.line()
             ));

@@ -1,6 +1,7 @@
 //! The proof on a formed cluster, step by step: the first deploy, its spread and its secrets,
-//! a pull through the registry, every entry point answering, a rolling update under load, and
-//! the rollback of an image whose health check fails. `deploy` runs in-process, exactly the
+//! a pull through the registry, every entry point answering, the update to a real second release
+//! under load, the rollback of an image whose health check fails, and `deploy` back to the first
+//! release under the same load. `deploy` runs in-process, exactly the
 //! function `cargo xtask deploy` runs.
 
 use std::{
@@ -20,7 +21,7 @@ use crate::{
     proof::{
         cluster::{Cluster, REGISTRY_NAME},
         edge::{self, HTTPS_PORT},
-        load::{Load, WORKERS},
+        load::{Load, Summary, WORKERS},
     },
     swarm::{self, TIMEOUT_UPDATE},
     util::secs,
@@ -62,8 +63,9 @@ pub fn on_cluster(run: &Run, cluster: &mut Cluster, report: &mut Report) -> Resu
     let entries = edge::start_client(cluster, &tls, &run.proxy)?;
     every_entry_answers(cluster, &entries, report)?;
     the_edge_redirects_and_pins_https(cluster, &entries, report)?;
-    let updated = rolling_update(run, cluster, &tls, &entries, &first, report)?;
-    rollback(run, cluster, &entries, &updated, report)
+    let updated = rolling_update(run, cluster, &tls, &entries, report)?;
+    rollback(run, cluster, &entries, &updated, report)?;
+    back_to_first(run, cluster, &tls, &entries, report)
 }
 
 /// A variant of the run's image that listens on another port, so its health check fails: the
@@ -224,19 +226,28 @@ fn the_edge_redirects_and_pins_https(
     Ok(())
 }
 
-/// `deploy` of the second release under load on every entry point (see `release`); the image
-/// the app runs after.
-fn rolling_update(
+/// How a move ended: what the app runs after it, the load's figures, how long it took (the
+/// whole deploy, and the update itself).
+struct Moved {
+    image: String,
+    load: Summary,
+    took: Duration,
+    rolling: Duration,
+}
+
+/// `deploy` of `to` under load on every entry point, while clients of `from` (the running
+/// release) hold its pages (see `release`). Fails on any failure count.
+fn move_release(
     run: &Run,
     cluster: &mut Cluster,
     tls: &edge::Material,
     entries: &[SocketAddr],
-    first: &Release,
+    (what, from, to): (&str, &str, &str),
     report: &mut Report,
-) -> Result<String> {
+) -> Result<Moved> {
     let sh = run.sh;
-    let (second, built_in) = run.second.wait()?;
-    report.phase("build (second release, beside the first deploy)", built_in);
+    let app = format!("{STACK}_app");
+    let running = swarm::service_image(sh, &cluster.manager(), &app)?;
     let release::Before {
         builds,
         mut fig,
@@ -244,25 +255,24 @@ fn rolling_update(
         pages,
         chunks,
         run_id,
-    } = release::before(sh, entries, &run.image, &second)?;
+    } = release::before(sh, entries, what, from, to)?;
     let during = release::During::start(entries, &held, &pages, &chunks, &run_id)?;
     let t = Instant::now();
-    let rolled = deploy_image(run, cluster, tls, &second);
-    let (summary, posts) = during.finish(&mut fig);
+    let rolled = deploy_image(run, cluster, tls, to);
+    let (load, posts) = during.finish(&mut fig);
     let rolled = rolled?;
     let took = t.elapsed();
-    // The image deploy made by carrying the first release's assets goes with the cluster.
+    // The image deploy made by carrying the running release's assets goes with the cluster.
     cluster.made.images.extend(rolled.carried.clone());
-    let update = swarm::service_image(sh, &cluster.manager(), &format!("{STACK}_app"))?;
-    report.update = Some((rolled.rolling_update.unwrap_or(took), summary.clone()));
+    let image = swarm::service_image(sh, &cluster.manager(), &app)?;
     let Some(rolling) = rolled.rolling_update else {
-        bail!("deploy of the second release did no rolling update");
+        bail!("deploy of {to} ({what}) did no rolling update");
     };
-    if update == first.images.app {
-        bail!("after the update the app still runs {update}");
+    if image == running {
+        bail!("after the {what} the app still runs {image}");
     }
     fig.carried = rolled.carried.is_some();
-    fig.server_errors = summary.total.server_errors;
+    fig.server_errors = load.total.server_errors;
     let outcome = release::after(
         sh,
         &cluster.manager(),
@@ -272,17 +282,66 @@ fn rolling_update(
         &run_id,
         &mut fig,
     )
-    .and_then(|()| release::revalidation(entries, &builds.second));
+    .and_then(|()| release::revalidation(entries, &builds.to));
     if let Ok(v) = &outcome {
-        fig.revalidate.push(("second release".into(), v.clone()));
+        fig.revalidate = Some(v.clone());
     }
-    report.release = Some(fig.clone());
+    report.moves.push(fig.clone());
     outcome?;
-    summary.no_failures("the rolling update")?;
+    load.no_failures(&format!("the {what}"))?;
     release::judge(&fig)?;
-    report.phase("deploy of the second release (rolling update)", took);
-    report.phase("  of which the update itself", rolling);
-    Ok(update)
+    Ok(Moved {
+        image,
+        load,
+        took,
+        rolling,
+    })
+}
+
+/// The second release rolled out under load; the image the app runs after.
+fn rolling_update(
+    run: &Run,
+    cluster: &mut Cluster,
+    tls: &edge::Material,
+    entries: &[SocketAddr],
+    report: &mut Report,
+) -> Result<String> {
+    let (second, built_in) = run.second.wait()?;
+    report.phase("build (second release, beside the first deploy)", built_in);
+    let what = (
+        "update to the second release",
+        run.image.as_str(),
+        second.as_str(),
+    );
+    let moved = move_release(run, cluster, tls, entries, what, report)?;
+    report.update = Some((moved.rolling, moved.load));
+    report.phase("deploy of the second release (rolling update)", moved.took);
+    report.phase("  of which the update itself", moved.rolling);
+    Ok(moved.image)
+}
+
+/// Back to the first release by `deploy` under the same load, clients of the second holding
+/// its pages: the way a person goes back from a release that is not what they wanted.
+fn back_to_first(
+    run: &Run,
+    cluster: &mut Cluster,
+    tls: &edge::Material,
+    entries: &[SocketAddr],
+    report: &mut Report,
+) -> Result<()> {
+    let (second, _) = run.second.wait()?;
+    let what = (
+        "way back to the first release",
+        second.as_str(),
+        run.image.as_str(),
+    );
+    let moved = move_release(run, cluster, tls, entries, what, report)?;
+    report.back = Some((moved.rolling, moved.load));
+    report.phase(
+        "deploy of the first release again (rolling update)",
+        moved.took,
+    );
+    Ok(())
 }
 
 /// An image whose health check fails, asked for under load: swarm rolls back to `update`. The
