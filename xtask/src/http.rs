@@ -29,6 +29,15 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Which generation of a page this is: its ETag (Next.js sends a hash of the body), else a
+    /// hash of the body (a route handler may send no ETag).
+    pub fn generation(&self) -> String {
+        match self.header("etag") {
+            Some(t) if !t.is_empty() => t.to_string(),
+            _ => format!("body:{:016x}", crate::standin::fnv1a(self.body.as_bytes())),
+        }
+    }
+
     /// `200`, `503 {"status":"degraded"...}`, `307 redirect to /login`.
     pub fn describe(&self) -> String {
         match (&self.location, self.status) {

@@ -262,10 +262,7 @@ fn etag(port: u16, path: &str, headers: &[(&str, &str)]) -> Result<(String, Stri
     let r = http::get_with(addr(port), path, headers, REQUEST_TIMEOUT)
         .map_err(|e| anyhow!("GET {path}: {e}"))?;
     ensure!(r.status == 200, "GET {path}: {}", r.describe());
-    let tag = match r.header("etag") {
-        Some(t) if !t.is_empty() => t.to_string(),
-        _ => format!("body:{:016x}", crate::standin::fnv1a(r.body.as_bytes())),
-    };
+    let tag = r.generation();
     let cache = r.header("x-nextjs-cache").unwrap_or("none").to_string();
     Ok((tag, cache))
 }

@@ -124,15 +124,12 @@ fn everywhere(entries: &[SocketAddr], route: &str, want: &str, since: Instant) -
     Ok(())
 }
 
-/// A generation of the route: its ETag, else a hash of its body.
+/// The route's generation as `entry` serves it.
 fn generation(entry: SocketAddr, route: &str, headers: &[(&str, &str)]) -> Result<String> {
     let r = http::get_with(entry, route, headers, TIMEOUT)
         .map_err(|e| anyhow::anyhow!("GET {entry}{route}: {e}"))?;
     if r.status != 200 {
         bail!("GET {entry}{route}: {}", r.describe());
     }
-    Ok(match r.header("etag") {
-        Some(t) if !t.is_empty() => t.to_string(),
-        _ => format!("body:{:016x}", crate::standin::fnv1a(r.body.as_bytes())),
-    })
+    Ok(r.generation())
 }
