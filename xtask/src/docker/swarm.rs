@@ -330,14 +330,14 @@ pub fn pull(sh: &Shell, target: &Engine, image: &str) -> Result<u64> {
     Ok(size.trim().parse().unwrap_or(0))
 }
 
-/// Asks for a service update to `image` with health-check overrides (`--health-interval`, …),
+/// Asks for a service update to `image` with other overrides (`--health-interval 1s`, …),
 /// without waiting for it.
 pub fn update_image(
     sh: &Shell,
     target: &Engine,
     service: &str,
     image: &str,
-    health: &[(&str, &str)],
+    overrides: &[(&str, &str)],
 ) -> Result<()> {
     let mut args = vec![
         "service",
@@ -347,7 +347,7 @@ pub fn update_image(
         "--image",
         image,
     ];
-    for (flag, value) in health {
+    for (flag, value) in overrides {
         args.extend([*flag, *value]);
     }
     args.push(service);

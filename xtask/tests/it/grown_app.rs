@@ -1,5 +1,6 @@
 //! The gates prove the user's app, not the demo: a scratch copy of the project whose demo pages
-//! are replaced by a typical grown app (xtask/tests/fixtures/grown-app) passes `verify --prod`,
+//! are replaced by a typical grown app (xtask/tests/fixtures/grown-app), checked out and verified
+//! under a strict umask (the hostile table's row 3), passes `verify --prod`,
 //! and then, on that kept prod stack, as the phases after this one will use it:
 //! - its pages and routes reach PostgreSQL and Redis through DATABASE_URL and REDIS_URL, with
 //!   passwords that need percent-encoding, and no password is in `docker inspect`;
@@ -11,11 +12,11 @@
 //! - BullMQ through REDIS_URL: jobs enqueued before a Redis restart are processed after it, and
 //!   an enqueue at maxmemory is refused (noeviction), never dropped.
 
-use std::{fs, path::PathBuf, process::Command};
+use std::{fs, os::unix::fs::PermissionsExt, path::PathBuf, process::Command};
 
 use crate::{
     real_engine::{docker_lines, engine_test, get},
-    support::{RemoveDir, copy_tree, project_root, text, xtask_bin},
+    support::{RemoveDir, as_if_checked_out_under, copy_tree, mode, project_root, text, xtask_bin},
 };
 
 const APP_DB_PASSWORD: &str = "Fx@:/#%?&+=é~-app-0123456789";
@@ -44,6 +45,10 @@ fn grown_copy() -> PathBuf {
         fs::remove_dir_all(dir.join(demo)).unwrap();
     }
     copy_tree(&fixtures().join("grown-app/app"), &dir.join("app"), &[]);
+    // Checked out under a CIS-style `umask 077` (027 takes the same bits from "other", which
+    // every service's user is): before, Redis could not open redis.conf, postgres could not
+    // read the init script and the runner could not read public/ or a traced source.
+    as_if_checked_out_under(&dir, 0o077);
     let mut env = fs::read_to_string(dir.join(".env.example")).unwrap();
     env.push_str(&format!("NEXT_PUBLIC_APP_NAME={ROOT_ENV_NAME}\n"));
     env.push_str(&format!("FIXTURE_MOTTO={MOTTO}\n"));
@@ -59,7 +64,10 @@ fn grown_copy() -> PathBuf {
             "Ad@:/#%?&+=é~-redis-admin-0123456789",
         ),
     ] {
-        fs::write(secrets.join(name), format!("{value}\n")).unwrap();
+        // As an editor under that umask writes it: readable by its owner only.
+        let file = secrets.join(name);
+        fs::write(&file, format!("{value}\n")).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
     }
     dir
 }
@@ -128,8 +136,9 @@ fn a_grown_app_passes_verify_prod_and_works_in_prod() {
     let _engine = engine_test();
     let dir = grown_copy();
     let _cleanup = RemoveDir(dir.clone());
-    let out = Command::new(xtask_bin())
-        .args(["verify", "--prod", "--keep", "--json"])
+    let out = Command::new("sh")
+        .args(["-c", "umask 077 && exec \"$0\" verify --prod --keep --json"])
+        .arg(xtask_bin())
         .env("AXION_PROJECT_ROOT", &dir)
         .env_remove("RUST_BACKTRACE")
         .output()
@@ -142,6 +151,7 @@ fn a_grown_app_passes_verify_prod_and_works_in_prod() {
         .map(|l| l.trim().to_string());
     let _removal = removal.map(Removal);
     assert!(out.status.success(), "{all}");
+    secrets_are_readable_by_the_services(&dir);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let kept = Kept {
         dir: dir.clone(),
@@ -174,6 +184,25 @@ fn a_grown_app_passes_verify_prod_and_works_in_prod() {
     a_migration_is_visible_to_the_app(&kept);
     bullmq_through_redis_url(&kept);
     a_5xx_route_fails_verify(&dir);
+}
+
+/// The secrets directory is its owner's alone; every file in it, written by hand 0600 or made
+/// by the xtask under the umask, is 0644 (compose bind-mounts a file secret with its host mode,
+/// and the services read them as other users).
+fn secrets_are_readable_by_the_services(dir: &std::path::Path) {
+    let secrets = dir.join("secrets");
+    assert_eq!(mode(&secrets), 0o700, "the secrets directory");
+    for f in [
+        "postgres_password",
+        "app_db_password",
+        "redis_password",
+        "redis_admin_password",
+        "cache_password",
+        "redis.conf",
+        "cache.conf",
+    ] {
+        assert_eq!(mode(&secrets.join(f)), 0o644, "{f}");
+    }
 }
 
 /// The same app with one route answering 500 (a run-time variable, so no rebuild): verify

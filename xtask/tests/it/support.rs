@@ -277,3 +277,31 @@ pub fn scratch_project(name: &str) -> PathBuf {
     copy_tree(&project_root(), &dir, &skip);
     dir
 }
+
+/// Every mode in a tree as a checkout under `umask` would have made it.
+pub fn as_if_checked_out_under(dir: &Path, umask: u32) {
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        let kind = e.file_type().unwrap();
+        if kind.is_symlink() {
+            continue;
+        }
+        if kind.is_dir() {
+            as_if_checked_out_under(&p, umask);
+        }
+        let mode = fs::metadata(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777;
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode & !umask)).unwrap();
+    }
+}
+
+pub fn mode(p: &Path) -> u32 {
+    fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}

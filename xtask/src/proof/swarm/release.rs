@@ -40,16 +40,30 @@ pub struct Held {
     pub forms: Option<(String, Vec<html::ActionForm>)>,
 }
 
-/// The running release's build and the one rolled out.
-pub struct Builds {
-    pub from: BuildOutput,
-    pub to: BuildOutput,
+/// A release's image, what its build serves, and its own static files: read once per run.
+pub struct Known {
+    pub image: String,
+    pub build: BuildOutput,
+    pub files: Vec<String>,
 }
 
-/// What a move starts from: both builds, its figures so far, what clients of the running
-/// release hold, its pages and chunks, and the move's marker prefix.
+impl Known {
+    pub fn of(sh: &Shell, image: &str) -> Result<Known> {
+        let files = crate::cmd::deploy::own_static_urls(sh, image)?;
+        if files.is_empty() {
+            bail!("{image} lists no static files of its own (.next/static-files.txt)");
+        }
+        Ok(Known {
+            image: image.to_string(),
+            build: BuildOutput::of_image(sh, image)?,
+            files,
+        })
+    }
+}
+
+/// What a move starts from: its figures so far, what clients of the running release hold, its
+/// pages and chunks, and the move's marker prefix.
 pub struct Before {
-    pub builds: Builds,
     pub fig: Figures,
     pub held: Held,
     pub pages: Vec<String>,
@@ -57,28 +71,12 @@ pub struct Before {
     pub run_id: String,
 }
 
-/// Reads both builds (images `from`, running, and `to`) and has clients take the running
-/// release's pages.
-pub fn before(
-    sh: &Shell,
-    entries: &[SocketAddr],
-    what: &str,
-    from: &str,
-    to: &str,
-) -> Result<Before> {
-    let builds = Builds {
-        from: BuildOutput::of_image(sh, from)?,
-        to: BuildOutput::of_image(sh, to)?,
-    };
-    let from_files = crate::cmd::deploy::own_static_urls(sh, from)?;
-    if from_files.is_empty() {
-        bail!("{from} lists no static files of its own (.next/static-files.txt)");
-    }
-    let to_files = crate::cmd::deploy::own_static_urls(sh, to)?;
-    let fig = Figures::new(what, &builds.from, &builds.to, [&from_files, &to_files]);
-    let pages = pages(&builds.from);
+/// Has clients take the running release's (`from`) pages.
+pub fn before(entries: &[SocketAddr], what: &str, from: &Known, to: &Known) -> Before {
+    let fig = Figures::new(what, &from.build, &to.build, [&from.files, &to.files]);
+    let pages = pages(&from.build);
     let mut held = hold(entries[0], &pages);
-    for f in &from_files {
+    for f in &from.files {
         if !held.assets.contains(f) {
             held.assets.push(f.clone());
         }
@@ -88,18 +86,19 @@ pub fn before(
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos();
-    let chunks = from_files
-        .into_iter()
+    let chunks = from
+        .files
+        .iter()
         .filter(|a| a.ends_with(".js"))
+        .cloned()
         .collect();
-    Ok(Before {
-        builds,
+    Before {
         fig,
         held,
         pages,
         chunks,
         run_id: format!("axp{nanos:x}"),
-    })
+    }
 }
 
 /// A release's page paths (no dynamic segment), as its build lists them.
