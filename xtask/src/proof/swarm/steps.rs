@@ -345,7 +345,7 @@ fn back_to_first(
 
 /// An image whose health check fails, asked for under load: swarm rolls back to `update`. The
 /// proof shortens that check's start period so the failure shows in seconds (the stack's own
-/// is 60 s), and the rollback's monitor window.
+/// is 60 s).
 fn rollback(
     run: &Run,
     cluster: &mut Cluster,
@@ -372,13 +372,10 @@ fn rollback(
     let (manager, app_service) = (cluster.manager(), format!("{STACK}_app"));
     let before = swarm::update_status(sh, &manager, &app_service)?;
     let load = Load::start(entries, &URLS, WORKERS);
-    // Seconds, not minutes: the failure shows at once, and the old task, back and healthy, is
-    // watched for 3 s instead of the stack's 20 (the rollback is the same).
     let faster = [
         ("--health-start-period", "3s"),
         ("--health-interval", "1s"),
         ("--health-retries", "3"),
-        ("--rollback-monitor", "3s"),
     ];
     let asked = swarm::update_image(sh, &manager, &app_service, &broken, &faster);
     let waited = asked
