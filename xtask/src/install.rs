@@ -182,20 +182,23 @@ fn side_install(sh: &Shell, side: &[&str]) -> Result<()> {
 }
 
 /// `apt-get install` of host packages, refreshing the package lists only when the install
-/// fails without (a fresh machine has none; a warm one saves the update's ~10 s).
+/// fails without (a fresh machine has none; a warm one saves the update's ~10 s). Another
+/// install holding dpkg's lock (`ci` installs Chromium while the stand-ins need mmdebstrap) is
+/// waited for.
 pub fn apt_install(sh: &Shell, pkgs: &[&str]) -> Result<()> {
     let _env = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
+    let wait = ["-o", "DPkg::Lock::Timeout=300"];
     let install = || {
         cmd!(
             sh,
-            "apt-get install -y -qq --no-install-recommends {pkgs...}"
+            "apt-get install -y -qq --no-install-recommends {wait...} {pkgs...}"
         )
         .run()
     };
     if install().is_ok() {
         return Ok(());
     }
-    cmd!(sh, "apt-get update -qq")
+    cmd!(sh, "apt-get update -qq {wait...}")
         .run()
         .context("apt-get update")?;
     install().with_context(|| format!("apt-get install {}", pkgs.join(" ")))?;

@@ -15,6 +15,10 @@ pub fn run(sh: &Shell) -> Result<()> {
     let mut times = Vec::new();
 
     let t = Instant::now();
+    // The engine first (its packages and Chromium's share dpkg), then the tests' tools install
+    // while the stand-ins build.
+    crate::install::ensure(sh)?;
+    let tools = std::thread::spawn(prepare_test_tools);
     // Builds the stand-ins now if no registry answers, so the tests below find them.
     let start = Start::new(
         sh,
@@ -34,6 +38,13 @@ pub fn run(sh: &Shell) -> Result<()> {
     let t = Instant::now();
     hadolint(sh)?;
     times.push(("hadolint", t.elapsed()));
+
+    let t = Instant::now();
+    match tools.join() {
+        Ok(r) => r.context("installing the tests' tools (Chromium, the npm clients)")?,
+        Err(_) => bail!("installing the tests' tools panicked"),
+    }
+    times.push(("test tools (beside images)", t.elapsed()));
 
     let t = Instant::now();
     // The tests use the same images verify does.
@@ -77,6 +88,38 @@ pub fn run(sh: &Shell) -> Result<()> {
     for (what, d) in times {
         eprintln!("  {what:<24} {:>8}", secs(d));
     }
+    Ok(())
+}
+
+/// What the real-engine tests install for themselves when missing: Debian's Chromium (the
+/// browser tests, and verify --swarm's tab) and the npm clients of xtask/tests/clients' lock in
+/// target/it-clients (`npm ci --ignore-scripts`, stamped with the lock as the tests' support
+/// stamps it). Done here beside the stand-ins' build, the tests find them ready.
+fn prepare_test_tools() -> Result<()> {
+    let sh = Shell::new()?;
+    if crate::host::is_root() && !Path::new("/usr/bin/chromium").exists() {
+        crate::install::apt_install(&sh, &["chromium"])?;
+    }
+    let root = crate::util::project_root();
+    let (src, dir) = (
+        root.join("xtask/tests/clients"),
+        root.join("target/it-clients"),
+    );
+    let lock = std::fs::read(src.join("package-lock.json"))?;
+    let stamp = dir.join("installed-lock.json");
+    if std::fs::read(&stamp).ok().as_deref() == Some(lock.as_slice()) {
+        return Ok(());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    for f in ["package.json", "package-lock.json"] {
+        std::fs::copy(src.join(f), dir.join(f))?;
+    }
+    sh.change_dir(&dir);
+    cmd!(sh, "npm ci --ignore-scripts --no-audit --no-fund --silent")
+        .run()
+        .context("npm ci of the test clients")?;
+    std::fs::write(stamp, lock)?;
     Ok(())
 }
 
