@@ -55,7 +55,34 @@ pub fn run(sh: &Shell) -> Result<()> {
         .context("cargo test --workspace")?;
     times.push(("cargo test --workspace", t.elapsed()));
 
-    verify_beside_the_swarm(sh, env, &chosen.set, flag, &mut times)?;
+    let t = Instant::now();
+    lint_and_typecheck(sh, env, &chosen.set)?;
+    times.push(("lint and typecheck", t.elapsed()));
+
+    // verify as a child, exactly as a person runs it.
+    let exe = std::env::current_exe()?;
+    for (what, args) in [
+        ("verify (dev)", vec!["verify", flag]),
+        ("verify --prod", vec!["verify", flag, "--prod"]),
+    ] {
+        let t = Instant::now();
+        run_child(&exe, &args, what)?;
+        times.push((what, t.elapsed()));
+    }
+
+    // The swarm proof, beside a running dev stack whose name resolution it must not disturb:
+    // a person's own when one runs, else one of ci's own project, removed with its volumes.
+    let t = Instant::now();
+    let swarm = if dev_stack_running(sh) {
+        run_child(&exe, &["verify", "--swarm", flag], "verify --swarm")
+    } else {
+        beside_ci_dev_stack(&exe, flag, || {
+            let args = ["verify", "--swarm", flag];
+            run_child_env(&exe, &args, "verify --swarm", CI_DEV_PROJECT)
+        })
+    };
+    swarm?;
+    times.push(("verify --swarm (+ dev)", t.elapsed()));
 
     eprintln!("\nci passed in {}", secs(t0.elapsed()));
     for (what, d) in times {
@@ -96,56 +123,6 @@ fn prepare_test_tools() -> Result<()> {
     Ok(())
 }
 
-/// Lint and typecheck, `verify` of the dev and the prod stack, with `verify --swarm` beside
-/// them.
-fn verify_beside_the_swarm(
-    sh: &Shell,
-    env: &EnvSource,
-    images: &crate::images::ImageSet,
-    flag: &str,
-    times: &mut Vec<(&'static str, std::time::Duration)>,
-) -> Result<()> {
-    // The swarm proof, beside a running dev stack whose name resolution it must not disturb:
-    // a person's own when one runs, else one of ci's own project, removed with its volumes. It
-    // runs beside the steps below (it mostly waits on health checks and swarm's update monitor).
-    let t_swarm = Instant::now();
-    let exe = std::env::current_exe()?;
-    let own_dev = !dev_stack_running(sh);
-    if own_dev {
-        ci_dev_stack(&exe, &["down", "--volumes"])?;
-        ci_dev_stack(&exe, &["dev", "--detach", flag])?;
-    }
-    let log = crate::paths::log_path(&sh.current_dir(), "ci-verify-swarm.log");
-    let dev_project = own_dev.then_some(CI_DEV_PROJECT);
-    let swarm = Beside::start(&exe, &["verify", "--swarm", flag], dev_project, &log)?;
-
-    let rest = (|| -> Result<()> {
-        let t = Instant::now();
-        lint_and_typecheck(sh, env, images)?;
-        times.push(("lint and typecheck", t.elapsed()));
-        // verify as a child, exactly as a person runs it.
-        for (what, args) in [
-            ("verify (dev)", vec!["verify", flag]),
-            ("verify --prod", vec!["verify", flag, "--prod"]),
-        ] {
-            let t = Instant::now();
-            run_child(&exe, &args, what)?;
-            times.push((what, t.elapsed()));
-        }
-        Ok(())
-    })();
-    let swarm = swarm.finish(rest.is_err());
-    times.push(("verify --swarm (+ dev, beside)", t_swarm.elapsed()));
-    let removed = match own_dev {
-        true => ci_dev_stack(&exe, &["down", "--volumes"]),
-        false => Ok(()),
-    };
-    rest?;
-    swarm?;
-    removed?;
-    Ok(())
-}
-
 fn run_child(exe: &Path, args: &[&str], what: &str) -> Result<()> {
     run_child_in(Command::new(exe).args(args), what)
 }
@@ -171,62 +148,27 @@ fn run_child_in(cmd: &mut Command, what: &str) -> Result<()> {
 /// hold their database (and were initialised with their .env's password, not this checkout's).
 const CI_DEV_PROJECT: &str = "axion-hub-ci";
 
-/// `down --volumes` or `dev --detach` of ci's own dev stack. That project is ci's alone, so
-/// its volumes are removed before (what an interrupted run left) and after.
-fn ci_dev_stack(exe: &Path, args: &[&str]) -> Result<()> {
-    run_child_env(exe, args, &args.join(" "), CI_DEV_PROJECT)
-}
-
-/// A child (`verify --swarm`) running beside ci's other steps, its output kept in a log and
-/// printed whole when it ends, so the two never interleave.
-struct Beside {
-    handle: duct::Handle,
-    log: std::path::PathBuf,
-}
-
-impl Beside {
-    fn start(exe: &Path, args: &[&str], dev_project: Option<&str>, log: &Path) -> Result<Beside> {
-        std::fs::create_dir_all(log.parent().unwrap_or(Path::new(".")))?;
-        let mut child = duct::cmd(exe, args);
-        if let Some(p) = dev_project {
-            child = child.env("AXION_DEV_PROJECT", p);
-        }
-        let handle = child
-            .stderr_to_stdout()
-            .stdout_path(log)
-            .unchecked()
-            .start()
-            .context("starting verify --swarm")?;
-        eprintln!(
-            "ci: verify --swarm runs beside the steps below (its output: {}, shown when it ends)",
-            log.display()
-        );
-        Ok(Beside {
-            handle,
-            log: log.to_path_buf(),
-        })
-    }
-
-    /// Waits for it (after SIGTERM when `stop`: a step beside it failed; it tears down on
-    /// that signal), shows its output, and fails when it did.
-    fn finish(self, stop: bool) -> Result<()> {
-        if stop {
-            for pid in self.handle.pids() {
-                let _ = Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .status();
-            }
-        }
-        let out = self.handle.wait().context("waiting for verify --swarm");
-        eprintln!("\n--- verify --swarm ({}) ---", self.log.display());
-        if let Ok(mut f) = std::fs::File::open(&self.log) {
-            let _ = std::io::copy(&mut f, &mut std::io::stderr());
-        }
-        if !out?.status.success() {
-            bail!("verify --swarm failed (its report is above)");
-        }
-        Ok(())
-    }
+/// Runs `f` beside a dev stack of ci's own project. That project is ci's alone, so its volumes
+/// are removed before (what an interrupted run left) and after, whatever `f` returned.
+fn beside_ci_dev_stack(exe: &Path, flag: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    let down = || {
+        run_child_env(
+            exe,
+            &["down", "--volumes"],
+            "down --volumes",
+            CI_DEV_PROJECT,
+        )
+    };
+    down()?;
+    let result = run_child_env(
+        exe,
+        &["dev", "--detach", flag],
+        "dev --detach",
+        CI_DEV_PROJECT,
+    )
+    .and_then(|()| f());
+    let removed = down();
+    result.and(removed)
 }
 
 fn dev_stack_running(sh: &Shell) -> bool {
