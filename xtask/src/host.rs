@@ -21,6 +21,16 @@ pub fn is_root() -> bool {
     uid() == 0
 }
 
+/// A Chromium to drive headless: AXION_CHROMIUM, else Debian's (`apt-get install chromium`).
+pub fn chromium() -> Option<String> {
+    std::env::var("AXION_CHROMIUM").ok().or_else(|| {
+        ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+            .iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .map(|p| p.to_string())
+    })
+}
+
 /// CI sets CI=true: there a cold install catches a bad lock entry a warm cache would hide.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")

@@ -26,3 +26,9 @@ pub fn extra_ca(root: &Path) -> PathBuf {
 pub fn stack_file(root: &Path, stack: &str) -> PathBuf {
     work_dir(root, "deploy").join(format!("{stack}.stack.json"))
 }
+
+/// The npm clients the tests and the swarm proof's browser tab drive (puppeteer-core, the
+/// devcontainer CLI, BullMQ), installed from xtask/tests/clients' lock.
+pub fn test_clients(root: &Path) -> PathBuf {
+    root.join("target/it-clients")
+}

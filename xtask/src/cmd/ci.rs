@@ -97,13 +97,13 @@ pub fn run(sh: &Shell) -> Result<()> {
 /// stamps it). Done here beside the stand-ins' build, the tests find them ready.
 fn prepare_test_tools() -> Result<()> {
     let sh = Shell::new()?;
-    if crate::host::is_root() && !Path::new("/usr/bin/chromium").exists() {
+    if crate::host::is_root() && crate::host::chromium().is_none() {
         crate::install::apt_install(&sh, &["chromium"])?;
     }
     let root = crate::util::project_root();
     let (src, dir) = (
         root.join("xtask/tests/clients"),
-        root.join("target/it-clients"),
+        crate::paths::test_clients(&root),
     );
     let lock = std::fs::read(src.join("package-lock.json"))?;
     let stamp = dir.join("installed-lock.json");

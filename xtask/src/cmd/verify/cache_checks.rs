@@ -148,9 +148,8 @@ fn serve_without_cache(sh: &Shell, cache: &str, port: u16, build: &BuildOutput) 
 /// Requests `route` until the cache serves it (x-nextjs-cache HIT): the handler reconnected.
 fn hit_again(port: u16, route: &str) -> Result<u128> {
     let t = Instant::now();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     loop {
-        let r = http::get_at(addr, route, Duration::from_secs(10));
+        let r = http::get(port, route, Duration::from_secs(10));
         if let Ok(r) = &r
             && r.header("x-nextjs-cache") == Some("HIT")
         {

@@ -18,7 +18,6 @@ use serde_json::{Value, json};
 use super::writes::Post;
 
 const SCRIPT: &str = "xtask/tests/it/browser/release-tab.mjs";
-const CLIENTS: &str = "target/it-clients";
 const OPEN_TIMEOUT: Duration = Duration::from_secs(90);
 const FINISH_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -31,16 +30,9 @@ pub struct Tab {
 
 /// Chromium and puppeteer-core, or why the tab cannot run.
 fn tools(root: &Path) -> Result<(String, PathBuf), String> {
-    let chromium = std::env::var("AXION_CHROMIUM")
-        .ok()
-        .or_else(|| {
-            ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-                .iter()
-                .find(|p| Path::new(p).exists())
-                .map(|p| p.to_string())
-        })
+    let chromium = crate::host::chromium()
         .ok_or("no Chromium (apt-get install chromium, or AXION_CHROMIUM=path)")?;
-    let clients = root.join(CLIENTS);
+    let clients = crate::paths::test_clients(root);
     if !clients.join("node_modules/puppeteer-core").is_dir() {
         return Err(format!(
             "no puppeteer-core in {} (the browser tests install it: cargo test -p xtask --test it -- --ignored browser)",
