@@ -102,19 +102,7 @@ fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
     };
     let second = second::Pending::start(&stack, warm, timeout, &stack.app_image());
     report.phase("cluster (3 nodes + registry)", t.elapsed());
-    for (what, d) in &cluster.timings {
-        report.phase(&format!("  {what}"), *d);
-    }
-    for n in &cluster.nodes {
-        let role = if n.hostname == cluster.nodes[0].hostname {
-            "manager, data"
-        } else {
-            "worker"
-        };
-        report
-            .nodes
-            .push(json!({"node": n.hostname, "ip": n.ip, "role": role}));
-    }
+    report_cluster(&cluster, report);
     let proxy = crate::cmd::deploy::proxy_image(sh, set)?;
     let run = steps::Run {
         sh,
@@ -134,21 +122,49 @@ fn prove(sh: &Shell, o: &flags::Verify, report: &mut Report) -> Result<()> {
     outcome?;
     teardown?;
     nothing_left(sh, &cluster, report)?;
+    host_unchanged(sh, &host_mode, &counts_before, report)?;
+    // A stack beside the proof still resolves its services.
+    report.neighbour = Some(neighbour.check(sh).context("after the proof")?);
+    neighbour.stop();
+    Ok(())
+}
+
+/// The cluster's timings and its nodes with their roles.
+fn report_cluster(cluster: &Cluster, report: &mut Report) {
+    for (what, d) in &cluster.timings {
+        report.phase(&format!("  {what}"), *d);
+    }
+    for n in &cluster.nodes {
+        let role = if n.hostname == cluster.nodes[0].hostname {
+            "manager, data"
+        } else {
+            "worker"
+        };
+        report
+            .nodes
+            .push(json!({"node": n.hostname, "ip": n.ip, "role": role}));
+    }
+}
+
+/// The host engine's swarm state is what it was before the run; its counts, for the report.
+fn host_unchanged(
+    sh: &Shell,
+    before: &str,
+    counts_before: &str,
+    report: &mut Report,
+) -> Result<()> {
     let after = swarm::membership(sh, &Engine::configured())?.state;
     report
         .host
-        .push(("swarm state".into(), format!("{after} (was {host_mode})")));
+        .push(("swarm state".into(), format!("{after} (was {before})")));
     // Everyone's, not only the run's: what `docker ps -a`, `network ls`, `volume ls` count.
     let counts = format!("{} (before the cluster: {counts_before})", host_counts(sh));
     report
         .host
         .push(("containers, networks, volumes".into(), counts));
-    if after != host_mode {
-        bail!("the host engine's swarm state changed from {host_mode} to {after}");
+    if after != before {
+        bail!("the host engine's swarm state changed from {before} to {after}");
     }
-    // A stack beside the proof still resolves its services.
-    report.neighbour = Some(neighbour.check(sh).context("after the proof")?);
-    neighbour.stop();
     Ok(())
 }
 
