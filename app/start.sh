@@ -51,4 +51,5 @@ if [ "$#" -gt 0 ]; then
   exec "$@"
 fi
 
-exec bun server.js
+# serve.mjs: server.js with a drain on SIGTERM (readiness off, then in-flight requests finish).
+exec bun serve.mjs

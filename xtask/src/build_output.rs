@@ -49,6 +49,8 @@ impl Route {
 pub struct Images {
     /// The smallest width the optimizer accepts (`imageSizes` and `deviceSizes`).
     pub width: u64,
+    /// Every width it accepts, sorted.
+    pub widths: Vec<u64>,
     pub quality: u64,
     pub svg_allowed: bool,
 }
@@ -58,6 +60,9 @@ pub struct BuildOutput {
     pub routes: Vec<Route>,
     /// Routes regenerated in the background, with their `revalidate` in seconds.
     pub isr: Vec<(String, u64)>,
+    /// Every page rendered at build time (static and ISR): served from the cache, without the
+    /// app's database.
+    pub prerendered: Vec<String>,
     /// The build's preview id: a request carrying it as `x-prerender-revalidate` regenerates a
     /// page on demand, the way `revalidatePath` does.
     pub preview_id: Option<String>,
@@ -169,6 +174,7 @@ impl BuildOutput {
         Ok(BuildOutput {
             routes: routes(&app_paths, &pages),
             isr: isr_routes(&prerender),
+            prerendered: prerendered(&prerender),
             preview_id: prerender["preview"]["previewModeId"]
                 .as_str()
                 .map(String::from),
@@ -178,6 +184,25 @@ impl BuildOutput {
             actions_key: None,
             action_ids: Vec::new(),
         })
+    }
+
+    /// Every `/_next/image` URL the optimizer would make of the images the app ships: each
+    /// image at each width (empty when the optimizer is off).
+    pub fn image_variants(&self) -> Vec<String> {
+        let Some(i) = &self.images else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for file in &self.image_files {
+            for w in &i.widths {
+                out.push(format!(
+                    "/_next/image?url={}&w={w}&q={}",
+                    crate::util::percent_encode(file),
+                    i.quality
+                ));
+            }
+        }
+        out
     }
 
     /// A `/_next/image` URL for the first image the app ships, when the optimizer is on.
@@ -228,6 +253,18 @@ fn routes(app_paths: &Value, pages: &Value) -> Vec<Route> {
 }
 
 /// Prerendered routes with a numeric `initialRevalidateSeconds` (false: static for good).
+fn prerendered(prerender: &Value) -> Vec<String> {
+    let mut out: Vec<String> = prerender["routes"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(path, _)| path.clone())
+        .filter(|path| !path.starts_with("/_") && !path.ends_with(".rsc"))
+        .collect();
+    out.sort();
+    out
+}
+
 fn isr_routes(prerender: &Value) -> Vec<(String, u64)> {
     let mut out: Vec<(String, u64)> = prerender["routes"]
         .as_object()
@@ -250,12 +287,16 @@ fn optimizer(images: &Value) -> Option<Images> {
     {
         return None;
     }
-    let widths = ["imageSizes", "deviceSizes"]
+    let mut widths: Vec<u64> = ["imageSizes", "deviceSizes"]
         .iter()
         .flat_map(|k| images[k].as_array().into_iter().flatten())
-        .filter_map(Value::as_u64);
+        .filter_map(Value::as_u64)
+        .collect();
+    widths.sort_unstable();
+    widths.dedup();
     Some(Images {
-        width: widths.min()?,
+        width: *widths.first()?,
+        widths,
         quality: images["qualities"][0].as_u64().unwrap_or(75),
         svg_allowed: images["dangerouslyAllowSVG"].as_bool() == Some(true),
     })
@@ -325,6 +366,8 @@ mod tests {
             ]
         );
         assert_eq!(b.isr, [("/news".to_string(), 5)]);
+        // Static and ISR alike, Next.js's own left out.
+        assert_eq!(b.prerendered, ["/", "/news"]);
         assert_eq!(b.preview_id.as_deref(), Some("abc123"));
         assert_eq!(
             b.image_files,
@@ -333,6 +376,14 @@ mod tests {
         assert_eq!(
             b.image_probe().as_deref(),
             Some("/_next/image?url=%2Fimg%2FHero%20Shot.PNG&w=32&q=80")
+        );
+        // Each shipped image at each width the optimizer accepts, sorted.
+        let variants = b.image_variants();
+        assert_eq!(variants.len(), 2 * 4);
+        assert_eq!(
+            variants[..4],
+            [32, 48, 640, 750]
+                .map(|w| format!("/_next/image?url=%2Fimg%2FHero%20Shot.PNG&w={w}&q=80"))
         );
     }
 

@@ -98,7 +98,7 @@ pub fn get_with(
     headers: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<Response, Error> {
-    send(addr, "GET", path, headers, b"", timeout)
+    send(addr, "GET", path, headers, b"", timeout, Duration::ZERO)
 }
 
 /// A POST of `body` (its `Content-Type` among `headers`).
@@ -109,7 +109,20 @@ pub fn post_at(
     body: &[u8],
     timeout: Duration,
 ) -> Result<Response, Error> {
-    send(addr, "POST", path, headers, body, timeout)
+    send(addr, "POST", path, headers, body, timeout, Duration::ZERO)
+}
+
+/// A POST whose body goes out in ten parts over `spread`, as a client on a slow link sends
+/// it: the request is in flight that long.
+pub fn post_slowly(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    spread: Duration,
+    timeout: Duration,
+) -> Result<Response, Error> {
+    send(addr, "POST", path, headers, body, timeout, spread)
 }
 
 fn send(
@@ -119,6 +132,7 @@ fn send(
     headers: &[(&str, &str)],
     body: &[u8],
     timeout: Duration,
+    spread: Duration,
 ) -> Result<Response, Error> {
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
@@ -136,8 +150,17 @@ fn send(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n{extra}\r\n"
     )
     .into_bytes();
-    request.extend_from_slice(body);
-    s.write_all(&request)?;
+    if spread.is_zero() {
+        request.extend_from_slice(body);
+        s.write_all(&request)?;
+    } else {
+        s.write_all(&request)?;
+        let parts = body.chunks(body.len().div_ceil(10).max(1));
+        for part in parts {
+            std::thread::sleep(spread / 10);
+            s.write_all(part)?;
+        }
+    }
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let _ = s.shutdown(Shutdown::Both);

@@ -137,6 +137,14 @@ pub fn percent_encode(s: &str) -> String {
 }
 
 /// Seconds with one decimal, for reports.
+/// Nanoseconds since the epoch: a run's markers, unique enough.
+pub fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos()
+}
+
 pub fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }

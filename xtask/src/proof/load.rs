@@ -46,6 +46,16 @@ pub struct Load {
 impl Load {
     /// Starts `workers` threads sending GETs of `paths` to `entries` in turn.
     pub fn start(entries: &[SocketAddr], paths: &[&str], workers: usize) -> Load {
+        Load::start_timed(entries, paths, workers, REQUEST_TIMEOUT)
+    }
+
+    /// The same, each request given `timeout` to answer.
+    pub fn start_timed(
+        entries: &[SocketAddr],
+        paths: &[&str],
+        workers: usize,
+        timeout: Duration,
+    ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::new()));
         let threads = (0..workers)
@@ -60,7 +70,7 @@ impl Load {
                         let (entry, url) = (entries[k % entries.len()], k % paths.len());
                         k += 1;
                         let t = Instant::now();
-                        let answer = http::get_at(entry, &paths[url], REQUEST_TIMEOUT);
+                        let answer = http::get_at(entry, &paths[url], timeout);
                         let server_error = matches!(&answer, Ok(r) if r.status >= 500);
                         let failure = match answer {
                             Ok(r) if r.status == 200 => None,

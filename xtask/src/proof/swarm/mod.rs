@@ -6,6 +6,7 @@
 //! `steps` (the proof on a formed cluster), `neighbour` (a stack beside it that must keep
 //! resolving names), `report`.
 
+mod drills;
 mod figures;
 mod neighbour;
 mod release;

@@ -82,10 +82,7 @@ pub fn before(entries: &[SocketAddr], what: &str, from: &Known, to: &Known) -> B
         }
     }
     // The move's markers: letters and digits, so a row's text tells them apart.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
+    let nanos = crate::util::nanos();
     let chunks = from
         .files
         .iter()

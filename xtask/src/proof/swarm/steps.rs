@@ -74,7 +74,11 @@ pub fn on_cluster(run: &Run, cluster: &mut Cluster, report: &mut Report) -> Resu
     ];
     let updated = rolling_update(run, cluster, &tls, &entries, releases, report)?;
     rollback(run, cluster, &entries, &updated, report)?;
-    back_to_first(run, cluster, &tls, &entries, releases, report)
+    back_to_first(run, cluster, &tls, &entries, releases, report)?;
+    let t = Instant::now();
+    let drilled = super::drills::run_all(run, cluster, &entries, releases[0], &mut report.faults);
+    report.phase("fault drills", t.elapsed());
+    drilled
 }
 
 /// A variant of the run's image that listens on another port, so its health check fails: the

@@ -1,0 +1,278 @@
+//! Faults at scale, on the proof's cluster after the releases: each drill breaks one thing under
+//! load and measures what users and data went through. In order, the harmless first and the
+//! node loss last (the cluster is one node short after it):
+//! - `memory`: the app's caches and the queue's Redis filled to their bounds: no OOM kill;
+//! - `drain`: SIGTERM to an app task with slow requests in flight: they complete;
+//! - `outage`: Redis, then PostgreSQL, gone 30 s each: static and cached pages 200 throughout,
+//!   no app task replaced, the routes that need them back within 5 s, nothing lost;
+//! - `data_kill`: the db and redis tasks killed under writes: nothing acknowledged lost;
+//! - `node_loss`: a worker's engine killed: its tasks come back on the others.
+//!
+//! What users would request is derived from the build: its prerendered pages and static files
+//! (served without PostgreSQL or Redis), its other routes (which may need them).
+
+mod data_kill;
+mod drain;
+mod memory;
+mod node_loss;
+mod outage;
+
+use std::{collections::BTreeSet, net::SocketAddr, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use xshell::Shell;
+
+use super::{STACK, release::Known, steps::Run};
+use crate::{docker::Engine, http, proof::cluster::Cluster};
+
+/// The stack's per-task probes (app/lib/lifecycle.ts): what a task says of itself, not a route
+/// users ask; readiness is 503 on a draining task by design.
+const PROBES: [&str; 2] = ["/api/live", "/api/ready"];
+
+/// What one drill came to: the `faults` report's entry.
+#[derive(Debug, Clone, Default)]
+pub struct Fault {
+    pub drill: &'static str,
+    /// Requests that should have succeeded and did not (GETs of what the fault leaves
+    /// working; for the drain, the requests in flight).
+    pub failed_requests: u64,
+    pub requests: u64,
+    /// App tasks that are not the ones from before, beyond those the drill replaces itself.
+    pub tasks_replaced: usize,
+    /// From the fault's end (the dependency back, the node gone) to everything answering again.
+    pub recovery_s: Option<f64>,
+    pub lost_writes: usize,
+    pub oom_kills: usize,
+    /// What else it measured, a line each.
+    pub notes: Vec<String>,
+}
+
+impl Fault {
+    fn new(drill: &'static str) -> Fault {
+        Fault {
+            drill,
+            ..Default::default()
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "drill": self.drill,
+            "failed_requests": self.failed_requests,
+            "requests": self.requests,
+            "tasks_replaced": self.tasks_replaced,
+            "recovery_s": self.recovery_s.map(|s| (s * 10.0).round() / 10.0),
+            "lost_writes": self.lost_writes,
+            "oom_kills": self.oom_kills,
+            "notes": self.notes,
+        })
+    }
+
+    pub fn line(&self) -> String {
+        let recovery = self
+            .recovery_s
+            .map(|s| format!(", recovered in {s:.1} s"))
+            .unwrap_or_default();
+        format!(
+            "{}: {} of {} requests failed, {} app tasks replaced{recovery}, {} lost writes, {} OOM kills",
+            self.drill,
+            self.failed_requests,
+            self.requests,
+            self.tasks_replaced,
+            self.lost_writes,
+            self.oom_kills
+        )
+    }
+}
+
+/// One drill: it fills in its `Fault` as it goes, and fails on what breaks its promise.
+type Drill = fn(&Ctx, &mut Cluster, &mut Fault) -> Result<()>;
+
+/// What the drills need: the run, the cluster, its entry points, the running release.
+pub struct Ctx<'a> {
+    pub run: &'a Run<'a>,
+    pub entries: &'a [SocketAddr],
+    pub release: &'a Known,
+    /// Pages and files served without PostgreSQL or Redis: the build's prerendered pages
+    /// (static and ISR, from the cache service) and a few of its static files.
+    pub served: Vec<String>,
+    /// The build's other routes without dynamic segments that answered 200 before the drills.
+    pub needing: Vec<String>,
+}
+
+/// Every drill in turn; each one's figures go to `faults`, the first that fails stops them.
+pub fn run_all(
+    run: &Run,
+    cluster: &mut Cluster,
+    entries: &[SocketAddr],
+    release: &Known,
+    faults: &mut Vec<Fault>,
+) -> Result<()> {
+    let (served, needing) = routes(entries[0], release);
+    let ctx = Ctx {
+        run,
+        entries,
+        release,
+        served,
+        needing,
+    };
+    let drills: [(&str, Drill); 5] = [
+        ("memory", memory::drill),
+        ("drain", drain::drill),
+        ("dependency outage", outage::drill),
+        ("data tasks killed", data_kill::drill),
+        ("node loss", node_loss::drill),
+    ];
+    for (name, drill) in drills {
+        let mut fault = Fault::new(name);
+        let ooms = oom_kills(run.sh, cluster);
+        let outcome = drill(&ctx, cluster, &mut fault);
+        fault.oom_kills = oom_kills(run.sh, cluster).saturating_sub(ooms);
+        eprintln!("verify --swarm: drill {}", fault.line());
+        faults.push(fault.clone());
+        outcome.with_context(|| format!("the {name} drill"))?;
+        if fault.oom_kills > 0 {
+            bail!("the {name} drill: {} OOM kills", fault.oom_kills);
+        }
+    }
+    Ok(())
+}
+
+/// The build's routes as the drills use them: (served without dependencies, needing them).
+fn routes(entry: SocketAddr, release: &Known) -> (Vec<String>, Vec<String>) {
+    let build = &release.build;
+    let mut served: Vec<String> = build.prerendered.clone();
+    served.extend(
+        release
+            .files
+            .iter()
+            .filter(|f| f.ends_with(".js"))
+            .take(3)
+            .cloned(),
+    );
+    let needing = build
+        .routes
+        .iter()
+        .filter(|r| !r.dynamic() && !build.prerendered.contains(&r.path))
+        .filter(|r| !PROBES.contains(&r.path.as_str()))
+        .map(|r| r.path.clone())
+        .filter(|p| http::get_at(entry, p, Duration::from_secs(10)).is_ok_and(|r| r.status == 200))
+        .collect();
+    (served, needing)
+}
+
+/// The running tasks' ids of a service of the stack.
+pub fn task_ids(sh: &Shell, manager: &Engine, service: &str) -> Result<BTreeSet<String>> {
+    let out = manager.read(
+        sh,
+        &[
+            "service",
+            "ps",
+            "-q",
+            "--filter",
+            "desired-state=running",
+            &format!("{STACK}_{service}"),
+        ],
+    )?;
+    Ok(out.lines().map(str::to_string).collect())
+}
+
+/// The containers of the stack, on every node still up, that were killed for memory.
+fn oom_kills(sh: &Shell, cluster: &Cluster) -> usize {
+    let filter = format!("label=com.docker.stack.namespace={STACK}");
+    cluster
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let ids = n
+                .target()
+                .read(sh, &["ps", "-aq", "--filter", &filter])
+                .ok()?;
+            let ids: Vec<&str> = ids.lines().collect();
+            if ids.is_empty() {
+                return Some(0);
+            }
+            let mut args = vec!["inspect", "--format", "{{.State.OOMKilled}}"];
+            args.extend(ids);
+            let out = n.target().read(sh, &args).ok()?;
+            Some(out.lines().filter(|l| l.trim() == "true").count())
+        })
+        .sum()
+}
+
+/// The running container of a service on a node, if it has one there.
+pub fn container_on(sh: &Shell, node: &Engine, service: &str) -> Option<String> {
+    let filter = format!("label=com.docker.swarm.service.name={STACK}_{service}");
+    node.read(sh, &["ps", "-q", "--filter", &filter])
+        .ok()?
+        .lines()
+        .next()
+        .map(str::to_string)
+}
+
+/// The node (index in the cluster) and container of each running task of a service.
+pub fn containers(sh: &Shell, cluster: &Cluster, service: &str) -> Vec<(usize, String)> {
+    cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| container_on(sh, &n.target(), service).map(|c| (i, c)))
+        .collect()
+}
+
+/// `redis-cli` as the admin user in the queue's Redis (on the data node): its answer.
+pub fn redis_admin(sh: &Shell, manager: &Engine, args: &str) -> Result<String> {
+    let Some(id) = container_on(sh, manager, "redis") else {
+        bail!("no running redis task on the data node");
+    };
+    let script =
+        format!("REDISCLI_AUTH=\"$(cat /run/secrets/redis_admin_password)\" redis-cli {args}");
+    Ok(manager
+        .read(sh, &["exec", &id, "sh", "-c", &script])?
+        .trim()
+        .to_string())
+}
+
+/// Polls `path` through `entry` until it answers 200: how long that took.
+pub fn until_200(entry: SocketAddr, path: &str, limit: Duration) -> Result<Duration> {
+    let t = std::time::Instant::now();
+    loop {
+        if http::get_at(entry, path, Duration::from_secs(5)).is_ok_and(|r| r.status == 200) {
+            return Ok(t.elapsed());
+        }
+        if t.elapsed() > limit {
+            bail!("GET {path} did not answer 200 within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drill_reports_every_figure_the_faults_table_has() {
+        let mut f = Fault::new("node loss");
+        f.requests = 812;
+        f.failed_requests = 1;
+        f.tasks_replaced = 1;
+        f.recovery_s = Some(14.26);
+        let v = f.to_json();
+        for key in [
+            "failed_requests",
+            "tasks_replaced",
+            "recovery_s",
+            "lost_writes",
+            "oom_kills",
+        ] {
+            assert!(v.get(key).is_some(), "{key} missing from {v}");
+        }
+        assert_eq!(v["recovery_s"], json!(14.3));
+        assert_eq!(
+            f.line(),
+            "node loss: 1 of 812 requests failed, 1 app tasks replaced, recovered in 14.3 s, 0 lost writes, 0 OOM kills"
+        );
+    }
+}

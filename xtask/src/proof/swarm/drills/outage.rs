@@ -1,0 +1,180 @@
+//! A dependency outage: the queue's Redis gone for 30 s (its service scaled to 0, as a
+//! stop-first update or a crash loop takes it away), then PostgreSQL the same, under a load of
+//! what needs neither. Each outage is longer than the app's health check would have tolerated
+//! when it asked them (5 × 5 s): liveness does not, so no app task may be replaced. During
+//! it, every route that needs the dependency must answer (an error, quickly) rather than hang;
+//! after it, answer 200 within 5 s of its return. A row and a queue key written just before
+//! are there after.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, bail};
+use xshell::Shell;
+
+use super::{Ctx, Fault, redis_admin, task_ids, until_200};
+use crate::{
+    docker::Engine,
+    http,
+    proof::{
+        cluster::Cluster,
+        load::{Load, WORKERS},
+        swarm::{STACK, release, writes},
+    },
+    swarm,
+};
+
+pub const DOWN: Duration = Duration::from_secs(30);
+/// How soon after the dependency is back every route that needs it must answer 200.
+pub const BACK_WITHIN: Duration = Duration::from_secs(5);
+/// The slowest answer a route that needs a missing dependency may give.
+pub const FAIL_FAST: Duration = Duration::from_secs(2);
+
+pub fn drill(ctx: &Ctx, cluster: &mut Cluster, fault: &mut Fault) -> Result<()> {
+    let sh = ctx.run.sh;
+    let manager = cluster.manager();
+    let app_before = task_ids(sh, &manager, "app")?;
+    let mark = format!("axo{:x}", crate::util::nanos());
+    let row = written_row(ctx.entries[0], ctx.release, &mark);
+    let key = format!("axion:drill:{mark}");
+    redis_admin(sh, &manager, &format!("SET {key} kept"))?;
+
+    let served: Vec<&str> = ctx.served.iter().map(String::as_str).collect();
+    let load = Load::start(ctx.entries, &served, WORKERS);
+    let outages: Result<Vec<Duration>> = ["redis", "db"]
+        .iter()
+        .map(|dep| {
+            let seen = without(ctx, sh, &manager, dep)?;
+            fault.notes.push(seen);
+            back(ctx, sh, &manager, dep)
+        })
+        .collect();
+    let summary = load.finish();
+    fault.requests = summary.total.requests;
+    fault.failed_requests = summary.total.failed;
+    fault.tasks_replaced = app_before
+        .difference(&task_ids(sh, &manager, "app")?)
+        .count();
+    let recovered = outages?;
+    fault.recovery_s = recovered.iter().max().map(Duration::as_secs_f64);
+
+    if redis_admin(sh, &manager, &format!("GET {key}"))? != "kept" {
+        fault.lost_writes += 1;
+    }
+    if let Some(marker) = &row {
+        let rows = writes::rows_per_marker(sh, &manager, &format!("{STACK}_db"), &mark)?;
+        fault.lost_writes += usize::from(rows.get(marker).copied().unwrap_or(0) == 0);
+    }
+    fault.notes.push(format!(
+        "written before: a queue key{}",
+        if row.is_some() { " and a row" } else { "" }
+    ));
+    judge(fault, &summary.failures)
+}
+
+fn judge(fault: &Fault, failures: &[String]) -> Result<()> {
+    if fault.failed_requests > 0 {
+        bail!(
+            "{} requests for pages that need neither failed: {}",
+            fault.failed_requests,
+            failures.join("; ")
+        );
+    }
+    if fault.tasks_replaced > 0 {
+        bail!(
+            "{} app tasks were replaced during an outage of a dependency",
+            fault.tasks_replaced
+        );
+    }
+    if fault.lost_writes > 0 {
+        bail!(
+            "{} writes made before the outage are gone",
+            fault.lost_writes
+        );
+    }
+    Ok(())
+}
+
+/// A row written through the app's own form just before, when the build has one: its marker.
+fn written_row(entry: SocketAddr, release: &release::Known, mark: &str) -> Option<String> {
+    let (path, form) = writes::find_form(entry, &release::pages(&release.build))?;
+    let marker = format!("{mark}-kept");
+    let post = writes::submit(entry, &path, &form, &marker, false);
+    post.failure.is_none().then_some(marker)
+}
+
+/// `dep` scaled to 0 for DOWN while the routes that need it are asked: what they answered.
+fn without(ctx: &Ctx, sh: &Shell, manager: &Engine, dep: &str) -> Result<String> {
+    let t = Instant::now();
+    scale(sh, manager, dep, 0)?;
+    let (mut slowest, mut statuses) = (Duration::ZERO, Vec::new());
+    while t.elapsed() < DOWN {
+        for path in &ctx.needing {
+            let asked = Instant::now();
+            let status = match http::get_at(ctx.entries[0], path, Duration::from_secs(10)) {
+                Ok(r) => r.status.to_string(),
+                Err(_) => "no answer".to_string(),
+            };
+            slowest = slowest.max(asked.elapsed());
+            let seen = format!("{path} {status}");
+            if !statuses.contains(&seen) {
+                statuses.push(seen);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let line = format!(
+        "{dep} down {:.0} s: routes that may need it answered {} (slowest {} ms)",
+        t.elapsed().as_secs_f64(),
+        statuses.join(", "),
+        slowest.as_millis()
+    );
+    if slowest > FAIL_FAST {
+        bail!("{line}: over {FAIL_FAST:?}, so a user waits on a dependency that is not there");
+    }
+    Ok(line)
+}
+
+/// `dep` back to one task, healthy; then how long until every route that needs it answers 200.
+fn back(ctx: &Ctx, sh: &Shell, manager: &Engine, dep: &str) -> Result<Duration> {
+    scale(sh, manager, dep, 1)?;
+    crate::util::poll(
+        &format!("{STACK}_{dep} to run a healthy task again"),
+        Duration::from_secs(90),
+        Duration::from_millis(200),
+        || {
+            let rows = swarm::services(sh, manager, STACK)?;
+            Ok(rows
+                .iter()
+                .any(|r| r.service == dep && r.running == 1)
+                .then_some(()))
+        },
+    )?;
+    let t = Instant::now();
+    for path in &ctx.needing {
+        until_200(ctx.entries[0], path, Duration::from_secs(30))?;
+    }
+    let took = t.elapsed();
+    if took > BACK_WITHIN {
+        bail!(
+            "the routes that need {dep} answered 200 again {:.1} s after it was back, over {BACK_WITHIN:?}",
+            took.as_secs_f64()
+        );
+    }
+    Ok(took)
+}
+
+fn scale(sh: &Shell, manager: &Engine, dep: &str, n: u32) -> Result<()> {
+    manager.read(
+        sh,
+        &[
+            "service",
+            "scale",
+            "--detach",
+            &format!("{STACK}_{dep}={n}"),
+        ],
+    )?;
+    Ok(())
+}
