@@ -25,6 +25,32 @@ function required(name: string): string {
 type Sql = ReturnType<typeof postgres>;
 let sql: Sql | undefined;
 
+/** The longest a query may take before the request gives up on it (see `bounded`). */
+export const QUERY_TIMEOUT_MS = Number(process.env.QUERY_TIMEOUT_MS ?? 1_500);
+
+/**
+ * `query`, or an error once QUERY_TIMEOUT_MS has passed. A server that vanished (its node or
+ * container gone, not shut down) never answers a query in flight, and TCP takes minutes to
+ * notice: a timeout here also drops the pool, so the next request connects afresh (to the
+ * server's new address, once it is back) instead of waiting on a dead connection.
+ */
+export async function bounded<T>(query: PromiseLike<T>, ms = QUERY_TIMEOUT_MS): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const stale = sql;
+      sql = undefined;
+      stale?.end({ timeout: 0 }).catch(() => {});
+      reject(new Error(`no answer from PostgreSQL within ${ms} ms`));
+    }, ms);
+  });
+  try {
+    return await Promise.race([query, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export function db(): Sql {
   if (sql) return sql;
   sql = postgres(required("DATABASE_URL"), {

@@ -1,4 +1,4 @@
-import { cache, db } from "@/lib/connections";
+import { bounded, cache, db } from "@/lib/connections";
 
 /**
  * How long one dependency may take before it counts as down: well under a health-check timeout,
@@ -41,7 +41,11 @@ let versionsLogged = false;
 /** A real query on the shared pool: proves auth, database and a working server. */
 function checkDb(): Promise<Check> {
   return timed("db", async () => {
-    const [row] = await db()`select current_setting('server_version') as version`;
+    // bounded: a timeout also drops a pool stuck on a vanished server.
+    const [row] = await bounded(
+      db()`select current_setting('server_version') as version`,
+      CHECK_TIMEOUT_MS - 100,
+    );
     if (!versionsLogged) console.log(`health: postgres ${row.version}`);
   });
 }

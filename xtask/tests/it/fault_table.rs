@@ -384,13 +384,22 @@ fn row11_prod_restart_policy(sentinel: &Sentinel) {
     sentinel.intact("row 11");
 }
 
-/// Data written more than a second before survives SIGKILL of both containers, `down` then
-/// `dev`, and a verify beside; only `down --volumes` removes it.
+/// One dev stack for both: a backup of the sentinel data; the data survives kills, restarts and
+/// a verify beside, and only `down --volumes` removes it; then the backup brings it back.
 #[test]
 #[ignore = "needs a Docker engine: `cargo xtask ci` runs it (or `cargo test -- --include-ignored`)"]
-fn dev_data_survives_kills_restarts_and_verifies() {
+fn dev_data_survives_and_comes_back_from_a_backup() {
     let _engine = engine_test();
     let s = Sentinel::start();
+    let dir = backup(&s);
+    let _cleanup = RemoveDir(PathBuf::from(&dir));
+    survives_kills_restarts_and_verifies(&s);
+    restores(&s, &dir);
+}
+
+/// Data written more than a second before survives SIGKILL of both containers, `down` then
+/// `dev`, and a verify beside; only `down --volumes` removes it (the stack is up, empty, after).
+fn survives_kills_restarts_and_verifies(s: &Sentinel) {
     std::thread::sleep(Duration::from_millis(1500)); // Redis fsyncs its AOF every second
     for svc in ["db", "redis"] {
         let pid = host_pid(&format!("{}-{svc}-1", s.dev.project));
@@ -437,13 +446,8 @@ fn dev_data_survives_kills_restarts_and_verifies() {
     assert_eq!(s.redis(&["get", "sentinel"]), "", "and the key");
 }
 
-/// `db backup` → `down --volumes` → `dev` → `db restore`: the row and the key are back; a
-/// second restore over that data is refused without --force.
-#[test]
-#[ignore = "needs a Docker engine: `cargo xtask ci` runs it (or `cargo test -- --include-ignored`)"]
-fn db_backup_and_restore_round_trip() {
-    let _engine = engine_test();
-    let s = Sentinel::start();
+/// `db backup` of the sentinel data: its directory, checked (both files, modes).
+fn backup(s: &Sentinel) -> String {
     let out = s.dev.xtask(&["db", "backup"]);
     let all = text(&out);
     assert!(out.status.success(), "backup:\n{all}");
@@ -453,7 +457,6 @@ fn db_backup_and_restore_round_trip() {
         .and_then(|r| r.split(" (").next())
         .expect("backup names its directory")
         .to_string();
-    let _cleanup = RemoveDir(PathBuf::from(&dir));
     assert!(
         Path::new(&dir)
             .join("postgres.dump")
@@ -472,10 +475,13 @@ fn db_backup_and_restore_round_trip() {
     for f in ["postgres.dump", "redis.rdb"] {
         assert_eq!(mode(&Path::new(&dir).join(f)), 0o600, "{f}");
     }
+    dir
+}
 
-    assert!(s.dev.xtask(&["down", "--volumes"]).status.success());
-    let out = s.dev.xtask(&["dev", "--detach"]);
-    assert!(out.status.success(), "fresh dev:\n{}", text(&out));
+/// `db restore` into the fresh, empty stack: the row and the key are back; a second restore
+/// over that data is refused without --force; a damaged backup is refused before anything.
+fn restores(s: &Sentinel, dir: &str) {
+    let dir = dir.to_string();
     let out = s.dev.xtask(&["db", "restore", &dir]);
     assert!(out.status.success(), "restore:\n{}", text(&out));
     s.intact("after backup, down --volumes, restore");

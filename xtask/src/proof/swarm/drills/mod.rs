@@ -19,7 +19,7 @@ mod outage;
 
 use std::{collections::BTreeSet, net::SocketAddr, time::Duration};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::{Value, json};
 use xshell::Shell;
 
@@ -124,17 +124,24 @@ pub fn run_all(
         ("data tasks killed", data_kill::drill),
         ("node loss", node_loss::drill),
     ];
+    // Each drill runs whatever the ones before it found, so one failure hides no other.
+    let mut failed = Vec::new();
     for (name, drill) in drills {
         let mut fault = Fault::new(name);
         let ooms = oom_kills(run.sh, cluster);
-        let outcome = drill(&ctx, cluster, &mut fault);
+        let mut outcome = drill(&ctx, cluster, &mut fault);
         fault.oom_kills = oom_kills(run.sh, cluster).saturating_sub(ooms);
-        eprintln!("verify --swarm: drill {}", fault.line());
-        faults.push(fault.clone());
-        outcome.with_context(|| format!("the {name} drill"))?;
-        if fault.oom_kills > 0 {
-            bail!("the {name} drill: {} OOM kills", fault.oom_kills);
+        if outcome.is_ok() && fault.oom_kills > 0 {
+            outcome = Err(anyhow::anyhow!("{} OOM kills", fault.oom_kills));
         }
+        eprintln!("verify --swarm: drill {}", fault.line());
+        faults.push(fault);
+        if let Err(e) = outcome {
+            failed.push(format!("the {name} drill: {e:#}"));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{}", failed.join("\n  "));
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! container, SIGKILL: a machine that lost power), under a load through the other nodes' entry
 //! points. The swarm must notice and start its tasks on the others. A request in flight to the
 //! lost task gets no answer (its packets go nowhere): the proxy sends a GET again once its
-//! `timeout server` (30 s) passes, so the load gives each request 35 s, as a browser does, and
+//! `timeout server` (30 s) passes, so the load gives each request 45 s, as a browser does, and
 //! reports the slowest. The last drill: the cluster is a node short after it.
 
 use std::{
@@ -25,8 +25,9 @@ use crate::{
 
 /// How often a node reports to the managers (default 5 s): a lost node is found after a few.
 const HEARTBEAT: &str = "2s";
-/// A request's limit under this drill: past haproxy's `timeout server`, after which it retries.
-const PATIENCE: Duration = Duration::from_secs(35);
+/// A request's limit under this drill: well past haproxy's `timeout server` (30 s), after which
+/// it sends a GET again.
+const PATIENCE: Duration = Duration::from_secs(45);
 
 pub fn drill(ctx: &Ctx, cluster: &mut Cluster, fault: &mut Fault) -> Result<()> {
     let sh = ctx.run.sh;
