@@ -262,3 +262,35 @@ fn the_edge_retries_only_what_is_safe_to_send_twice() {
     let retry_on = lines.iter().find(|l| l.starts_with("retry-on ")).unwrap();
     assert!(retry_on.contains("conn-failure"), "{retry_on}");
 }
+
+/// Liveness and readiness apart (issue: faults at scale): what kills a task asks only whether
+/// it answers; what routes to it asks only whether it drains; neither asks the shared
+/// dependencies, whose outage would otherwise take every replica out at once.
+#[test]
+fn health_checks_ask_the_task_not_its_dependencies() {
+    let root = crate::util::project_root();
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let cfg = read("docker/swarm/haproxy.cfg");
+    assert!(cfg.contains("option httpchk GET /api/ready"), "{cfg}");
+    let dockerfile = read("docker/Dockerfile");
+    let healthcheck = dockerfile
+        .split("HEALTHCHECK")
+        .nth(1)
+        .and_then(|r| r.split("\nCMD").next())
+        .unwrap();
+    assert!(healthcheck.contains("/api/live"), "{healthcheck}");
+    let prod = read("docker-compose.prod.yml");
+    assert!(
+        prod.contains("http://127.0.0.1:3000/api/live"),
+        "prod's app health check"
+    );
+    assert!(
+        !prod.contains("127.0.0.1:3000/api/health"),
+        "prod's app health check"
+    );
+    let start = read("app/start.sh");
+    assert!(
+        start.trim_end().ends_with("exec bun serve.mjs"),
+        "the drain's entry point"
+    );
+}

@@ -67,13 +67,7 @@ pub fn drill(ctx: &Ctx, cluster: &mut Cluster, fault: &mut Fault) -> Result<()> 
         killed.iter().flatten().count(),
         w.line()
     ));
-    if fault.failed_requests > 0 {
-        bail!(
-            "{} requests for pages that need neither failed: {}",
-            fault.failed_requests,
-            summary.failures.join("; ")
-        );
-    }
+    fault.no_failed_requests("for pages that need neither", &summary.failures)?;
     if fault.lost_writes > 0 {
         bail!(
             "{} acknowledged writes are gone or doubled: {}; redis counter {counted} after {acked} acknowledged",

@@ -92,13 +92,7 @@ pub fn drill(ctx: &Ctx, cluster: &mut Cluster, fault: &mut Fault) -> Result<()> 
             .join(" / ")
     ));
     failed.extend(summary.failures);
-    if fault.failed_requests > 0 {
-        bail!(
-            "{} requests failed while a task drained: {}",
-            fault.failed_requests,
-            failed.join("; ")
-        );
-    }
+    fault.no_failed_requests("while a task drained", &failed)?;
     if fault.lost_writes > 0 {
         bail!(
             "{} slow uploads were answered with success and are not exactly once in the database",

@@ -69,6 +69,20 @@ impl Fault {
         })
     }
 
+    /// An error naming the failures, when a request that should have worked failed `during`
+    /// the fault.
+    fn no_failed_requests(&self, during: &str, failures: &[String]) -> Result<()> {
+        if self.failed_requests > 0 {
+            bail!(
+                "{} of {} requests failed {during}: {}",
+                self.failed_requests,
+                self.requests,
+                failures.join("; ")
+            );
+        }
+        Ok(())
+    }
+
     pub fn line(&self) -> String {
         let recovery = self
             .recovery_s

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use super::{Ctx, Fault, container_on, task_ids, until_200};
 use crate::{
@@ -78,14 +78,7 @@ pub fn drill(ctx: &Ctx, cluster: &mut Cluster, fault: &mut Fault) -> Result<()> 
         summary.total.p99_ms
     ));
     back?;
-    if fault.failed_requests > 0 {
-        bail!(
-            "{} requests failed while a node was lost: {}",
-            fault.failed_requests,
-            summary.failures.join("; ")
-        );
-    }
-    Ok(())
+    fault.no_failed_requests("while a node was lost", &summary.failures)
 }
 
 /// Until the managers list the node as down.

@@ -77,13 +77,7 @@ pub fn drill(ctx: &Ctx, cluster: &mut Cluster, fault: &mut Fault) -> Result<()> 
 }
 
 fn judge(fault: &Fault, failures: &[String]) -> Result<()> {
-    if fault.failed_requests > 0 {
-        bail!(
-            "{} requests for pages that need neither failed: {}",
-            fault.failed_requests,
-            failures.join("; ")
-        );
-    }
+    fault.no_failed_requests("for pages that need neither", failures)?;
     if fault.tasks_replaced > 0 {
         bail!(
             "{} app tasks were replaced during an outage of a dependency",
