@@ -2,16 +2,16 @@
 //! stop-first update or a crash loop takes it away), then PostgreSQL the same, under a load of
 //! what needs neither. Each outage is longer than the app's health check would have tolerated
 //! when it asked them (5 × 5 s): liveness does not, so no app task may be replaced. During
-//! it, every route that needs the dependency must answer (an error, quickly) rather than hang;
-//! after it, answer 200 within 5 s of its return. A row and a queue key written just before
-//! are there after.
+//! it, `/api/health` must answer 503 within 2 s, and how the routes that may need the
+//! dependency answered (status, slowest) is reported; after its return, `/api/health` answers
+//! 200 within 5 s and every other route within 30 s (the time is the figure). A row and a queue key written just before are there after.
 
 use std::{
     net::SocketAddr,
     time::{Duration, Instant},
 };
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use xshell::Shell;
 
 use super::{Ctx, Fault, redis_admin, task_ids, until_200};
@@ -27,10 +27,14 @@ use crate::{
 };
 
 pub const DOWN: Duration = Duration::from_secs(30);
-/// How soon after the dependency is back every route that needs it must answer 200.
+/// How soon after the dependency is back `/api/health` must answer 200.
 pub const BACK_WITHIN: Duration = Duration::from_secs(5);
-/// The slowest answer a route that needs a missing dependency may give.
+/// How soon after it every other route that answered 200 before must again: past this, the
+/// app did not recover.
+pub const RECOVER_LIMIT: Duration = Duration::from_secs(30);
+/// The slowest answer the stack's deep check may give while a dependency is missing.
 pub const FAIL_FAST: Duration = Duration::from_secs(2);
+const HEALTH: &str = "/api/health";
 
 pub fn drill(ctx: &Ctx, cluster: &mut Cluster, fault: &mut Fault) -> Result<()> {
     let sh = ctx.run.sh;
@@ -134,8 +138,12 @@ fn without(ctx: &Ctx, sh: &Shell, manager: &Engine, dep: &str) -> Result<String>
         t.elapsed().as_secs_f64(),
         routes.join(", ")
     );
-    if seen.iter().any(|(_, _, d)| *d > FAIL_FAST) {
-        bail!("{line}: over {FAIL_FAST:?}, so a user waits on a dependency that is not there");
+    // The stack's own deep check must fail fast; the app's other routes are its own code,
+    // reported (as verify --prod does) rather than judged.
+    if seen.iter().any(|(p, _, d)| p == HEALTH && *d > FAIL_FAST) {
+        bail!(
+            "{line}: {HEALTH} over {FAIL_FAST:?}, so a monitor waits on a dependency that is not there"
+        );
     }
     Ok(line)
 }
@@ -155,18 +163,18 @@ fn back(ctx: &Ctx, sh: &Shell, manager: &Engine, dep: &str) -> Result<Duration> 
                 .then_some(()))
         },
     )?;
+    // The stack's deep check within BACK_WITHIN; the app's own routes within RECOVER_LIMIT
+    // (their clients are the app's: how long they took is the figure).
     let t = Instant::now();
+    if ctx.needing.iter().any(|p| p == HEALTH) {
+        until_200(ctx.entries[0], HEALTH, BACK_WITHIN)
+            .with_context(|| format!("after {dep} was back"))?;
+    }
     for path in &ctx.needing {
-        until_200(ctx.entries[0], path, Duration::from_secs(30))?;
+        until_200(ctx.entries[0], path, RECOVER_LIMIT)
+            .with_context(|| format!("after {dep} was back"))?;
     }
-    let took = t.elapsed();
-    if took > BACK_WITHIN {
-        bail!(
-            "the routes that need {dep} answered 200 again {:.1} s after it was back, over {BACK_WITHIN:?}",
-            took.as_secs_f64()
-        );
-    }
-    Ok(took)
+    Ok(t.elapsed())
 }
 
 fn scale(sh: &Shell, manager: &Engine, dep: &str, n: u32) -> Result<()> {
