@@ -15,9 +15,6 @@ pub fn run(sh: &Shell) -> Result<()> {
     let mut times = Vec::new();
 
     let t = Instant::now();
-    // The test binaries compile meanwhile: the engine's install and the stand-ins' build wait on
-    // the network and dpkg more than on the CPU.
-    let compiled = std::thread::spawn(compile_tests);
     // The engine first (its packages and Chromium's share dpkg), then the tests' tools install
     // while the stand-ins build.
     crate::install::ensure(sh)?;
@@ -48,13 +45,6 @@ pub fn run(sh: &Shell) -> Result<()> {
         Err(_) => bail!("installing the tests' tools panicked"),
     }
     times.push(("test tools (beside images)", t.elapsed()));
-
-    let t = Instant::now();
-    match compiled.join() {
-        Ok(r) => r.context("compiling the tests")?,
-        Err(_) => bail!("compiling the tests panicked"),
-    }
-    times.push(("test build (beside images)", t.elapsed()));
 
     let t = Instant::now();
     // The tests use the same images verify does.
@@ -97,20 +87,6 @@ pub fn run(sh: &Shell) -> Result<()> {
     eprintln!("\nci passed in {}", secs(t0.elapsed()));
     for (what, d) in times {
         eprintln!("  {what:<24} {:>8}", secs(d));
-    }
-    Ok(())
-}
-
-/// `cargo test --no-run`: the test binaries the run below uses, built (its output kept for a
-/// failure).
-fn compile_tests() -> Result<()> {
-    let sh = Shell::new()?;
-    let out = cmd!(sh, "cargo test --workspace --locked --no-run")
-        .quiet()
-        .ignore_status()
-        .output()?;
-    if !out.status.success() {
-        bail!("{}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
 }
