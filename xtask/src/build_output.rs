@@ -47,9 +47,7 @@ impl Route {
 /// The image optimizer as the build configured it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Images {
-    /// The smallest width the optimizer accepts (`imageSizes` and `deviceSizes`).
-    pub width: u64,
-    /// Every width it accepts, sorted.
+    /// Every width the optimizer accepts (`imageSizes` and `deviceSizes`), sorted: never empty.
     pub widths: Vec<u64>,
     pub quality: u64,
     pub svg_allowed: bool,
@@ -205,16 +203,10 @@ impl BuildOutput {
         out
     }
 
-    /// A `/_next/image` URL for the first image the app ships, when the optimizer is on.
+    /// A `/_next/image` URL for the first image the app ships at the smallest width, when the
+    /// optimizer is on.
     pub fn image_probe(&self) -> Option<String> {
-        let i = self.images.as_ref()?;
-        let file = self.image_files.first()?;
-        Some(format!(
-            "/_next/image?url={}&w={}&q={}",
-            crate::util::percent_encode(file),
-            i.width,
-            i.quality
-        ))
+        self.image_variants().into_iter().next()
     }
 }
 
@@ -252,7 +244,7 @@ fn routes(app_paths: &Value, pages: &Value) -> Vec<Route> {
     out
 }
 
-/// Prerendered routes with a numeric `initialRevalidateSeconds` (false: static for good).
+/// Every prerendered route, Next.js's own and the `.rsc` payloads left out.
 fn prerendered(prerender: &Value) -> Vec<String> {
     let mut out: Vec<String> = prerender["routes"]
         .as_object()
@@ -265,6 +257,7 @@ fn prerendered(prerender: &Value) -> Vec<String> {
     out
 }
 
+/// Prerendered routes with a numeric `initialRevalidateSeconds` (false: static for good).
 fn isr_routes(prerender: &Value) -> Vec<(String, u64)> {
     let mut out: Vec<(String, u64)> = prerender["routes"]
         .as_object()
@@ -294,8 +287,10 @@ fn optimizer(images: &Value) -> Option<Images> {
         .collect();
     widths.sort_unstable();
     widths.dedup();
+    if widths.is_empty() {
+        return None;
+    }
     Some(Images {
-        width: *widths.first()?,
         widths,
         quality: images["qualities"][0].as_u64().unwrap_or(75),
         svg_allowed: images["dangerouslyAllowSVG"].as_bool() == Some(true),

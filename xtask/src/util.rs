@@ -136,7 +136,6 @@ pub fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-/// Seconds with one decimal, for reports.
 /// Nanoseconds since the epoch: a run's markers, unique enough.
 pub fn nanos() -> u128 {
     std::time::SystemTime::now()
@@ -145,6 +144,7 @@ pub fn nanos() -> u128 {
         .as_nanos()
 }
 
+/// Seconds with one decimal, for reports.
 pub fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
