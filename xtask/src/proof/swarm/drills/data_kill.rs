@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::{Result, bail};
 
-use super::{Ctx, Fault, container_on, redis_admin, task_ids, until_200};
+use super::{Ctx, Fault, container_on, redis_admin, replaced_since, task_ids, until_200};
 use crate::docker::Engine;
 use crate::proof::{
     cluster::Cluster,
@@ -26,7 +26,7 @@ use crate::proof::{
 /// Writes before the kill, and after the data is back.
 const WRITING: Duration = Duration::from_secs(2);
 
-pub fn drill(ctx: &Ctx, cluster: &mut Cluster, fault: &mut Fault) -> Result<()> {
+pub fn drill(ctx: &Ctx, cluster: &Cluster, fault: &mut Fault) -> Result<()> {
     let sh = ctx.run.sh;
     let manager = cluster.manager();
     let app_before = task_ids(sh, &manager, "app")?;
@@ -36,8 +36,7 @@ pub fn drill(ctx: &Ctx, cluster: &mut Cluster, fault: &mut Fault) -> Result<()> 
         .as_ref()
         .map(|(path, _)| writes::Writers::start(ctx.entries, path, &run_id, 2));
     let counter = Counter::start(&manager, &format!("axion:drill:{run_id}"));
-    let served: Vec<&str> = ctx.served.iter().map(String::as_str).collect();
-    let load = Load::start(ctx.entries, &served, WORKERS);
+    let load = Load::start(ctx.entries, &ctx.served(), WORKERS);
     thread::sleep(WRITING);
 
     let t = Instant::now();
@@ -55,9 +54,7 @@ pub fn drill(ctx: &Ctx, cluster: &mut Cluster, fault: &mut Fault) -> Result<()> 
     fault.recovery_s = Some(back?.as_secs_f64());
     fault.requests = summary.total.requests;
     fault.failed_requests = summary.total.failed;
-    fault.tasks_replaced = app_before
-        .difference(&task_ids(sh, &manager, "app")?)
-        .count();
+    fault.tasks_replaced = replaced_since(sh, &manager, &app_before)?;
     let rows = writes::rows_per_marker(sh, &manager, &format!("{STACK}_db"), &run_id)?;
     let w = writes::Writes::judge(&posts, &rows);
     let counted = counted?;

@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Result, bail};
 
-use super::{Ctx, Fault, containers, task_ids};
+use super::{Ctx, Fault, containers, replaced_since, task_ids};
 use crate::{
     http,
     proof::{
@@ -30,15 +30,14 @@ const UPLOADS: usize = 4;
 /// When the SIGTERM goes, after the uploads started.
 const TERM_AFTER: Duration = Duration::from_millis(1500);
 
-pub fn drill(ctx: &Ctx, cluster: &mut Cluster, fault: &mut Fault) -> Result<()> {
+pub fn drill(ctx: &Ctx, cluster: &Cluster, fault: &mut Fault) -> Result<()> {
     let sh = ctx.run.sh;
     let manager = cluster.manager();
     let before = task_ids(sh, &manager, "app")?;
     let Some((node, id)) = containers(sh, cluster, "app").into_iter().next() else {
         bail!("no running app task to drain");
     };
-    let mut paths: Vec<&str> = ctx.served.iter().map(String::as_str).collect();
-    paths.extend(ctx.needing.iter().map(String::as_str));
+    let paths = ctx.every_route();
     let load = Load::start(ctx.entries, &paths, WORKERS);
     let pages = release::pages(&ctx.release.build);
     let form = writes::find_form(ctx.entries[0], &pages);
@@ -73,7 +72,7 @@ pub fn drill(ctx: &Ctx, cluster: &mut Cluster, fault: &mut Fault) -> Result<()> 
     fault.recovery_s = back.as_ref().ok().map(Duration::as_secs_f64);
     fault.requests = summary.total.requests + (done.len() + failed.len()) as u64;
     fault.failed_requests = summary.total.failed + failed.len() as u64;
-    fault.tasks_replaced = before.difference(&task_ids(sh, &manager, "app")?).count();
+    fault.tasks_replaced = replaced_since(sh, &manager, &before)?;
     let rows = writes::rows_per_marker(sh, &manager, &format!("{STACK}_db"), &run_id)?;
     fault.lost_writes = done.iter().filter(|m| rows.get(*m) != Some(&1)).count();
     let drained = crate::util::tail(&target.read(sh, &["logs", &id]).unwrap_or_default(), 3);

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use xshell::Shell;
 
-use super::{Ctx, Fault, containers, redis_admin, task_ids};
+use super::{Ctx, Fault, containers, redis_admin, redis_cli, replaced_since, task_ids};
 use crate::{
     docker::Engine,
     proof::{
@@ -34,7 +34,7 @@ const FILL: &str = ".axion-drill-fill";
 const REDIS_FILL: f64 = 0.9;
 const VALUE_BYTES: u64 = 10 * 1024;
 
-pub fn drill(ctx: &Ctx, cluster: &mut Cluster, fault: &mut Fault) -> Result<()> {
+pub fn drill(ctx: &Ctx, cluster: &Cluster, fault: &mut Fault) -> Result<()> {
     let sh = ctx.run.sh;
     let manager = cluster.manager();
     let before = task_ids(sh, &manager, "app")?;
@@ -81,7 +81,7 @@ pub fn drill(ctx: &Ctx, cluster: &mut Cluster, fault: &mut Fault) -> Result<()> 
     ));
     fault.requests = summary.total.requests;
     fault.failed_requests = summary.total.failed;
-    fault.tasks_replaced = before.difference(&task_ids(sh, &manager, "app")?).count();
+    fault.tasks_replaced = replaced_since(sh, &manager, &before)?;
     if fault.failed_requests > 0 || fault.tasks_replaced > 0 {
         problems.push(format!(
             "with the caches full, {} requests failed and {} app tasks were replaced: {}",
@@ -218,12 +218,13 @@ fn cache_cli(sh: &Shell, cluster: &Cluster, args: &str) -> Result<String> {
         .into_iter()
         .next()
         .context("no running cache task")?;
-    let script = format!("REDISCLI_AUTH=\"$(cat /run/secrets/cache_password)\" redis-cli {args}");
-    Ok(cluster.nodes[node]
-        .target()
-        .read(sh, &["exec", &id, "sh", "-c", &script])?
-        .trim()
-        .to_string())
+    redis_cli(
+        sh,
+        &cluster.nodes[node].target(),
+        &id,
+        "cache_password",
+        args,
+    )
 }
 
 /// The cache service written to 1.5 times its maxmemory: it must evict, not grow.

@@ -101,7 +101,7 @@ impl Fault {
 }
 
 /// One drill: it fills in its `Fault` as it goes, and fails on what breaks its promise.
-type Drill = fn(&Ctx, &mut Cluster, &mut Fault) -> Result<()>;
+type Drill = fn(&Ctx, &Cluster, &mut Fault) -> Result<()>;
 
 /// What the drills need: the run, the cluster, its entry points, the running release.
 pub struct Ctx<'a> {
@@ -115,10 +115,27 @@ pub struct Ctx<'a> {
     pub needing: Vec<String>,
 }
 
-/// Every drill in turn; each one's figures go to `faults`, the first that fails stops them.
+impl Ctx<'_> {
+    /// What a load asks during a fault that leaves the app's dependencies alone: everything.
+    fn every_route(&self) -> Vec<&str> {
+        self.served
+            .iter()
+            .chain(&self.needing)
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// What a load asks while PostgreSQL or Redis is gone: what needs neither.
+    fn served(&self) -> Vec<&str> {
+        self.served.iter().map(String::as_str).collect()
+    }
+}
+
+/// Every drill in turn, each one's figures to `faults`; fails after the last, naming every
+/// drill that failed.
 pub fn run_all(
     run: &Run,
-    cluster: &mut Cluster,
+    cluster: &Cluster,
     entries: &[SocketAddr],
     release: &Known,
     faults: &mut Vec<Fault>,
@@ -183,6 +200,11 @@ fn routes(entry: SocketAddr, release: &Known) -> (Vec<String>, Vec<String>) {
     (served, needing)
 }
 
+/// How many of the app's tasks from `before` run no more.
+pub fn replaced_since(sh: &Shell, manager: &Engine, before: &BTreeSet<String>) -> Result<usize> {
+    Ok(before.difference(&task_ids(sh, manager, "app")?).count())
+}
+
 /// The running tasks' ids of a service of the stack.
 pub fn task_ids(sh: &Shell, manager: &Engine, service: &str) -> Result<BTreeSet<String>> {
     let out = manager.read(
@@ -242,31 +264,43 @@ pub fn containers(sh: &Shell, cluster: &Cluster, service: &str) -> Vec<(usize, S
         .collect()
 }
 
+/// `redis-cli` in a Redis container on `node`, authenticated with the secret file `secret`
+/// (a name in /run/secrets): its answer.
+pub fn redis_cli(
+    sh: &Shell,
+    node: &Engine,
+    container: &str,
+    secret: &str,
+    args: &str,
+) -> Result<String> {
+    let script = format!("REDISCLI_AUTH=\"$(cat /run/secrets/{secret})\" redis-cli {args}");
+    Ok(node
+        .read(sh, &["exec", container, "sh", "-c", &script])?
+        .trim()
+        .to_string())
+}
+
 /// `redis-cli` as the admin user in the queue's Redis (on the data node): its answer.
 pub fn redis_admin(sh: &Shell, manager: &Engine, args: &str) -> Result<String> {
     let Some(id) = container_on(sh, manager, "redis") else {
         bail!("no running redis task on the data node");
     };
-    let script =
-        format!("REDISCLI_AUTH=\"$(cat /run/secrets/redis_admin_password)\" redis-cli {args}");
-    Ok(manager
-        .read(sh, &["exec", &id, "sh", "-c", &script])?
-        .trim()
-        .to_string())
+    redis_cli(sh, manager, &id, "redis_admin_password", args)
 }
 
 /// Polls `path` through `entry` until it answers 200: how long that took.
 pub fn until_200(entry: SocketAddr, path: &str, limit: Duration) -> Result<Duration> {
     let t = std::time::Instant::now();
-    loop {
-        if http::get_at(entry, path, Duration::from_secs(5)).is_ok_and(|r| r.status == 200) {
-            return Ok(t.elapsed());
-        }
-        if t.elapsed() > limit {
-            bail!("GET {path} did not answer 200 within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    crate::util::poll(
+        &format!("GET {path} to answer 200"),
+        limit,
+        Duration::from_millis(100),
+        || {
+            let r = http::get_at(entry, path, Duration::from_secs(5));
+            Ok(r.is_ok_and(|r| r.status == 200).then_some(()))
+        },
+    )?;
+    Ok(t.elapsed())
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use super::{Ctx, Fault, container_on, task_ids, until_200};
+use super::{Ctx, Fault, container_on, replaced_since, task_ids, until_200};
 use crate::{
     docker::Engine,
     proof::{
@@ -29,7 +29,7 @@ const HEARTBEAT: &str = "2s";
 /// it sends a GET again.
 const PATIENCE: Duration = Duration::from_secs(45);
 
-pub fn drill(ctx: &Ctx, cluster: &mut Cluster, fault: &mut Fault) -> Result<()> {
+pub fn drill(ctx: &Ctx, cluster: &Cluster, fault: &mut Fault) -> Result<()> {
     let sh = ctx.run.sh;
     let manager = cluster.manager();
     manager.read(
@@ -46,8 +46,7 @@ pub fn drill(ctx: &Ctx, cluster: &mut Cluster, fault: &mut Fault) -> Result<()> 
         .map(|i| ctx.entries[i])
         .collect();
     let before = task_ids(sh, &manager, "app")?;
-    let mut paths: Vec<&str> = ctx.served.iter().map(String::as_str).collect();
-    paths.extend(ctx.needing.iter().map(String::as_str));
+    let paths = ctx.every_route();
     let load = Load::start_timed(&survivors, &paths, WORKERS, PATIENCE);
     thread::sleep(Duration::from_secs(2));
 
@@ -67,7 +66,7 @@ pub fn drill(ctx: &Ctx, cluster: &mut Cluster, fault: &mut Fault) -> Result<()> 
     fault.requests = summary.total.requests;
     fault.failed_requests = summary.total.failed;
     fault.recovery_s = back.as_ref().ok().map(Duration::as_secs_f64);
-    fault.tasks_replaced = before.difference(&task_ids(sh, &manager, "app")?).count();
+    fault.tasks_replaced = replaced_since(sh, &manager, &before)?;
     fault.notes.push(format!(
         "killed {} (a worker with an app task); the swarm saw it down after {}; slowest request {:.0} ms, p99 {:.0} ms",
         lost.hostname,

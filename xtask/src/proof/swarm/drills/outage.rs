@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use xshell::Shell;
 
-use super::{Ctx, Fault, redis_admin, task_ids, until_200};
+use super::{Ctx, Fault, redis_admin, replaced_since, task_ids, until_200};
 use crate::{
     docker::Engine,
     http,
@@ -36,7 +36,7 @@ pub const RECOVER_LIMIT: Duration = Duration::from_secs(30);
 pub const FAIL_FAST: Duration = Duration::from_secs(2);
 const HEALTH: &str = "/api/health";
 
-pub fn drill(ctx: &Ctx, cluster: &mut Cluster, fault: &mut Fault) -> Result<()> {
+pub fn drill(ctx: &Ctx, cluster: &Cluster, fault: &mut Fault) -> Result<()> {
     let sh = ctx.run.sh;
     let manager = cluster.manager();
     let app_before = task_ids(sh, &manager, "app")?;
@@ -45,8 +45,7 @@ pub fn drill(ctx: &Ctx, cluster: &mut Cluster, fault: &mut Fault) -> Result<()> 
     let key = format!("axion:drill:{mark}");
     redis_admin(sh, &manager, &format!("SET {key} kept"))?;
 
-    let served: Vec<&str> = ctx.served.iter().map(String::as_str).collect();
-    let load = Load::start(ctx.entries, &served, WORKERS);
+    let load = Load::start(ctx.entries, &ctx.served(), WORKERS);
     let outages: Result<Vec<Duration>> = ["redis", "db"]
         .iter()
         .map(|dep| {
@@ -60,9 +59,7 @@ pub fn drill(ctx: &Ctx, cluster: &mut Cluster, fault: &mut Fault) -> Result<()> 
     let summary = load.finish();
     fault.requests = summary.total.requests;
     fault.failed_requests = summary.total.failed;
-    fault.tasks_replaced = app_before
-        .difference(&task_ids(sh, &manager, "app")?)
-        .count();
+    fault.tasks_replaced = replaced_since(sh, &manager, &app_before)?;
     let recovered = outages?;
     fault.recovery_s = recovered.iter().max().map(Duration::as_secs_f64);
 
