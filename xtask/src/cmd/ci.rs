@@ -46,43 +46,40 @@ pub fn run(sh: &Shell) -> Result<()> {
     }
     times.push(("test tools (beside images)", t.elapsed()));
 
+    // The swarm proof waits mostly on its nodes, its rolling updates and its drills, the tests
+    // on their stacks: it runs beside them, its output in a log shown when it ends.
+    let exe = std::env::current_exe()?;
+    let t_swarm = Instant::now();
+    let swarm = Beside::start(&exe, flag, dev_stack_running(sh))?;
+
     let t = Instant::now();
     // The tests use the same images verify does.
     // The real-engine tests are #[ignore]d for a plain `cargo test`: ci runs them all.
-    cmd!(sh, "cargo test --workspace --locked -- --include-ignored")
+    let tested = cmd!(sh, "cargo test --workspace --locked -- --include-ignored")
         .env("AXION_IMAGES", name)
         .run()
-        .context("cargo test --workspace")?;
+        .context("cargo test --workspace");
     times.push(("cargo test --workspace", t.elapsed()));
-
-    let t = Instant::now();
-    lint_and_typecheck(sh, env, &chosen.set)?;
-    times.push(("lint and typecheck", t.elapsed()));
-
-    // verify as a child, exactly as a person runs it.
-    let exe = std::env::current_exe()?;
-    for (what, args) in [
-        ("verify (dev)", vec!["verify", flag]),
-        ("verify --prod", vec!["verify", flag, "--prod"]),
-    ] {
+    let checked = tested.and_then(|()| {
         let t = Instant::now();
-        run_child(&exe, &args, what)?;
-        times.push((what, t.elapsed()));
-    }
-
-    // The swarm proof, beside a running dev stack whose name resolution it must not disturb:
-    // a person's own when one runs, else one of ci's own project, removed with its volumes.
-    let t = Instant::now();
-    let swarm = if dev_stack_running(sh) {
-        run_child(&exe, &["verify", "--swarm", flag], "verify --swarm")
-    } else {
-        beside_ci_dev_stack(&exe, flag, || {
-            let args = ["verify", "--swarm", flag];
-            run_child_env(&exe, &args, "verify --swarm", CI_DEV_PROJECT)
-        })
-    };
+        lint_and_typecheck(sh, env, &chosen.set)?;
+        times.push(("lint and typecheck", t.elapsed()));
+        // verify as a child, exactly as a person runs it.
+        for (what, args) in [
+            ("verify (dev)", vec!["verify", flag]),
+            ("verify --prod", vec!["verify", flag, "--prod"]),
+        ] {
+            let t = Instant::now();
+            run_child(&exe, &args, what)?;
+            times.push((what, t.elapsed()));
+        }
+        Ok(())
+    });
+    // Whatever the tests did, the proof ends and its log is shown.
+    let swarm = swarm.finish();
+    times.push(("verify --swarm (+ dev), beside", t_swarm.elapsed()));
+    checked?;
     swarm?;
-    times.push(("verify --swarm (+ dev)", t.elapsed()));
 
     eprintln!("\nci passed in {}", secs(t0.elapsed()));
     for (what, d) in times {
@@ -127,15 +124,6 @@ fn run_child(exe: &Path, args: &[&str], what: &str) -> Result<()> {
     run_child_in(Command::new(exe).args(args), what)
 }
 
-fn run_child_env(exe: &Path, args: &[&str], what: &str, dev_project: &str) -> Result<()> {
-    run_child_in(
-        Command::new(exe)
-            .args(args)
-            .env("AXION_DEV_PROJECT", dev_project),
-        what,
-    )
-}
-
 fn run_child_in(cmd: &mut Command, what: &str) -> Result<()> {
     let status = cmd.status().with_context(|| format!("running {what}"))?;
     if !status.success() {
@@ -144,32 +132,80 @@ fn run_child_in(cmd: &mut Command, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// `verify --swarm` in a thread of its own, beside a running dev stack whose name resolution
+/// it must not disturb: a person's own when one runs, else one of ci's own project on free
+/// ports (the tests start dev stacks of theirs on the default ones), removed with its volumes.
+struct Beside {
+    thread: std::thread::JoinHandle<Result<()>>,
+    log: std::path::PathBuf,
+}
+
+impl Beside {
+    fn start(exe: &Path, flag: &str, person_dev_stack: bool) -> Result<Beside> {
+        let log = crate::paths::log_path(&crate::util::project_root(), "ci-verify-swarm.log");
+        std::fs::create_dir_all(log.parent().unwrap_or(Path::new(".")))?;
+        let out =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let ports = crate::stack::Ports::free()?;
+        let (exe, flag) = (exe.to_path_buf(), flag.to_string());
+        eprintln!(
+            "ci: verify --swarm runs beside the tests; its log: {}",
+            log.display()
+        );
+        let thread = std::thread::spawn(move || {
+            let child = |args: &[&str], env: &[(&str, String)]| -> Result<()> {
+                let mut cmd = Command::new(&exe);
+                cmd.args(args)
+                    .envs(env.iter().map(|(k, v)| (k, v)))
+                    .stdout(out.try_clone()?)
+                    .stderr(out.try_clone()?);
+                run_child_in(&mut cmd, &args.join(" "))
+            };
+            let swarm = ["verify", "--swarm", &flag];
+            if person_dev_stack {
+                return child(&swarm, &[]);
+            }
+            // The proof's own stack keeps the default ports inside its nodes: only the dev
+            // stack's move.
+            let project = [("AXION_DEV_PROJECT", CI_DEV_PROJECT.to_string())];
+            let mut dev = project.to_vec();
+            dev.extend([
+                ("APP_PORT", ports.app.to_string()),
+                ("DB_PORT", ports.db.to_string()),
+                ("REDIS_PORT", ports.redis.to_string()),
+            ]);
+            // ci's project is ci's alone: its volumes go before (what an interrupted run left)
+            // and after, whatever the proof returned.
+            let down = || child(&["down", "--volumes"], &project);
+            down()?;
+            let result =
+                child(&["dev", "--detach", &flag], &dev).and_then(|()| child(&swarm, &project));
+            let removed = down();
+            result.and(removed)
+        });
+        Ok(Beside { thread, log })
+    }
+
+    /// Waits for the proof, shows its log, and says how it ended.
+    fn finish(self) -> Result<()> {
+        let result = match self.thread.join() {
+            Ok(r) => r,
+            Err(_) => Err(anyhow::anyhow!("the thread of verify --swarm panicked")),
+        };
+        eprintln!(
+            "\n--- verify --swarm (beside the tests): {} ---",
+            self.log.display()
+        );
+        if let Ok(text) = std::fs::read_to_string(&self.log) {
+            eprint!("{text}");
+        }
+        result
+    }
+}
+
 /// The project of the dev stack ci starts itself: never a person's `axion-hub`, whose volumes
 /// hold their database (and were initialised with their .env's password, not this checkout's).
 const CI_DEV_PROJECT: &str = "axion-hub-ci";
-
-/// Runs `f` beside a dev stack of ci's own project. That project is ci's alone, so its volumes
-/// are removed before (what an interrupted run left) and after, whatever `f` returned.
-fn beside_ci_dev_stack(exe: &Path, flag: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
-    let down = || {
-        run_child_env(
-            exe,
-            &["down", "--volumes"],
-            "down --volumes",
-            CI_DEV_PROJECT,
-        )
-    };
-    down()?;
-    let result = run_child_env(
-        exe,
-        &["dev", "--detach", flag],
-        "dev --detach",
-        CI_DEV_PROJECT,
-    )
-    .and_then(|()| f());
-    let removed = down();
-    result.and(removed)
-}
 
 fn dev_stack_running(sh: &Shell) -> bool {
     let project = crate::stack::StackKind::Dev.project();

@@ -166,6 +166,7 @@ fn a_terminated_swarm_proof_removes_everything_itself() {
     let stderr = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
     wait_for_nodes(&mut child);
+    let prefix = registry_prefix(child.id());
     signal("TERM", &child.id().to_string());
     let status = child.wait().unwrap();
     let err = reader.join().unwrap();
@@ -183,7 +184,7 @@ fn a_terminated_swarm_proof_removes_everything_itself() {
     let images: Vec<String> =
         docker_lines(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
             .into_iter()
-            .filter(|i| i.contains(&mine) || i.starts_with("127.0.0.1:"))
+            .filter(|i| i.contains(&mine) || i.starts_with(&prefix))
             .collect();
     assert!(images.is_empty(), "images left: {images:?}");
     assert_eq!(host_swarm_state(), state_before);
@@ -198,12 +199,6 @@ fn a_killed_swarm_proof_is_reaped_whole() {
     use std::os::unix::process::CommandExt;
     let _engine = engine_test();
     let state_before = host_swarm_state();
-    let pushed = || -> Vec<String> {
-        docker_lines(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
-            .into_iter()
-            .filter(|i| i.starts_with("127.0.0.1:"))
-            .collect()
-    };
     let mut child = Command::new(xtask_bin())
         .args(["verify", "--swarm"])
         .stdout(Stdio::null())
@@ -214,6 +209,14 @@ fn a_killed_swarm_proof_is_reaped_whole() {
     let pid = child.id();
     let projects = || run_resources(pid).0;
     wait_for_nodes(&mut child);
+    // The names this run pushed: its own registry's (ci runs another proof beside the tests).
+    let prefix = registry_prefix(pid);
+    let pushed = || -> Vec<String> {
+        docker_lines(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
+            .into_iter()
+            .filter(|i| i.starts_with(&prefix))
+            .collect()
+    };
     let started = Instant::now();
     while pushed().is_empty() {
         assert!(
@@ -528,4 +531,23 @@ fn deploy_init_runs_the_stack_on_a_one_node_swarm_from_local_images() {
         state_before,
         "the host engine never changes mode"
     );
+}
+
+/// `127.0.0.1:PORT/`: where the run of `pid` pushes (its registry container's published port).
+fn registry_prefix(pid: u32) -> String {
+    let mine = format!("-{pid}-");
+    let started = Instant::now();
+    loop {
+        let registry = docker_lines(&["ps", "--format", "{{.Names}}"])
+            .into_iter()
+            .find(|n| n.contains(&mine) && n.ends_with("-registry"));
+        if let Some(port) = registry.and_then(|r| docker_lines(&["port", &r, "5000"]).pop()) {
+            return format!("{}/", port.trim());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run's registry never published its port"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
