@@ -57,7 +57,9 @@ mod matches;
 mod table;
 
 use matches::{Matches, all_flags, did_you_mean};
-pub use table::{Bench, BuildProd, Clean, Deploy, Dev, Doctor, Down, Provision, Verify};
+pub use table::{
+    Bench, BuildProd, Clean, Deploy, Dev, Doctor, Down, Logs, Provision, Status, Verify,
+};
 use table::{COMMANDS, TIMEOUT_HELP};
 
 #[derive(Debug, PartialEq)]
@@ -75,6 +77,8 @@ pub enum Command {
     Ci,
     Bench(Bench),
     Deploy(Deploy),
+    Status(Status),
+    Logs(Logs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +168,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
         "ci" => Command::Ci,
         "bench" => Command::Bench(Bench::from_matches(&m)?),
         "deploy" => Command::Deploy(Deploy::from_matches(&m)?),
+        "status" => Command::Status(Status::from_matches(&m)?),
+        "logs" => Command::Logs(Logs::from_matches(&m)?),
         other => unreachable!("command `{other}` is in the table but not converted"),
     })
 }

@@ -21,6 +21,24 @@ pub fn is_root() -> bool {
     uid() == 0
 }
 
+/// This machine's name (the kernel's), `localhost` when unreadable.
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Who runs this: `user@host` (the login name from the environment, else the uid).
+pub fn who() -> String {
+    let user = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| format!("uid{}", uid()));
+    format!("{user}@{}", hostname())
+}
+
 /// A Chromium to drive headless: AXION_CHROMIUM, else Debian's (`apt-get install chromium`).
 pub fn chromium() -> Option<String> {
     std::env::var("AXION_CHROMIUM").ok().or_else(|| {

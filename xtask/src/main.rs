@@ -88,6 +88,8 @@ fn run() -> Result<()> {
         flags::Command::Ci => cmd::ci::run(&sh)?,
         flags::Command::Bench(o) => o.run(&sh)?,
         flags::Command::Deploy(o) => o.run(&sh)?,
+        flags::Command::Status(o) => o.run(&sh)?,
+        flags::Command::Logs(o) => o.run(&sh)?,
     }
     Ok(())
 }

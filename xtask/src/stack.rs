@@ -55,6 +55,13 @@ impl StackKind {
             StackKind::Prod => &["app", "cache", "db", "redis"],
         }
     }
+    /// `dev`, `prod`.
+    pub fn word(self) -> &'static str {
+        match self {
+            StackKind::Dev => "dev",
+            StackKind::Prod => "prod",
+        }
+    }
     pub fn compose_file(self) -> &'static str {
         match self {
             StackKind::Dev => "docker-compose.yml",

@@ -223,6 +223,66 @@ fn base64url(bytes: &[u8]) -> String {
     out
 }
 
+/// The civil UTC date and time of `t`: (year, month, day, hour, minute, second).
+fn utc_parts(t: std::time::SystemTime) -> (i64, i64, i64, i64, i64, i64) {
+    let s = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64;
+    let (days, rem) = (s.div_euclid(86_400), s.rem_euclid(86_400));
+    // Civil date from days (Howard Hinnant's algorithm, the inverse of container.rs's).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// `20261128T074500Z`: sorts by time, safe in a file name.
+pub fn utc_stamp(t: std::time::SystemTime) -> String {
+    let (y, m, d, hh, mm, ss) = utc_parts(t);
+    format!("{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z")
+}
+
+/// `2026-11-28T07:45:00Z`.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let (y, m, d, hh, mm, ss) = utc_parts(t);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+}
+
+/// Rows as left-aligned columns two spaces apart, a line each (the last column unpadded).
+pub fn columns<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                if i + 1 == N {
+                    c.clone()
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -294,5 +354,14 @@ mod tests {
             .unwrap(),
             3
         );
+    }
+
+    #[test]
+    fn stamps_are_utc_and_sortable() {
+        let at = |s| crate::docker::container::parse_rfc3339(s).unwrap();
+        assert_eq!(utc_stamp(at("2026-11-28T07:45:03Z")), "20261128T074503Z");
+        assert_eq!(utc_stamp(std::time::UNIX_EPOCH), "19700101T000000Z");
+        assert_eq!(utc_stamp(at("2024-02-29T23:59:59Z")), "20240229T235959Z");
+        assert_eq!(rfc3339(at("2024-02-29T23:59:59Z")), "2024-02-29T23:59:59Z");
     }
 }

@@ -6,7 +6,7 @@
 use std::{
     fs,
     path::{Path, PathBuf},
-    time::{Instant, SystemTime, UNIX_EPOCH},
+    time::{Instant, SystemTime},
 };
 
 use anyhow::{Context, Result, bail};
@@ -97,7 +97,7 @@ fn backup(sh: &Shell, kind: StackKind, db: &Container, redis: &Container) -> Res
     let dir = sh.current_dir().join("backups").join(format!(
         "{}-{}",
         kind.name(),
-        utc_stamp(SystemTime::now())
+        crate::util::utc_stamp(SystemTime::now())
     ));
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     {
@@ -277,40 +277,4 @@ fn exec_text(sh: &Shell, container: &str, script: &str) -> Result<String> {
         bail!("{}", String::from_utf8_lossy(&o.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-}
-
-/// `20261128T074500Z`: sorts by time, safe in a file name.
-fn utc_stamp(t: SystemTime) -> String {
-    let s = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
-    let (days, rem) = (s.div_euclid(86_400), s.rem_euclid(86_400));
-    // Civil date from days (Howard Hinnant's algorithm, the inverse of container.rs's).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stamps_are_utc_and_sortable() {
-        let t = crate::docker::container::parse_rfc3339("2026-11-28T07:45:03Z").unwrap();
-        assert_eq!(utc_stamp(t), "20261128T074503Z");
-        assert_eq!(utc_stamp(UNIX_EPOCH), "19700101T000000Z");
-        let leap = crate::docker::container::parse_rfc3339("2024-02-29T23:59:59Z").unwrap();
-        assert_eq!(utc_stamp(leap), "20240229T235959Z");
-    }
 }

@@ -9,5 +9,7 @@ pub mod deploy;
 mod dev;
 mod doctor;
 mod down;
+mod logs;
 mod provision;
+pub mod status;
 mod verify;

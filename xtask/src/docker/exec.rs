@@ -67,6 +67,47 @@ pub fn memory_usage(sh: &Shell, names: &[String]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Each container's memory usage in bytes (of `names` on `engine`), from one `docker stats`
+/// sample; one it cannot read is left out.
+pub fn memory_bytes(sh: &Shell, engine: &super::Engine, names: &[String]) -> Vec<(String, u64)> {
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let mut args = vec![
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}}\t{{.MemUsage}}",
+    ];
+    args.extend(names.iter().map(String::as_str));
+    let out = engine.read(sh, &args).unwrap_or_default();
+    out.lines()
+        .filter_map(|l| {
+            let (name, usage) = l.split_once('\t')?;
+            Some((name.to_string(), parse_size(usage.split('/').next()?)?))
+        })
+        .collect()
+}
+
+/// `181.3MiB`, `1.2GiB`, `512kB`, `0B` (docker's sizes) in bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let at = s.find(|c: char| c.is_ascii_alphabetic())?;
+    let (n, unit) = s.split_at(at);
+    let n: f64 = n.trim().parse().ok()?;
+    let factor = match unit {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "kB" | "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        _ => return None,
+    };
+    Some((n * factor) as u64)
+}
+
 /// The names of the volumes mounted in a project's containers (anonymous ones included).
 pub fn mounted_volumes(sh: &Shell, project: &str) -> Vec<String> {
     let ids = ids(

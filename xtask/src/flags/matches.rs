@@ -71,6 +71,11 @@ impl Matches {
         }))
     }
 
+    /// The `i`th positional argument, when given.
+    pub(super) fn positional(&self, i: usize) -> Option<String> {
+        self.positionals.get(i).cloned()
+    }
+
     pub(super) fn declared(&self, long: &str) {
         assert!(
             all_flags(self.spec).any(|f| f.long == long),

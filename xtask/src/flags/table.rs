@@ -13,13 +13,41 @@ use super::{CommandSpec, Flag, ImageChoice, matches::Matches, short, switch, val
 /// `images` adds `--standin`/`--upstream` and the `images: ImageChoice` field.
 macro_rules! command {
     (@spec $SPEC:ident $name:literal $about:literal $images:literal [$($flag:expr),*]) => {
+        command!(@spec $SPEC $name $about $images [$($flag),*] []);
+    };
+    (@spec $SPEC:ident $name:literal $about:literal $images:literal [$($flag:expr),*] [$($pos:literal)?]) => {
         pub const $SPEC: CommandSpec = CommandSpec {
             name: $name,
             about: $about,
             flags: &[$($flag),*],
             images: $images,
-            positionals: &[],
+            positionals: &[$($pos)?],
         };
+    };
+    // One optional positional (`<NAME>`) as `$pfield: Option<String>`; `images(true)` takes
+    // the image flags, `images(false)` leaves `images` at its default.
+    (
+        $(#[$meta:meta])* $Name:ident $SPEC:ident = $name:literal, $about:literal, images($images:literal), [$pfield:ident: $pname:literal] {
+            $($(#[$fm:meta])* $field:ident: $ty:ty = $get:ident($flag:expr)),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Default, PartialEq)]
+        pub struct $Name {
+            pub $pfield: Option<String>,
+            $($(#[$fm])* pub $field: $ty,)*
+            pub images: ImageChoice,
+        }
+        command!(@spec $SPEC $name $about $images [$($flag),*] [$pname]);
+        impl $Name {
+            pub(super) fn from_matches(m: &Matches) -> Result<$Name> {
+                Ok($Name {
+                    $pfield: m.positional(0),
+                    $($field: m.$get(&$flag)?,)*
+                    images: if $images { m.images()? } else { ImageChoice::default() },
+                })
+            }
+        }
     };
     (
         $(#[$meta:meta])* $Name:ident $SPEC:ident = $name:literal, $about:literal, images {
@@ -156,7 +184,8 @@ command! {
 }
 
 command! {
-    Deploy DEPLOY = "deploy", "deploy the prod stack to the swarm this engine manages (`docker stack deploy`, images by digest)", images {
+    Deploy DEPLOY = "deploy", "deploy the prod stack to the swarm this engine manages (`docker stack deploy`, images by digest)", images(true), [release: "RELEASE"] {
+        rollback: bool = switch(switch("--rollback", "back to the previous release (or <RELEASE>, a number `status` and the history show): its images, today's secrets, the same health-gated rolling update")),
         stack: Option<String> = text(valued("--stack", "NAME", "the stack's name on the swarm (default: axion)")),
         registry: Option<String> = text(valued("--registry", "HOST:PORT", "push the images there and deploy them by digest (needed beyond one node)")),
         node_registry: Option<String> = text(valued("--node-registry", "HOST:PORT", "the same registry as the nodes reach it, when not as this host does")),
@@ -168,6 +197,40 @@ command! {
         /// With `--init`: the one address the new swarm listens and advertises on.
         advertise_addr: Option<String> = text(valued("--advertise-addr", "IP", "with --init: the address other nodes reach this engine by; the swarm listens there only")),
         json: bool = switch(JSON),
+    }
+}
+
+const STACK: Flag = valued(
+    "--stack",
+    "NAME",
+    "a swarm stack (`deploy --stack`, default axion) instead of the dev stack",
+);
+const MANAGER: Flag = valued(
+    "--manager",
+    "HOST",
+    "with --stack: the swarm manager's engine (ssh://user@host, tcp://…, unix://…)",
+);
+const PROD: Flag = switch(
+    "--prod",
+    "the single-host prod stack (docker-compose.prod.yml) instead of the dev stack",
+);
+
+command! {
+    Status STATUS = "status", "every service of the dev stack (--prod, --stack NAME): its tasks per node, state, health, image, release, restarts, memory; exits 1 when one is not healthy", no_images {
+        prod: bool = switch(PROD),
+        stack: Option<String> = text(STACK),
+        manager: Option<String> = text(MANAGER),
+        json: bool = switch(JSON),
+    }
+}
+
+command! {
+    Logs LOGS = "logs", "the logs of every service of the dev stack (--prod, --stack NAME), or of <SERVICE>; a swarm's merged across nodes, each line with its task", images(false), [service: "SERVICE"] {
+        follow: bool = switch(short("--follow", 'f', "keep following new lines")),
+        since: Option<String> = text(valued("--since", "T", "only lines since T: a duration (10m, 1h) or a time (2026-12-02T10:00:00Z)")),
+        prod: bool = switch(PROD),
+        stack: Option<String> = text(STACK),
+        manager: Option<String> = text(MANAGER),
     }
 }
 
@@ -198,5 +261,5 @@ pub const CI: CommandSpec = CommandSpec {
 };
 
 pub const COMMANDS: &[CommandSpec] = &[
-    DEV, BUILD_PROD, VERIFY, DOWN, DB, CLEAN, DOCTOR, PROVISION, CI, DEPLOY, BENCH,
+    DEV, BUILD_PROD, VERIFY, DOWN, DB, CLEAN, DOCTOR, PROVISION, CI, DEPLOY, STATUS, LOGS, BENCH,
 ];

@@ -6,6 +6,8 @@
 //! docker-compose.swarm.yml (so `!reset`/`!override` work and nothing is repeated), then
 //! `to_stack` turns compose's output into what `docker stack deploy` accepts and means.
 
+pub mod history;
+pub mod prune;
 mod stack_file;
 
 use std::{

@@ -7,6 +7,8 @@
 
 mod carry;
 mod checks;
+mod release;
+mod rollback;
 
 use std::{
     path::{Path, PathBuf},
@@ -14,12 +16,12 @@ use std::{
 };
 
 use anyhow::{Result, anyhow, bail};
-use serde_json::{Value, json};
 use xshell::Shell;
 
 pub use carry::own_static_urls;
 use checks::not_in_a_swarm;
 pub use checks::{check_manager, check_registry, check_stack_name};
+pub use release::Release;
 
 use crate::{
     docker::{self, Engine},
@@ -32,67 +34,8 @@ use crate::{
     standin,
     startup::{Needs, Start},
     swarm::{self, Converged, DATA_LABEL, Membership, StackImages, TIMEOUT_UPDATE},
-    util::{note, secs},
+    util::note,
 };
-
-/// What a deploy did: for its report, and for `verify --swarm`, which runs it in-process.
-#[derive(Debug, Clone)]
-pub struct Release {
-    pub stack: String,
-    pub file: PathBuf,
-    pub images: StackImages,
-    pub registry: Option<String>,
-    /// `--image` when one was given (nothing was built).
-    pub given_image: Option<String>,
-    /// Set when the app's image changed: how long its rolling update took.
-    pub rolling_update: Option<Duration>,
-    pub build: Duration,
-    pub push: Duration,
-    pub deploy: Duration,
-    pub total: Duration,
-    pub converged: Vec<Converged>,
-    /// The image the previous release's static files were carried into (`carry`), if any.
-    pub carried: Option<String>,
-    pub app_port: u16,
-    /// Where every node serves HTTPS (HTTPS_PORT).
-    pub https_port: String,
-}
-
-impl Release {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "stack": self.stack,
-            "file": self.file.display().to_string(),
-            "images": self.images.env().iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-            "registry": self.registry,
-            "rolling_update_seconds": self.rolling_update.map(|d| d.as_secs_f64()),
-            "seconds": {"build": self.build.as_secs_f64(), "push": self.push.as_secs_f64(), "deploy": self.deploy.as_secs_f64(), "total": self.total.as_secs_f64()},
-            "converged": self.converged.iter().map(Converged::to_json).collect::<Vec<_>>(),
-            "carried_assets_into": self.carried,
-        })
-    }
-
-    fn line(&self) -> String {
-        format!(
-            "deploy: stack {} healthy in {} ({}, push {}, deploy {}{}); every node serves HTTPS on port {} (HTTP on {} redirects)\n  stack file: {}",
-            self.stack,
-            secs(self.total),
-            match &self.given_image {
-                Some(i) => format!("image {i}"),
-                None => format!("build {}", secs(self.build)),
-            },
-            secs(self.push),
-            secs(self.deploy),
-            self.rolling_update.map_or(String::new(), |d| format!(
-                ", of which the rolling update {}",
-                secs(d)
-            )),
-            self.https_port,
-            self.app_port,
-            self.file.display()
-        )
-    }
-}
 
 impl flags::Deploy {
     pub fn run(self, sh: &Shell) -> Result<()> {
@@ -136,11 +79,16 @@ pub fn deploy(sh: &Shell, o: &flags::Deploy) -> Result<Release> {
     let (root, env, set) = (&start.root, &start.env, start.set());
     let ports = Ports::from_env(env)?;
     let t = Instant::now();
-    let app = match &o.image {
-        Some(image) => given_image(sh, image)?,
-        None => build_runner(sh, root, env, set, ports)?,
+    let (app, back_to) = match (&o.image, o.rollback) {
+        (Some(image), _) => (given_image(sh, image)?, None),
+        (None, true) => {
+            let (app, record) = rollback::app_of(sh, o, &target, &stack)?;
+            (app, Some(record.release))
+        }
+        (None, false) => (build_runner(sh, root, env, set, ports)?, None),
     };
     let build = t.elapsed();
+    let build_id = release::build_id_of(sh, &app);
     let carried = o.carry_previous_assets(sh, &target, &stack, &app)?;
     let app = carried.clone().unwrap_or(app);
     let locals = [
@@ -153,23 +101,13 @@ pub fn deploy(sh: &Shell, o: &flags::Deploy) -> Result<Release> {
     let (images, local) = o.publish(sh, &locals)?;
     let push = t.elapsed();
 
-    let file = crate::paths::stack_file(root, &stack);
-    let tls = crate::tls::ensure(root, o.tls_cert.as_deref())?;
-    let mut vars = swarm::stack_vars(root, &tls);
-    vars.extend(ports.named().map(|(k, p)| (k.to_string(), p.to_string())));
-    swarm::render(
-        sh,
-        root,
-        &stack,
-        &images,
-        &vars,
-        o.encrypted_overlays,
-        &file,
-    )?;
+    let file = o.render(sh, root, &stack, &images, ports)?;
     let t = Instant::now();
     let mut progress = Progress::new(o.json);
     let (rolling_update, converged) =
         roll_out(sh, &target, &stack, &images, &file, local, &mut progress)?;
+    let (recorded, pruned) =
+        release::record_and_prune(sh, &target, &stack, &images, build_id, back_to)?;
     Ok(Release {
         stack,
         file,
@@ -185,6 +123,8 @@ pub fn deploy(sh: &Shell, o: &flags::Deploy) -> Result<Release> {
         carried,
         app_port: ports.app,
         https_port: env.get("HTTPS_PORT").unwrap_or_else(|| "3443".into()),
+        recorded: Some(recorded),
+        pruned,
     })
 }
 
@@ -295,7 +235,11 @@ impl flags::Deploy {
                 let nodes = self.node_registry.as_deref().unwrap_or(registry);
                 (by_digest(sh, locals, registry, nodes)?, false)
             }
-            None => (locals.iter().map(|(l, _)| l.clone()).collect(), true),
+            None => {
+                let mut refs: Vec<String> = locals.iter().map(|(l, _)| l.clone()).collect();
+                refs[0] = release_tag(sh, &refs[0])?;
+                (refs, true)
+            }
         };
         let images = StackImages {
             app: refs[0].clone(),
@@ -306,8 +250,38 @@ impl flags::Deploy {
         Ok((images, local))
     }
 
+    /// The stack file for these images, rendered with the checkout's secrets, the TLS
+    /// certificate and the ports.
+    fn render(
+        &self,
+        sh: &Shell,
+        root: &Path,
+        stack: &str,
+        images: &StackImages,
+        ports: Ports,
+    ) -> Result<PathBuf> {
+        let file = crate::paths::stack_file(root, stack);
+        let tls = crate::tls::ensure(root, self.tls_cert.as_deref())?;
+        let mut vars = swarm::stack_vars(root, &tls);
+        vars.extend(ports.named().map(|(k, p)| (k.to_string(), p.to_string())));
+        swarm::render(
+            sh,
+            root,
+            stack,
+            images,
+            &vars,
+            self.encrypted_overlays,
+            &file,
+        )?;
+        Ok(file)
+    }
+
     /// What the flags say together, before anything is built or asked of an engine.
     fn check_flags(&self) -> Result<()> {
+        if self.rollback && self.image.is_some() {
+            bail!("--rollback takes the image of a recorded release: leave --image out");
+        }
+        self.release_number()?;
         for r in [&self.registry, &self.node_registry].into_iter().flatten() {
             check_registry(r)?;
         }
@@ -405,6 +379,26 @@ fn ensure_data_node(sh: &Shell, target: &Engine, m: &Membership) -> Result<()> {
     }
 }
 
+/// On a one-node swarm deployed from local images, the app's under a name of its own content
+/// (`axion-hub/app:<image id>`): a later build moves `axion-hub:runner`, never this, so the
+/// release history names exactly what ran.
+fn release_tag(sh: &Shell, image: &str) -> Result<String> {
+    let id = docker::image_id(sh, image)?;
+    let tag = format!(
+        "axion-hub/app:{}",
+        id.trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect::<String>()
+    );
+    if tag != image {
+        docker::cmd(sh, &docker::compose::words(&["tag", image, &tag]))
+            .quiet()
+            .run()?;
+    }
+    Ok(tag)
+}
+
 /// Each image by digest: one pulled from a registry keeps its own digest; one built here (the
 /// runner, stand-ins) is pushed to `registry` first.
 fn by_digest(
@@ -417,6 +411,14 @@ fn by_digest(
     let mut to_push = Vec::new();
     let mut refs: Vec<Option<String>> = Vec::new();
     for (local, repo) in locals {
+        // Named by digest already (a recorded release's, pulled back): as the nodes name it.
+        if let Some((name, digest)) = local.split_once('@') {
+            let name = name
+                .strip_prefix(&format!("{registry}/"))
+                .map_or(name.to_string(), |p| format!("{node_registry}/{p}"));
+            refs.push(Some(format!("{name}@{digest}")));
+            continue;
+        }
         let own_repo = local.rsplit_once(':').map_or(local.as_str(), |(r, _)| r);
         match swarm::digest_in(sh, local, own_repo)? {
             Some(d) if !local.starts_with(images::STANDIN) => {
