@@ -68,15 +68,18 @@ impl StackKind {
             StackKind::Prod => "docker-compose.prod.yml",
         }
     }
-    /// The long-lived project a person starts; AXION_DEV_PROJECT renames the dev one (the
-    /// tests run their own).
+    /// The long-lived project a person starts; AXION_DEV_PROJECT and AXION_PROD_PROJECT rename
+    /// them (the tests run their own; `docker compose -p` names another).
     pub fn project(self) -> String {
         match self {
             StackKind::Dev => std::env::var("AXION_DEV_PROJECT")
                 .ok()
                 .filter(|p| !p.is_empty())
                 .unwrap_or_else(|| "axion-hub".into()),
-            StackKind::Prod => "axion-hub-prod".into(),
+            StackKind::Prod => std::env::var("AXION_PROD_PROJECT")
+                .ok()
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "axion-hub-prod".into()),
         }
     }
     /// A project of one run (verify, bench): unique per process and moment, so runs never

@@ -26,6 +26,7 @@ impl flags::Clean {
         }
         self.dangling(sh, verb)?;
         self.old_revisions(sh, verb)?;
+        swarm_leftovers(sh);
         if let Some(size) = &self.build_cache {
             self.build_cache(sh, size)?;
         }
@@ -97,5 +98,33 @@ impl flags::Clean {
         };
         eprintln!("build cache: {said}");
         Ok(())
+    }
+}
+
+/// On a swarm manager: each stack's secrets and configs that no service needs (listed, not
+/// removed: they are the swarm's, and the stack's next `deploy` removes them itself).
+fn swarm_leftovers(sh: &Shell) {
+    let engine = docker::Engine::configured();
+    let manager = crate::swarm::membership(sh, &engine).is_ok_and(|m| m.manager);
+    if !manager {
+        return;
+    }
+    let stacks = engine
+        .read(sh, &["stack", "ls", "--format", "{{.Name}}"])
+        .unwrap_or_default();
+    for stack in stacks.lines().map(str::trim).filter(|s| !s.is_empty()) {
+        match crate::swarm::prune::unneeded(sh, &engine, stack) {
+            Ok(left) if left.is_empty() => {
+                eprintln!("swarm stack {stack}: every secret and config is in use")
+            }
+            Ok(left) => eprintln!(
+                "swarm stack {stack} holds what no service needs (its next `cargo xtask deploy --stack {stack}` removes it): {}",
+                left.iter()
+                    .map(|(kind, name)| format!("{kind} {name}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Err(e) => eprintln!("swarm stack {stack}: {e:#}"),
+        }
     }
 }

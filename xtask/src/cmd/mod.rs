@@ -9,7 +9,7 @@ pub mod deploy;
 mod dev;
 mod doctor;
 mod down;
-mod logs;
+pub mod logs;
 mod provision;
 pub mod status;
 mod verify;

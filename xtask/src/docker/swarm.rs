@@ -214,6 +214,20 @@ pub fn service_image(sh: &Shell, target: &Engine, service: &str) -> Result<Strin
         .to_string())
 }
 
+/// A service's task template (`Spec.TaskTemplate` as JSON): what a change of rolls its tasks.
+pub fn task_template(sh: &Shell, target: &Engine, service: &str) -> Result<String> {
+    target.read(
+        sh,
+        &[
+            "service",
+            "inspect",
+            "--format",
+            "{{json .Spec.TaskTemplate}}",
+            service,
+        ],
+    )
+}
+
 /// The nodes a service's running tasks are on.
 pub fn task_nodes(sh: &Shell, target: &Engine, service: &str) -> Result<Vec<String>> {
     let out = target.read(

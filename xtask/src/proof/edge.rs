@@ -23,6 +23,15 @@ pub const EDGE_NAME: &str = "axion.test";
 /// Where the nodes publish HTTPS (docker-compose.swarm.yml's HTTPS_PORT default).
 pub const HTTPS_PORT: u16 = 3443;
 
+/// A new P-256 key, unencrypted.
+const EC: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+];
+
 /// The CA's certificate, and the edge's PEM (certificate and key) `deploy --tls-cert` serves.
 pub struct Material {
     pub dir: PathBuf,
@@ -35,16 +44,9 @@ impl Material {
     pub fn make(dir: &Path, ips: &[String]) -> Result<Material> {
         std::fs::create_dir_all(dir)?;
         let p = |f: &str| dir.join(f).display().to_string();
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
         let ca = [
             &["req", "-x509"][..],
-            &ec,
+            &EC,
             &["-days", "1", "-subj", "/CN=axion swarm proof CA"],
         ];
         openssl(
@@ -54,9 +56,33 @@ impl Material {
             ]
             .concat(),
         )?;
+        let m = Material {
+            dir: dir.to_path_buf(),
+            ca: dir.join("ca.pem"),
+            edge_pem: dir.join("edge.pem"),
+        };
+        m.issue("edge", ips)?;
+        Ok(m)
+    }
+
+    /// A renewed certificate (a new key, signed by the same CA) in a PEM of its own: what a
+    /// person's certificate renewal gives `deploy --tls-cert`.
+    pub fn renew(&self, ips: &[String]) -> Result<PathBuf> {
+        self.issue("renewed", ips)
+    }
+
+    /// A key and a certificate the CA signs for EDGE_NAME and every node address, joined in
+    /// `<name>.pem`.
+    fn issue(&self, name: &str, ips: &[String]) -> Result<PathBuf> {
+        let p = |f: &str| self.dir.join(f).display().to_string();
         let subject = format!("/CN={EDGE_NAME}");
-        let csr = [&["req"][..], &ec, &["-subj", &subject]].concat();
-        openssl(&[csr, vec!["-keyout", &p("edge.key"), "-out", &p("edge.csr")]].concat())?;
+        let csr = [&["req"][..], &EC, &["-subj", &subject]].concat();
+        let (key, req, crt) = (
+            p(&format!("{name}.key")),
+            p(&format!("{name}.csr")),
+            p(&format!("{name}.crt")),
+        );
+        openssl(&[csr, vec!["-keyout", &key, "-out", &req]].concat())?;
         let sans: Vec<String> = std::iter::once(format!("DNS:{EDGE_NAME}"))
             .chain(ips.iter().map(|ip| format!("IP:{ip}")))
             .collect();
@@ -64,12 +90,12 @@ impl Material {
             "subjectAltName={}\nbasicConstraints=CA:FALSE\n",
             sans.join(",")
         );
-        std::fs::write(dir.join("edge.ext"), ext)?;
+        std::fs::write(self.dir.join("edge.ext"), ext)?;
         openssl(&[
             "x509",
             "-req",
             "-in",
-            &p("edge.csr"),
+            &req,
             "-CA",
             &p("ca.pem"),
             "-CAkey",
@@ -80,15 +106,11 @@ impl Material {
             "-extfile",
             &p("edge.ext"),
             "-out",
-            &p("edge.crt"),
+            &crt,
         ])?;
-        let edge_pem = dir.join("edge.pem");
-        join_pem(&[&dir.join("edge.crt"), &dir.join("edge.key")], &edge_pem)?;
-        Ok(Material {
-            dir: dir.to_path_buf(),
-            ca: dir.join("ca.pem"),
-            edge_pem,
-        })
+        let pem = self.dir.join(format!("{name}.pem"));
+        join_pem(&[Path::new(&crt), Path::new(&key)], &pem)?;
+        Ok(pem)
     }
 }
 

@@ -59,24 +59,44 @@ pub fn prune(sh: &Shell, target: &Engine, stack: &str) -> Result<Vec<String>> {
     Ok(removed)
 }
 
-/// Every secret and config name the services' specs and previous specs use
-/// (`docker service inspect` output).
-pub fn named_by_services(inspect: &str) -> BTreeSet<String> {
-    let services: Vec<Value> = serde_json::from_str(inspect).unwrap_or_default();
+/// The secrets and configs only a service's previous spec names: kept for `docker service
+/// rollback` (`secret NAME`, `config NAME`).
+pub fn kept_for_rollback(sh: &Shell, target: &Engine, stack: &str) -> Result<Vec<String>> {
+    let inspect = super::inspect_stack_services(sh, target, stack)?;
+    let services: Vec<Value> = serde_json::from_str(&inspect).unwrap_or_default();
+    let current = named_in(&services, "Spec");
+    Ok(named_in(&services, "PreviousSpec")
+        .difference(&current)
+        .cloned()
+        .collect())
+}
+
+fn named_in(services: &[Value], which: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    for s in &services {
-        for spec in [&s["Spec"], &s["PreviousSpec"]] {
-            let c = &spec["TaskTemplate"]["ContainerSpec"];
-            for (list, key) in [("Secrets", "SecretName"), ("Configs", "ConfigName")] {
-                for item in c[list].as_array().into_iter().flatten() {
-                    if let Some(n) = item[key].as_str() {
-                        names.insert(n.to_string());
-                    }
+    for s in services {
+        let c = &s[which]["TaskTemplate"]["ContainerSpec"];
+        for (list, key, kind) in [
+            ("Secrets", "SecretName", "secret"),
+            ("Configs", "ConfigName", "config"),
+        ] {
+            for item in c[list].as_array().into_iter().flatten() {
+                if let Some(n) = item[key].as_str() {
+                    names.insert(format!("{kind} {n}"));
                 }
             }
         }
     }
     names
+}
+
+/// Every secret and config name the services' specs and previous specs use
+/// (`docker service inspect` output).
+pub fn named_by_services(inspect: &str) -> BTreeSet<String> {
+    let services: Vec<Value> = serde_json::from_str(inspect).unwrap_or_default();
+    named_in(&services, "Spec")
+        .union(&named_in(&services, "PreviousSpec"))
+        .filter_map(|n| n.split_once(' ').map(|(_, name)| name.to_string()))
+        .collect()
 }
 
 #[cfg(test)]

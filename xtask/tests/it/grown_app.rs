@@ -183,7 +183,53 @@ fn a_grown_app_passes_verify_prod_and_works_in_prod() {
     a_browser_uses_the_app(&kept);
     a_migration_is_visible_to_the_app(&kept);
     bullmq_through_redis_url(&kept);
+    status_and_logs_of_the_prod_stack(&kept);
     a_5xx_route_fails_verify(&dir);
+}
+
+/// `status --prod` and `logs --prod` on the single-host prod stack (this one's project named by
+/// AXION_PROD_PROJECT): every service healthy within its memory limit, the image that runs,
+/// each service's lines.
+fn status_and_logs_of_the_prod_stack(kept: &Kept) {
+    let xtask = |args: &[&str]| {
+        Command::new(xtask_bin())
+            .args(args)
+            .env("AXION_PROD_PROJECT", &kept.project)
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap()
+    };
+    let out = xtask(&["status", "--prod", "--json"]);
+    assert!(out.status.success(), "status --prod:\n{}", text(&out));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tasks = st["tasks"].as_array().unwrap();
+    let mut services: Vec<&str> = tasks
+        .iter()
+        .map(|t| t["service"].as_str().unwrap())
+        .collect();
+    services.sort();
+    assert_eq!(services, ["app", "cache", "db", "redis"], "{st}");
+    for t in tasks {
+        let (used, limit) = (t["memory_bytes"].as_u64(), t["limit_bytes"].as_u64());
+        assert!(
+            used.is_some_and(|u| u > 0) && limit.is_some_and(|l| l >= used.unwrap()),
+            "{t}"
+        );
+    }
+    assert!(
+        st["release"]["line"]
+            .as_str()
+            .unwrap()
+            .starts_with(&kept.image),
+        "{st}"
+    );
+    let out = xtask(&["logs", "--prod", "db"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("ready to accept connections"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// The secrets directory is its owner's alone; every file in it, written by hand 0600 or made

@@ -213,6 +213,8 @@ fn dev_stack_lifecycle() {
         "the dev stack still serves"
     );
 
+    status_and_logs_of_the_dev_stack(&dev);
+
     // down keeps the named volumes; --volumes deletes them and says so.
     let out = dev.xtask(&["down"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -232,6 +234,58 @@ fn dev_stack_lifecycle() {
         "{all}"
     );
     assert!(project_resources(&dev.project).is_empty());
+}
+
+/// `status` names every container healthy with its memory, `logs` shows a service's lines, and
+/// once a service stops `status` exits 1 naming it.
+fn status_and_logs_of_the_dev_stack(dev: &DevStack) {
+    let out = dev.xtask(&["status", "--json"]);
+    assert!(out.status.success(), "status:\n{}", text(&out));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON report");
+    assert_eq!(st["healthy"], true, "{st}");
+    let tasks = st["tasks"].as_array().unwrap();
+    let mut services: Vec<&str> = tasks
+        .iter()
+        .map(|t| t["service"].as_str().unwrap())
+        .collect();
+    services.sort();
+    assert_eq!(services, ["app", "db", "redis"], "{st}");
+    for t in tasks {
+        assert_eq!(t["health"], "healthy", "{t}");
+        assert!(
+            t["memory_bytes"].as_u64().unwrap_or(0) > 0,
+            "memory read: {t}"
+        );
+        assert!(!t["node"].as_str().unwrap().is_empty(), "{t}");
+    }
+    assert!(
+        st["release"]["line"].as_str().unwrap().contains("(image "),
+        "{st}"
+    );
+
+    let out = dev.xtask(&["logs", "db", "--since", "30m"]);
+    let all = text(&out);
+    assert!(out.status.success(), "logs db:\n{all}");
+    assert!(all.contains("ready to accept connections"), "{all}");
+    let out = dev.xtask(&["logs", "nginx"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("has no service `nginx`"),
+        "{}",
+        text(&out)
+    );
+
+    let redis = format!("{}-redis-1", dev.project);
+    docker_lines(&["stop", &redis]);
+    let out = dev.xtask(&["status"]);
+    let all = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "status with redis stopped:\n{all}"
+    );
+    assert!(all.contains("NOT healthy") && all.contains(&redis), "{all}");
+    docker_lines(&["start", &redis]);
 }
 
 /// A taken port is refused before anything starts, naming the process that holds it.

@@ -7,6 +7,7 @@
 
 mod carry;
 mod checks;
+mod publish;
 mod release;
 mod rollback;
 
@@ -67,6 +68,11 @@ pub fn deploy(sh: &Shell, o: &flags::Deploy) -> Result<Release> {
     let member = o.membership(sh, &target)?;
     o.check_registry_reach(&member)?;
     ensure_data_node(sh, &target, &member)?;
+    // A rollback's release is found (or refused) before anything is built or started.
+    let back = o
+        .rollback
+        .then(|| rollback::app_of(sh, o, &target, &stack))
+        .transpose()?;
 
     let start = Start::new(
         sh,
@@ -79,13 +85,10 @@ pub fn deploy(sh: &Shell, o: &flags::Deploy) -> Result<Release> {
     let (root, env, set) = (&start.root, &start.env, start.set());
     let ports = Ports::from_env(env)?;
     let t = Instant::now();
-    let (app, back_to) = match (&o.image, o.rollback) {
+    let (app, back_to) = match (&o.image, back) {
         (Some(image), _) => (given_image(sh, image)?, None),
-        (None, true) => {
-            let (app, record) = rollback::app_of(sh, o, &target, &stack)?;
-            (app, Some(record.release))
-        }
-        (None, false) => (build_runner(sh, root, env, set, ports)?, None),
+        (None, Some((app, record))) => (app, Some(record.release)),
+        (None, None) => (build_runner(sh, root, env, set, ports)?, None),
     };
     let build = t.elapsed();
     let build_id = release::build_id_of(sh, &app);
@@ -128,8 +131,9 @@ pub fn deploy(sh: &Shell, o: &flags::Deploy) -> Result<Release> {
     })
 }
 
-/// `docker stack deploy`, then, when the app's image changed, its rolling update (which ends
-/// completed or rolled back), then every service converged.
+/// `docker stack deploy`, then the rolling update of every service whose task changed (the
+/// app's image, the proxy's renewed certificate; each ends completed or rolled back), then
+/// every service converged. The app's update time is returned.
 fn roll_out(
     sh: &Shell,
     target: &Engine,
@@ -139,26 +143,45 @@ fn roll_out(
     local: bool,
     progress: &mut Progress,
 ) -> Result<(Option<Duration>, Vec<Converged>)> {
-    let app_service = format!("{stack}_app");
-    let before = swarm::update_status(sh, target, &app_service).unwrap_or_default();
-    let previous = swarm::service_image(sh, target, &app_service).ok();
+    // The app first: its update is the one timed.
+    let mut before: Vec<(String, swarm::UpdateStatus, String)> = Vec::new();
+    let mut names: Vec<String> = swarm::services(sh, target, stack)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| format!("{stack}_{}", s.service))
+        .collect();
+    names.sort_by_key(|n| !n.ends_with("_app"));
+    for name in names {
+        let status = swarm::update_status(sh, target, &name).unwrap_or_default();
+        let task = swarm::task_template(sh, target, &name).unwrap_or_default();
+        before.push((name, status, task));
+    }
     swarm::stack_deploy(sh, target, stack, file, local)?;
-    let mut update = None;
-    if previous.is_some_and(|p| p != images.app) {
-        let (status, took) = swarm::wait_update(sh, target, &app_service, &before, TIMEOUT_UPDATE)?;
-        if status.state != "completed" {
+    let mut app_update = None;
+    for (name, status, task) in &before {
+        if swarm::task_template(sh, target, name).unwrap_or_default() == *task {
+            continue;
+        }
+        let (after, took) = swarm::wait_update(sh, target, name, status, TIMEOUT_UPDATE)?;
+        if after.state != "completed" {
             bail!(
-                "the app's update to {} ended {} ({}): the previous image keeps serving.\n  its tasks (`docker service ps {app_service}`):\n{}",
-                images.app,
-                status.state,
-                status.message,
-                swarm::task_errors(sh, target, &app_service)
+                "the update of {name}{} ended {} ({}): the previous version keeps serving.\n  its tasks (`docker service ps {name}`):\n{}",
+                if name.ends_with("_app") {
+                    format!(" to {}", images.app)
+                } else {
+                    String::new()
+                },
+                after.state,
+                after.message,
+                swarm::task_errors(sh, target, name)
             );
         }
-        update = Some(took);
+        if name.ends_with("_app") {
+            app_update = Some(took);
+        }
     }
     let converged = swarm::wait_converged(sh, target, stack, TIMEOUT_HEALTHY, progress)?;
-    Ok((update, converged))
+    Ok((app_update, converged))
 }
 
 fn given_image(sh: &Shell, image: &str) -> Result<String> {
@@ -225,29 +248,6 @@ impl flags::Deploy {
             return Ok(None);
         }
         carry::carry_previous(sh, app, &previous).map(Some)
-    }
-
-    /// The images as every node reaches them: by digest through `--registry`, or (a one-node
-    /// swarm on this engine, checked above) the local tags; and whether they are local.
-    fn publish(&self, sh: &Shell, locals: &[(String, String); 4]) -> Result<(StackImages, bool)> {
-        let (refs, local) = match &self.registry {
-            Some(registry) => {
-                let nodes = self.node_registry.as_deref().unwrap_or(registry);
-                (by_digest(sh, locals, registry, nodes)?, false)
-            }
-            None => {
-                let mut refs: Vec<String> = locals.iter().map(|(l, _)| l.clone()).collect();
-                refs[0] = release_tag(sh, &refs[0])?;
-                (refs, true)
-            }
-        };
-        let images = StackImages {
-            app: refs[0].clone(),
-            postgres: refs[1].clone(),
-            redis: refs[2].clone(),
-            proxy: refs[3].clone(),
-        };
-        Ok((images, local))
     }
 
     /// The stack file for these images, rendered with the checkout's secrets, the TLS
@@ -377,63 +377,4 @@ fn ensure_data_node(sh: &Shell, target: &Engine, m: &Membership) -> Result<()> {
                 .join(", ")
         ),
     }
-}
-
-/// On a one-node swarm deployed from local images, the app's under a name of its own content
-/// (`axion-hub/app:<image id>`): a later build moves `axion-hub:runner`, never this, so the
-/// release history names exactly what ran.
-fn release_tag(sh: &Shell, image: &str) -> Result<String> {
-    let id = docker::image_id(sh, image)?;
-    let tag = format!(
-        "axion-hub/app:{}",
-        id.trim_start_matches("sha256:")
-            .chars()
-            .take(12)
-            .collect::<String>()
-    );
-    if tag != image {
-        docker::cmd(sh, &docker::compose::words(&["tag", image, &tag]))
-            .quiet()
-            .run()?;
-    }
-    Ok(tag)
-}
-
-/// Each image by digest: one pulled from a registry keeps its own digest; one built here (the
-/// runner, stand-ins) is pushed to `registry` first.
-fn by_digest(
-    sh: &Shell,
-    locals: &[(String, String)],
-    registry: &str,
-    node_registry: &str,
-) -> Result<Vec<String>> {
-    let rev = images::revision(sh);
-    let mut to_push = Vec::new();
-    let mut refs: Vec<Option<String>> = Vec::new();
-    for (local, repo) in locals {
-        // Named by digest already (a recorded release's, pulled back): as the nodes name it.
-        if let Some((name, digest)) = local.split_once('@') {
-            let name = name
-                .strip_prefix(&format!("{registry}/"))
-                .map_or(name.to_string(), |p| format!("{node_registry}/{p}"));
-            refs.push(Some(format!("{name}@{digest}")));
-            continue;
-        }
-        let own_repo = local.rsplit_once(':').map_or(local.as_str(), |(r, _)| r);
-        match swarm::digest_in(sh, local, own_repo)? {
-            Some(d) if !local.starts_with(images::STANDIN) => {
-                refs.push(Some(format!("{own_repo}@{d}")))
-            }
-            _ => {
-                refs.push(None);
-                to_push.push((local.clone(), format!("{repo}:{rev}")));
-            }
-        }
-    }
-    let mut tags = Vec::new();
-    let mut pushed = swarm::push(sh, &to_push, registry, node_registry, &mut tags)?.into_iter();
-    Ok(refs
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| pushed.next().unwrap_or_default()))
-        .collect())
 }

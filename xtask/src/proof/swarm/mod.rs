@@ -9,6 +9,7 @@
 mod drills;
 mod figures;
 mod neighbour;
+mod operate;
 mod release;
 mod report;
 mod revalidate;

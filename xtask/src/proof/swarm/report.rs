@@ -26,6 +26,8 @@ pub struct Report {
     /// The way back to the first release by `deploy`.
     pub back: Option<(Duration, Summary)>,
     pub rollback: Option<(Duration, String, Summary)>,
+    /// status, logs, `deploy --rollback`, pruning after a certificate renewal.
+    pub operate: super::operate::Operate,
     /// The fault drills, one entry each.
     pub faults: Vec<super::drills::Fault>,
     pub host: Vec<(String, String)>,
@@ -53,6 +55,7 @@ impl Report {
             "rolling_update": self.update.as_ref().map(|(d, s)| json!({"seconds": d.as_secs_f64(), "load": s.to_json()})),
             "back_to_first": self.back.as_ref().map(|(d, s)| json!({"seconds": d.as_secs_f64(), "load": s.to_json()})),
             "rollback": self.rollback.as_ref().map(|(d, state, s)| json!({"seconds": d.as_secs_f64(), "final_state": state, "load": s.to_json()})),
+            "operate": self.operate.to_json(),
             "faults": self.faults.iter().map(super::drills::Fault::to_json).collect::<Vec<_>>(),
             "host_engine_after": self.host.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "neighbour_dns": self.neighbour,
@@ -105,6 +108,7 @@ impl Report {
             ));
         }
         s.push_str(&self.release_lines());
+        s.push_str(&self.operate.lines());
         for f in &self.faults {
             s.push_str(&format!("  drill {}\n", f.line()));
             for n in &f.notes {

@@ -61,6 +61,7 @@ pub fn on_cluster(run: &Run, cluster: &mut Cluster, report: &mut Report) -> Resu
 
     let manager = cluster.manager();
     spread_over_nodes(run.sh, &manager, report)?;
+    super::operate::status_and_logs(run, cluster, &mut report.operate)?;
     no_secret_in_the_stack(run.sh, &manager)?;
     pull_by_a_worker(run.sh, cluster, &first.images.redis, report)?;
     let entries = edge::start_client(cluster, &tls, &run.proxy)?;
@@ -74,7 +75,10 @@ pub fn on_cluster(run: &Run, cluster: &mut Cluster, report: &mut Report) -> Resu
     ];
     let updated = rolling_update(run, cluster, &tls, &entries, releases, report)?;
     rollback(run, cluster, &entries, &updated, report)?;
-    back_to_first(run, cluster, &tls, &entries, releases, report)?;
+    let app = back_to_first(run, cluster, &tls, &entries, releases, report)?;
+    let t = Instant::now();
+    super::operate::renewal(run, cluster, &tls, &app, &mut report.operate)?;
+    report.phase("certificate renewed + deploy", t.elapsed());
     let t = Instant::now();
     let drilled = super::drills::run_all(run, cluster, &entries, releases[0], &mut report.faults);
     report.phase("fault drills", t.elapsed());
@@ -103,10 +107,22 @@ fn deploy_image(
     tls: &edge::Material,
     image: &str,
 ) -> Result<Release> {
+    deploy_with(run, cluster, &tls.edge_pem, Some(image), false)
+}
+
+/// `deploy` with `--image` (else, with `rollback`, `--rollback`) and `--tls-cert tls_pem`.
+pub fn deploy_with(
+    run: &Run,
+    cluster: &Cluster,
+    tls_pem: &std::path::Path,
+    image: Option<&str>,
+    rollback: bool,
+) -> Result<Release> {
     let o = flags::Deploy {
         stack: Some(STACK.into()),
-        image: Some(image.into()),
-        tls_cert: Some(tls.edge_pem.display().to_string()),
+        image: image.map(String::from),
+        rollback,
+        tls_cert: Some(tls_pem.display().to_string()),
         registry: Some(cluster.push_prefix.clone()),
         node_registry: Some(REGISTRY_NAME.into()),
         manager: cluster.manager().address().map(String::from),
@@ -119,7 +135,11 @@ fn deploy_image(
         },
         ..Default::default()
     };
-    deploy(run.sh, &o).with_context(|| format!("deploy --image {image}"))
+    let what = match image {
+        Some(i) => format!("deploy --image {i}"),
+        None => "deploy --rollback".to_string(),
+    };
+    deploy(run.sh, &o).with_context(|| what)
 }
 
 fn spread_over_nodes(sh: &Shell, manager: &Engine, report: &mut Report) -> Result<()> {
@@ -243,6 +263,10 @@ fn the_edge_redirects_and_pins_https(
 /// whole deploy, and the update itself).
 struct Moved {
     image: String,
+    /// The app image deployed, as this host names it (the carried one when assets were).
+    local: String,
+    /// The release the deploy recorded.
+    recorded: Option<crate::swarm::history::Record>,
     load: Summary,
     took: Duration,
     rolling: Duration,
@@ -256,6 +280,7 @@ fn move_release(
     tls: &edge::Material,
     entries: &[SocketAddr],
     (what, from, to): (&str, &Known, &Known),
+    rollback: bool,
     report: &mut Report,
 ) -> Result<Moved> {
     let sh = run.sh;
@@ -270,7 +295,11 @@ fn move_release(
     } = release::before(entries, what, from, to);
     let during = release::During::start(entries, &held, &pages, &chunks, &run_id)?;
     let t = Instant::now();
-    let rolled = deploy_image(run, cluster, tls, &to.image);
+    // `deploy --rollback` finds `to` in the swarm's history; otherwise `deploy --image`.
+    let rolled = match rollback {
+        true => deploy_with(run, cluster, &tls.edge_pem, None, true),
+        false => deploy_image(run, cluster, tls, &to.image),
+    };
     let (load, posts) = during.finish(&mut fig);
     let rolled = rolled?;
     let took = t.elapsed();
@@ -304,6 +333,8 @@ fn move_release(
     release::judge(&fig)?;
     Ok(Moved {
         image,
+        local: rolled.carried.clone().unwrap_or_else(|| to.image.clone()),
+        recorded: rolled.recorded.clone(),
         load,
         took,
         rolling,
@@ -320,15 +351,16 @@ fn rolling_update(
     report: &mut Report,
 ) -> Result<String> {
     let what = ("update to the second release", first, second);
-    let moved = move_release(run, cluster, tls, entries, what, report)?;
+    let moved = move_release(run, cluster, tls, entries, what, false, report)?;
     report.update = Some((moved.rolling, moved.load));
     report.phase("deploy of the second release (rolling update)", moved.took);
     report.phase("  of which the update itself", moved.rolling);
     Ok(moved.image)
 }
 
-/// Back to the first release by `deploy` under the same load, clients of the second holding
-/// its pages: the way a person goes back from a release that is not what they wanted.
+/// Back to the first release by `deploy --rollback` under the same load, clients of the second
+/// holding its pages: the way a person goes back from a release that is not what they wanted.
+/// The app image it deployed, as this host names it.
 fn back_to_first(
     run: &Run,
     cluster: &mut Cluster,
@@ -336,15 +368,21 @@ fn back_to_first(
     entries: &[SocketAddr],
     [first, second]: [&Known; 2],
     report: &mut Report,
-) -> Result<()> {
+) -> Result<String> {
     let what = ("way back to the first release", second, first);
-    let moved = move_release(run, cluster, tls, entries, what, report)?;
+    let moved = move_release(run, cluster, tls, entries, what, true, report)?;
+    report.operate.rollback_failed_requests = Some(moved.load.total.failed);
+    report.operate.rollback_s = Some(moved.took.as_secs_f64());
+    report.operate.rollback_to = moved.recorded.as_ref().and_then(|r| r.rollback_to);
+    if report.operate.rollback_to != Some(1) {
+        bail!(
+            "deploy --rollback went back to {:?}, not to release 1 (the first deploy)",
+            moved.recorded.map(|r| r.line())
+        );
+    }
     report.back = Some((moved.rolling, moved.load));
-    report.phase(
-        "deploy of the first release again (rolling update)",
-        moved.took,
-    );
-    Ok(())
+    report.phase("deploy --rollback to the first release", moved.took);
+    Ok(moved.local)
 }
 
 /// An image whose health check fails, asked for under load: swarm rolls back to `update`. The
