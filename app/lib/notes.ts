@@ -4,7 +4,7 @@ import { bounded, db } from "@/lib/connections";
  * Notes: the demo's one write. A note carries an idempotency key made when its form was
  * rendered, and a key already stored adds nothing: a form submitted twice (a double click, a
  * retry after a lost answer) writes once. Every query is `bounded`: with PostgreSQL gone, a page
- * answers an error within 1.5 s instead of hanging.
+ * answers an error instead of hanging.
  */
 export type Note = { id: number; body: string; createdAt: Date };
 

@@ -98,10 +98,45 @@ pub fn remove(o: &Orphan) -> Result<()> {
             std::fs::remove_dir_all(crate::paths::work_dir(&crate::util::project_root(), &edge));
     }
     let failed = all.remove();
-    if !failed.is_empty() {
-        bail!("{}", failed.join("; "));
+    if failed.is_empty() {
+        return Ok(());
+    }
+    // Another command reaping the same run at once (every command reaps on its way in): the
+    // engine answers "removal … already in progress" or "has active endpoints". Wait for it,
+    // then take whatever is still there.
+    let sh = Shell::new()?;
+    let waited = crate::util::poll(
+        &format!("the other removal of {}", o.project),
+        std::time::Duration::from_secs(20),
+        std::time::Duration::from_millis(250),
+        || Ok(left_of(&sh, &o.project)?.is_empty().then_some(())),
+    );
+    if waited.is_ok() {
+        return Ok(());
+    }
+    let again = left_of(&sh, &o.project)?.remove();
+    if !again.is_empty() {
+        bail!(
+            "{}",
+            failed
+                .into_iter()
+                .chain(again)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
     }
     Ok(())
+}
+
+/// What is left of a project: its labelled containers, networks, volumes and images.
+fn left_of(sh: &Shell, project: &str) -> Result<Resources> {
+    let mut left = Resources::default();
+    for r in docker::resources::labelled(sh, LABEL)? {
+        if r.project == project {
+            left.add(r.kind, r.id);
+        }
+    }
+    Ok(left)
 }
 
 /// What every engine-touching command does on its way in: removes dead runs' projects and

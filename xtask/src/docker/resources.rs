@@ -17,6 +17,13 @@ pub struct Resources {
 }
 
 impl Resources {
+    pub fn is_empty(&self) -> bool {
+        self.containers.is_empty()
+            && self.networks.is_empty()
+            && self.volumes.is_empty()
+            && self.images.is_empty()
+    }
+
     /// Removes all of it (each step's calls at once); what docker refused, one line each.
     pub fn remove(&self) -> Vec<String> {
         let mut failures = Vec::new();
