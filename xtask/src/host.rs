@@ -30,12 +30,23 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Who runs this: `user@host` (the login name from the environment, else the uid).
+/// Who runs this: `user@host` (the login name from the environment, else /etc/passwd's name
+/// for the uid, else the uid).
 pub fn who() -> String {
+    let uid = uid().to_string();
+    let from_passwd = || {
+        let passwd = fs::read_to_string("/etc/passwd").ok()?;
+        passwd.lines().find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)? == uid).then(|| name.to_string())
+        })
+    };
     let user = ["USER", "LOGNAME"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| format!("uid{}", uid()));
+        .or_else(from_passwd)
+        .unwrap_or_else(|| format!("uid{uid}"));
     format!("{user}@{}", hostname())
 }
 

@@ -1,6 +1,8 @@
 //! `cargo xtask ci`: the whole test run from a bare machine: engine, images, unit and
-//! integration tests, then the real-engine verify of the dev and the prod stack, and the prod
-//! stack on a throw-away swarm beside a running dev stack.
+//! integration tests, then the real-engine verify of the dev and the prod stack; the prod
+//! stack on a throw-away swarm, beside a running dev stack, runs beside all of that (it waits
+//! on its nodes and drills as the tests wait on their stacks: a fresh run took 18 min with it
+//! after them, 14.6 min beside them).
 
 use std::{path::Path, process::Command, time::Instant};
 
