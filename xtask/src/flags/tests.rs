@@ -175,3 +175,28 @@ fn edit_distances() {
     assert_eq!(crate::util::edit_distance("", "abc"), 3);
     assert_eq!(crate::util::edit_distance("same", "same"), 0);
 }
+
+#[test]
+fn rollback_status_and_logs_take_their_positionals() {
+    let Command::Deploy(d) = p("deploy --rollback 3 --registry r.example:5000").unwrap() else {
+        panic!("deploy");
+    };
+    assert!(d.rollback);
+    assert_eq!(d.release.as_deref(), Some("3"));
+    let Command::Logs(l) = p("logs app --stack axion -f --since 10m").unwrap() else {
+        panic!("logs");
+    };
+    assert_eq!(
+        (l.service.as_deref(), l.stack.as_deref(), l.follow, l.since.as_deref()),
+        (Some("app"), Some("axion"), true, Some("10m"))
+    );
+    let Command::Status(s) = p("status --prod --json").unwrap() else {
+        panic!("status");
+    };
+    assert!(s.prod && s.json && s.stack.is_none());
+    let e = p("status app").unwrap_err().to_string();
+    assert!(e.contains("takes no positional argument `app`"), "{e}");
+    let e = p("logs app db").unwrap_err().to_string();
+    assert!(e.contains("no further positional argument `db`"), "{e}");
+    assert!(help(Some("deploy")).contains("cargo xtask deploy <RELEASE>"));
+}
