@@ -187,7 +187,12 @@ fn rollback_status_and_logs_take_their_positionals() {
         panic!("logs");
     };
     assert_eq!(
-        (l.service.as_deref(), l.stack.as_deref(), l.follow, l.since.as_deref()),
+        (
+            l.service.as_deref(),
+            l.stack.as_deref(),
+            l.follow,
+            l.since.as_deref()
+        ),
         (Some("app"), Some("axion"), true, Some("10m"))
     );
     let Command::Status(s) = p("status --prod --json").unwrap() else {

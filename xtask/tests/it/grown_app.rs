@@ -203,12 +203,11 @@ fn status_and_logs_of_the_prod_stack(kept: &Kept) {
     assert!(out.status.success(), "status --prod:\n{}", text(&out));
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let tasks = st["tasks"].as_array().unwrap();
-    let mut services: Vec<&str> = tasks
-        .iter()
-        .map(|t| t["service"].as_str().unwrap())
-        .collect();
-    services.sort();
-    assert_eq!(services, ["app", "cache", "db", "redis"], "{st}");
+    assert_eq!(
+        crate::support::status_services(&st),
+        ["app", "cache", "db", "redis"],
+        "{st}"
+    );
     for t in tasks {
         let (used, limit) = (t["memory_bytes"].as_u64(), t["limit_bytes"].as_u64());
         assert!(

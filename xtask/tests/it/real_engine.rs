@@ -244,12 +244,11 @@ fn status_and_logs_of_the_dev_stack(dev: &DevStack) {
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON report");
     assert_eq!(st["healthy"], true, "{st}");
     let tasks = st["tasks"].as_array().unwrap();
-    let mut services: Vec<&str> = tasks
-        .iter()
-        .map(|t| t["service"].as_str().unwrap())
-        .collect();
-    services.sort();
-    assert_eq!(services, ["app", "db", "redis"], "{st}");
+    assert_eq!(
+        crate::support::status_services(&st),
+        ["app", "db", "redis"],
+        "{st}"
+    );
     for t in tasks {
         assert_eq!(t["health"], "healthy", "{t}");
         assert!(

@@ -305,3 +305,18 @@ pub fn mode(p: &Path) -> u32 {
         .mode()
         & 0o777
 }
+
+/// The services a `status --json` report names, sorted (a service once per container).
+pub(crate) fn status_services(report: &serde_json::Value) -> Vec<String> {
+    let mut services: Vec<String> = report["tasks"]
+        .as_array()
+        .map(|tasks| {
+            tasks
+                .iter()
+                .filter_map(|t| t["service"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    services.sort();
+    services
+}
