@@ -570,6 +570,22 @@ fn operate_the_one_node_swarm(node: &DindNode) {
         all.contains("axion_app.1.") && all.contains("axion_app.2."),
         "{all}"
     );
+    // --follow keeps streaming every service's lines until stopped.
+    let mut follow = Command::new(xtask_bin())
+        .args(["logs", "--stack", "axion", "--follow"])
+        .env("DOCKER_HOST", node.host())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(follow.stdout.take().unwrap()));
+    let first = lines.next().expect("a line").unwrap();
+    assert!(first.contains("axion_"), "{first}");
+    assert!(
+        follow.try_wait().unwrap().is_none(),
+        "--follow ended by itself"
+    );
+    let _ = follow.kill();
+    let _ = follow.wait();
     let out = xtask(&["deploy", "--standin", "--rollback"]);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
