@@ -586,6 +586,20 @@ fn operate_the_one_node_swarm(node: &DindNode) {
     );
     let _ = follow.kill();
     let _ = follow.wait();
+    // `clean` lists what the swarm holds that no service needs; the next deploy removes it.
+    let stale = Command::new("sh")
+        .args(["-c", "echo x | docker -H \"$0\" secret create --label com.docker.stack.namespace=axion axion_stale-1 -"])
+        .arg(node.host())
+        .output()
+        .unwrap();
+    assert!(stale.status.success(), "{}", text(&stale));
+    let out = xtask(&["clean", "--dry-run"]);
+    assert!(
+        text(&out).contains("swarm stack axion holds what no service needs")
+            && text(&out).contains("secret axion_stale-1"),
+        "{}",
+        text(&out)
+    );
     let out = xtask(&["deploy", "--standin", "--rollback"]);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");

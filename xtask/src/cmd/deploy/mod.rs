@@ -110,7 +110,7 @@ pub fn deploy(sh: &Shell, o: &flags::Deploy) -> Result<Release> {
     let (rolling_update, converged) =
         roll_out(sh, &target, &stack, &images, &file, local, &mut progress)?;
     let (recorded, pruned) =
-        release::record_and_prune(sh, &target, &stack, &images, build_id, back_to)?;
+        release::record_and_prune(sh, &target, &stack, &images, build_id, back_to, local)?;
     Ok(Release {
         stack,
         file,

@@ -94,7 +94,8 @@ impl Release {
 }
 
 /// After a deploy converged: the release recorded in the swarm's history, then the secrets and
-/// configs no service needs removed. The record's images are those the stack file names.
+/// configs no service needs removed (and, deployed from local images, the release tags no kept
+/// record names). The record's images are those the stack file names.
 pub fn record_and_prune(
     sh: &Shell,
     target: &Engine,
@@ -102,6 +103,7 @@ pub fn record_and_prune(
     images: &StackImages,
     build_id: String,
     rollback_to: Option<u32>,
+    local: bool,
 ) -> Result<(history::Record, Vec<String>)> {
     let record = history::Record {
         release: 0,
@@ -113,8 +115,38 @@ pub fn record_and_prune(
         rollback_to,
     };
     let recorded = history::record(sh, target, stack, record)?;
-    let pruned = prune::prune(sh, target, stack)?;
+    let mut pruned = prune::prune(sh, target, stack)?;
+    if local {
+        pruned.extend(prune_release_tags(sh, target, stack)?);
+    }
     Ok((recorded, pruned))
+}
+
+/// On a one-node swarm from local images, each release's app image keeps a tag of its own
+/// (`axion-hub/app:<image id>`): the tags no kept record names are removed (an image a task
+/// still runs stays, the engine refuses). `image NAME` for each one removed.
+fn prune_release_tags(sh: &Shell, target: &Engine, stack: &str) -> Result<Vec<String>> {
+    let kept: Vec<String> = history::list(sh, target, stack)?
+        .into_iter()
+        .map(|r| r.images.app)
+        .collect();
+    let tags = target.read(
+        sh,
+        &[
+            "image",
+            "ls",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            "axion-hub/app",
+        ],
+    )?;
+    Ok(tags
+        .lines()
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.ends_with(":<none>") && !kept.iter().any(|k| k == t))
+        .filter(|t| target.read(sh, &["image", "rm", t]).is_ok())
+        .map(|t| format!("image {t}"))
+        .collect())
 }
 
 /// Next.js's build id in an app image (`.next/BUILD_ID`), empty when it has none.
