@@ -55,8 +55,11 @@ impl Visible {
             None => {
                 let v = self.to_json();
                 format!(
-                    "{}: p50 {} ms, max {} ms over {} regenerations",
-                    self.route, v["p50"], v["max"], v["rounds"]
+                    "{}: p50 {:.0} ms, max {:.0} ms over {} regenerations",
+                    self.route,
+                    v["p50"].as_f64().unwrap_or_default(),
+                    v["max"].as_f64().unwrap_or_default(),
+                    v["rounds"]
                 )
             }
         }
