@@ -146,10 +146,27 @@ fn record_names(sh: &Shell, target: &Engine, stack: &str) -> Result<Vec<String>>
 }
 
 /// Records `r` as the next release of `stack` (its number set here), then removes the records
-/// beyond the last KEEP_RELEASES. Returns what was recorded.
+/// beyond the last KEEP_RELEASES. Returns what was recorded. Another deploy that took the
+/// number first (the name exists) moves this one to the next.
 pub fn record(sh: &Shell, target: &Engine, stack: &str, mut r: Record) -> Result<Record> {
-    let past = list(sh, target, stack)?;
-    r.release = past.last().map_or(1, |p| p.release + 1);
+    let mut tries = 0;
+    let past = loop {
+        let past = list(sh, target, stack)?;
+        r.release = past.last().map_or(1, |p| p.release + 1);
+        match create(sh, target, stack, &r) {
+            Ok(()) => break past,
+            Err(e) if tries < 3 && format!("{e:#}").contains("already exists") => tries += 1,
+            Err(e) => return Err(e),
+        }
+    };
+    let drop = (past.len() + 1).saturating_sub(KEEP_RELEASES);
+    for old in &past[..drop] {
+        target.read(sh, &["config", "rm", &config_name(stack, old.release)])?;
+    }
+    Ok(r)
+}
+
+fn create(sh: &Shell, target: &Engine, stack: &str, r: &Record) -> Result<()> {
     let name = config_name(stack, r.release);
     let args = target.args(&[
         "config",
@@ -172,11 +189,7 @@ pub fn record(sh: &Shell, target: &Engine, stack: &str, mut r: Record) -> Result
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let drop = (past.len() + 1).saturating_sub(KEEP_RELEASES);
-    for old in &past[..drop] {
-        target.read(sh, &["config", "rm", &config_name(stack, old.release)])?;
-    }
-    Ok(r)
+    Ok(())
 }
 
 /// The release `deploy --rollback` goes back to: `wanted`, or the newest one whose app image
