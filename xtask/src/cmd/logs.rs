@@ -37,6 +37,7 @@ impl flags::Logs {
                 docker::cmd(sh, &args).run()?;
             }
             Target::Swarm { stack, engine } => {
+                target.check_reachable(sh)?;
                 let names = service_names(sh, engine, stack, self.service.as_deref())?;
                 if self.follow {
                     follow(engine, &names, since)?;

@@ -50,6 +50,26 @@ impl Target {
         }
     }
 
+    /// A swarm target's engine must be a manager: only managers list services and tasks.
+    pub fn check_reachable(&self, sh: &Shell) -> Result<()> {
+        let Target::Swarm { stack, engine } = self else {
+            return Ok(());
+        };
+        let m = crate::swarm::membership(sh, engine)?;
+        if !m.manager {
+            bail!(
+                "stack {stack}: this engine is {}; a swarm's stacks are read on a manager.\n  \
+                 fix: --manager ssh://USER@MANAGER (or DOCKER_HOST naming one)",
+                if m.state == "active" {
+                    "a swarm worker".to_string()
+                } else {
+                    format!("not part of a swarm (swarm state: {})", m.state)
+                }
+            );
+        }
+        Ok(())
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Target::Compose { kind, project } => format!("the {} stack {project}", kind.word()),
@@ -142,7 +162,9 @@ impl Status {
                 r.image.clone(),
             ]);
         }
-        out.push_str(&crate::util::columns(&table));
+        if !self.rows.is_empty() {
+            out.push_str(&crate::util::columns(&table));
+        }
         if self.healthy() {
             out.push_str(&format!(
                 "healthy: {} of {} running\n",
@@ -188,6 +210,7 @@ impl flags::Status {
 
 /// What runs in `target`, and how it is.
 pub fn status(sh: &Shell, target: &Target) -> Result<Status> {
+    target.check_reachable(sh)?;
     let mut status = match target {
         Target::Compose { kind, project } => compose::status(sh, *kind, project)?,
         Target::Swarm { stack, engine } => {

@@ -426,6 +426,17 @@ fn deploy_init_runs_the_stack_on_a_one_node_swarm_from_local_images() {
     let all = text(&refused);
     assert_eq!(refused.status.code(), Some(1), "{all}");
     assert!(all.contains("not part of a swarm"), "{all}");
+    let refused = Command::new(xtask_bin())
+        .args(["status", "--stack", "axion"])
+        .env("DOCKER_HOST", node.host())
+        .output()
+        .unwrap();
+    let all = text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("not part of a swarm") && all.contains("fix: --manager"),
+        "{all}"
+    );
 
     // Hostile table, row 6: never a swarm listening on every address.
     let refused = deploy(&["--init"]);
