@@ -123,12 +123,13 @@ impl Drop for Material {
 
 /// Starts the verifying TLS client on the cluster network (one loopback port per node, in
 /// node order) and returns those loopback addresses. The container goes with the cluster. It
-/// waits longer than the stack's proxy (60 s against 30 s), so what a client sees is what the
-/// stack answers, never this client's own timeout (the node-loss drill's retried GETs).
+/// waits longer than the stack's proxy may for three tries (100 s against 30 s each), so what a
+/// client sees is what the stack answers, never this client's own timeout (the node-loss
+/// drill's retried GETs).
 pub fn start_client(cluster: &mut Cluster, m: &Material, image: &str) -> Result<Vec<SocketAddr>> {
     let mut cfg = String::from(
         "global\n    maxconn 1024\n\
-         defaults\n    mode http\n    timeout connect 2s\n    timeout client 60s\n    timeout server 60s\n    \
+         defaults\n    mode http\n    timeout connect 2s\n    timeout client 100s\n    timeout server 100s\n    \
          retries 0\n    http-reuse never\n",
     );
     for (i, n) in cluster.nodes.iter().enumerate() {
