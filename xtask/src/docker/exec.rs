@@ -51,22 +51,6 @@ pub fn start(sh: &Shell, container: &str) -> Result<()> {
     Ok(())
 }
 
-/// `name \t memory usage` of each container, from one `docker stats` sample.
-pub fn memory_usage(sh: &Shell, names: &[String]) -> Vec<(String, String)> {
-    let mut args = words(&[
-        "stats",
-        "--no-stream",
-        "--format",
-        "{{.Name}}\t{{.MemUsage}}",
-    ]);
-    args.extend(names.iter().cloned());
-    let out = cmd(sh, &args).quiet().read().unwrap_or_default();
-    out.lines()
-        .filter_map(|l| l.split_once('\t'))
-        .map(|(n, m)| (n.to_string(), m.to_string()))
-        .collect()
-}
-
 /// Each container's memory usage in bytes (of `names` on `engine`), from one `docker stats`
 /// sample; one it cannot read is left out.
 pub fn memory_bytes(sh: &Shell, engine: &super::Engine, names: &[String]) -> Vec<(String, u64)> {

@@ -207,6 +207,11 @@ pub fn rollback_target(
             .collect::<Vec<_>>()
             .join("\n")
     };
+    if records.is_empty() {
+        bail!(
+            "the swarm has no release history for this stack: nothing to roll back to.\n  fix: cargo xtask deploy (each deploy records a release)"
+        );
+    }
     if let Some(n) = wanted {
         return match records.iter().find(|r| r.release == n) {
             Some(r) if same_image(&r.images.app, running_app) => bail!(
@@ -214,9 +219,6 @@ pub fn rollback_target(
                 listed()
             ),
             Some(r) => Ok(r.clone()),
-            None if records.is_empty() => bail!(
-                "the swarm has no release history for this stack: nothing to roll back to.\n  fix: cargo xtask deploy (each deploy records a release)"
-            ),
             None => bail!(
                 "no release {n} in the swarm's history (the last {KEEP_RELEASES} are kept):\n{}",
                 listed()
@@ -229,9 +231,6 @@ pub fn rollback_target(
         .find(|r| !same_image(&r.images.app, running_app))
     {
         Some(r) => Ok(r.clone()),
-        None if records.is_empty() => bail!(
-            "the swarm has no release history for this stack: nothing to roll back to.\n  fix: cargo xtask deploy (each deploy records a release)"
-        ),
         None => bail!(
             "every recorded release runs the app image that runs now: nothing to roll back to.\n  the swarm's releases:\n{}\n  fix: deploy another release first; `deploy --rollback N` names one",
             listed()

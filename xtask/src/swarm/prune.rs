@@ -40,7 +40,7 @@ pub fn unneeded(sh: &Shell, target: &Engine, stack: &str) -> Result<Vec<Unneeded
                 .filter_map(|l| l.split_once('\t').or(Some((l, ""))))
                 .filter(|(_, labels)| !labels.contains(RELEASE_LABEL))
                 .map(|(name, _)| name.trim())
-                .filter(|name| !name.is_empty() && !needed.contains(*name))
+                .filter(|name| !name.is_empty() && !needed.contains(&format!("{kind} {name}")))
                 .map(|name| (kind, name.to_string())),
         );
     }
@@ -89,14 +89,13 @@ fn named_in(services: &[Value], which: &str) -> BTreeSet<String> {
     names
 }
 
-/// Every secret and config name the services' specs and previous specs use
-/// (`docker service inspect` output).
+/// Every secret and config the services' specs and previous specs use (`secret NAME`,
+/// `config NAME`; from `docker service inspect` output).
 pub fn named_by_services(inspect: &str) -> BTreeSet<String> {
     let services: Vec<Value> = serde_json::from_str(inspect).unwrap_or_default();
-    named_in(&services, "Spec")
-        .union(&named_in(&services, "PreviousSpec"))
-        .filter_map(|n| n.split_once(' ').map(|(_, name)| name.to_string()))
-        .collect()
+    let mut names = named_in(&services, "Spec");
+    names.extend(named_in(&services, "PreviousSpec"));
+    names
 }
 
 #[cfg(test)]
@@ -116,7 +115,11 @@ mod tests {
         let names: Vec<String> = named_by_services(inspect).into_iter().collect();
         assert_eq!(
             names,
-            ["axion_proxy.cfg-1", "axion_tls.pem-1", "axion_tls.pem-2"]
+            [
+                "config axion_proxy.cfg-1",
+                "secret axion_tls.pem-1",
+                "secret axion_tls.pem-2"
+            ]
         );
         assert!(named_by_services("").is_empty());
     }

@@ -203,14 +203,16 @@ fn memory_use(sh: &Shell, project: &str) -> String {
         return "unknown".into();
     };
     let names: Vec<String> = cs.iter().map(|c| c.name.clone()).collect();
-    docker::memory_usage(sh, &names)
+    docker::memory_bytes(sh, &docker::Engine::configured(), &names)
         .into_iter()
-        .map(|(name, mem)| {
-            let service = cs
-                .iter()
-                .find(|c| c.name == name)
-                .map_or(name.as_str(), |c| c.service.as_str());
-            format!("{service} {mem}")
+        .map(|(name, bytes)| {
+            let mib = |b: u64| format!("{:.0}MiB", b as f64 / f64::from(1 << 20));
+            let c = cs.iter().find(|c| c.name == name);
+            let service = c.map_or(name.as_str(), |c| c.service.as_str());
+            match c.filter(|c| c.memory_limit > 0) {
+                Some(c) => format!("{service} {} / {}", mib(bytes), mib(c.memory_limit as u64)),
+                None => format!("{service} {}", mib(bytes)),
+            }
         })
         .collect::<Vec<_>>()
         .join(", ")
